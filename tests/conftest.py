@@ -1,0 +1,47 @@
+"""Shared test set-up. Thread limits are set before anything imports torch: on 2 busy cores,
+oversubscribed threads make torch 10-60x slower."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# huggingface_hub reads its cache location once, at import: one private cache per session.
+os.environ["HF_HOME"] = __import__("tempfile").mkdtemp(prefix="mycanvas-hf-")
+
+import threading
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_app_dirs(tmp_path_factory, monkeypatch):
+    """Settings and the HF cache are per test; built models are shared across the session."""
+    session_data = tmp_path_factory.getbasetemp() / "app-data"
+    monkeypatch.setenv("MYCANVAS_DATA_DIR", str(session_data))
+    monkeypatch.setenv("MYCANVAS_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves non-daemon threads running (they would hang the app's exit)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [
+        t for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.daemon
+    ]
+    for t in leaked:
+        t.join(timeout=2.0)
+    leaked = [t.name for t in leaked if t.is_alive()]
+    assert not leaked, f"test leaked threads: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,70 @@
+"""Jobs used by the job-runner tests; the worker process imports this module by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from engine.errors import MyCanvasError
+
+
+def count_job(ctx, steps: int = 5, delay: float = 0.01) -> int:
+    for i in range(steps):
+        time.sleep(delay)
+        ctx.progress(i + 1, steps, f"step {i + 1}")
+    return steps
+
+
+def warm_job(ctx) -> dict:
+    """Counts how many times it ran in this worker: proves the cache survives between jobs."""
+    ctx.cache["runs"] = ctx.cache.get("runs", 0) + 1
+    return {"runs": ctx.cache["runs"], "pid": os.getpid()}
+
+
+def fail_job(ctx, readable: bool = True) -> None:
+    ctx.progress(0, 1)
+    if readable:
+        raise MyCanvasError("The photo cat.png is not an image")
+    raise ValueError("list index out of range")
+
+
+def oom_job(ctx) -> None:
+    ctx.progress(0, 1)
+    bytearray(1 << 50)  # a petabyte: the allocator refuses at once with MemoryError
+
+
+def die_job(ctx, how: str = "kill") -> None:
+    ctx.progress(0, 1, "about to die")
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(3)
+
+
+def stubborn_job(ctx, seconds: float = 30.0) -> None:
+    """Never reaches a step boundary: only the runner's cancel grace can stop it."""
+    ctx.progress(0, 1)
+    time.sleep(seconds)
+
+
+def preview_job(ctx) -> str:
+    from PIL import Image
+
+    ctx.log("drawing a preview")
+    ctx.preview(Image.new("RGB", (1024, 512), (200, 30, 30)), caption="red")
+    return "ok"
+
+
+def project_items_job(ctx, project: str, steps: int = 50, delay: float = 0.02) -> int:
+    """Adds one catalogued file + layout per step; cancelled half-way it must leave a sound
+    project: every row points at a complete file, no temp files left behind."""
+    from engine.project import Project
+    from engine.project.records import Layout
+
+    with Project.open(project) as proj:
+        for i in range(steps):
+            ctx.progress(i, steps)
+            rel = proj.put_bytes(f"item {i}".encode() * 1000, "txt")
+            proj.add_layout(Layout(id=None, scene=f"scene {i}", caption=rel, objects=()))
+            time.sleep(delay)
+    return steps

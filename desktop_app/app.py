@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.summary.setMargin(16)
         self.setCentralWidget(self.summary)
 
+        self._device_job = None  # events of a job arrive from inside submit(), so set it first
         self.jobs = JobsBridge(self)
         self.jobs_panel = JobsPanel()
         self.jobs_panel.cancel_requested.connect(self.jobs.cancel)
@@ -146,7 +147,7 @@ class MainWindow(QMainWindow):
         self.summary.setText("".join(lines))
 
     def _on_job_event(self, event: JobEvent) -> None:
-        if event.job_id != self._device_job.job_id:
+        if self._device_job is None or event.job_id != self._device_job.job_id:
             return
         if isinstance(event, JobFinished):
             self.device_label.setText(f"device: {event.result}")

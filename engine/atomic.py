@@ -16,7 +16,7 @@ from typing import BinaryIO
 TEMP_MARK = ".tmp-"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; not every platform lets a folder be opened.
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -28,6 +28,12 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def replace_durably(src: Path, dst: Path) -> None:
+    """os.replace, then fsync the folder so the rename survives a power cut."""
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
 
 
 def temp_path_for(path: Path) -> Path:
@@ -50,8 +56,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         f.flush()
         os.fsync(f.fileno())
         f.close()
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        replace_durably(tmp, target)
     except BaseException:
         f.close()
         with contextlib.suppress(FileNotFoundError):
@@ -74,14 +79,34 @@ def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
             d.write(chunk)
 
 
+def _writer_alive(temp: Path) -> bool:
+    """True when the process that owns `temp` (its pid is in the name) is still running."""
+    try:
+        pid = int(temp.name.rsplit(TEMP_MARK, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def cleanup_temp_files(folder: str | os.PathLike[str]) -> int:
-    """Remove temp files left by writers that were killed; returns how many were removed."""
+    """Remove temp files left by writers that were killed; returns how many were removed.
+
+    A temp file whose writer is still alive (the GUI and the worker share a project) is kept.
+    """
     removed = 0
     root = Path(folder)
     if not root.is_dir():
         return 0
     for p in root.rglob(f".*{TEMP_MARK}*"):
-        if p.is_file():
+        if p.is_file() and not _writer_alive(p):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed += 1

@@ -277,7 +277,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry
 
 
+# Stage modules that register their own subcommands with @command. Each must be cheap to
+# import (heavy libraries imported inside functions), so `mycanvas --help` stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
     parser = argparse.ArgumentParser(
         prog="mycanvas",
         description="MyCanvas Studio: your own pets and things, together in generated pictures. "

@@ -45,7 +45,7 @@ def safe_component(name: str, *, fallback: str = "item", max_len: int = 64) -> s
     """A single path component derived from a user-typed name; never '..', never a separator."""
     text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
     text = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_").lower()[:max_len].strip(".-_")
-    if not text or text in _WINDOWS_RESERVED:
+    if not text or text.split(".", 1)[0] in _WINDOWS_RESERVED:
         text = fallback
     return text
 

@@ -45,3 +45,16 @@ def no_leaked_threads():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Role → folder of the tiny deterministic models, built once per session.
+
+    Built where the session's app data folder keeps them (see isolated_app_dirs), so code that
+    resolves the `tiny` profile finds them already built.
+    """
+    from engine.models.tiny import ensure_tiny_models
+
+    root = tmp_path_factory.getbasetemp() / "app-data" / "models" / "tiny"
+    return ensure_tiny_models(root=root)

@@ -1,0 +1,264 @@
+"""Records of the project catalogue: frozen dataclasses, validated where it is cheap.
+
+A record with `id=None` has not been stored yet; the catalogue returns stored copies with
+their id and timestamps filled in. Fields holding JSON in the catalogue (layout objects,
+masks, scores, configs, settings) are plain Python values here, so records stay picklable
+for the worker process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import InputError
+
+REVIEW_STATES: tuple[str, ...] = ("auto-kept", "auto-rejected", "accepted", "rejected")
+SCORE_METRICS: tuple[str, ...] = ("cp-clip", "ti-clip")
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled")
+
+# Boxes come from float arithmetic (solver, JSON round trips); allow rounding at the edge.
+_BOX_SLACK = 1e-6
+
+
+def now_iso() -> str:
+    """A UTC timestamp for created_at / finished_at columns."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_id(value: Any, field_name: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{field_name} must be an integer id, got {value!r}")
+
+
+def check_choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:
+    if value not in allowed:
+        raise InputError(f"{field_name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _finite(value: Any, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{field_name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InputError(f"{field_name} must be a finite number, got {value!r}")
+    return number
+
+
+def to_json(value: Any, field_name: str) -> str:
+    """JSON text for a catalogue column; NaN and non-JSON values are refused by field name."""
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{field_name} cannot be stored as JSON: {exc}") from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class Concept:
+    id: int
+    name: str
+    token: str
+    class_word: str
+    created_at: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Photo:
+    id: int
+    concept_id: int
+    sha256: str
+    file: str
+    original_name: str
+    width: int
+    height: int
+    added_at: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mask:
+    id: int
+    photo_id: int
+    concept_id: int
+    file: str
+    cutout_file: str | None = None
+    method: str = ""
+    quality: float | None = None
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class LayoutObject:
+    """One concept placed on the canvas: box (x, y, w, h) in 0..1 of the canvas, z-order."""
+
+    concept_id: int
+    x: float
+    y: float
+    w: float
+    h: float
+    z: int = 0
+
+    def __post_init__(self) -> None:
+        _check_id(self.concept_id, "LayoutObject.concept_id")
+        for name in ("x", "y", "w", "h"):
+            number = _finite(getattr(self, name), f"LayoutObject.{name}")
+            lowest_ok = number > 0 if name in ("w", "h") else number >= 0
+            if not (lowest_ok and number <= 1):
+                bounds = "in (0, 1]" if name in ("w", "h") else "in [0, 1]"
+                raise InputError(f"LayoutObject.{name} must be {bounds}, got {number!r}")
+            # Stored as float so a box equals itself after a JSON round trip.
+            object.__setattr__(self, name, number)
+        if self.x + self.w > 1 + _BOX_SLACK:
+            raise InputError(f"LayoutObject.x + w must be at most 1, got {self.x + self.w!r}")
+        if self.y + self.h > 1 + _BOX_SLACK:
+            raise InputError(f"LayoutObject.y + h must be at most 1, got {self.y + self.h!r}")
+        if isinstance(self.z, bool) or not isinstance(self.z, int):
+            raise InputError(f"LayoutObject.z must be an integer, got {self.z!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"concept_id": self.concept_id, "x": self.x, "y": self.y, "w": self.w,
+                "h": self.h, "z": self.z}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LayoutObject:
+        if not isinstance(data, dict):
+            raise InputError(f"Layout object must be a JSON object, got {data!r}")
+        missing = [k for k in ("concept_id", "x", "y", "w", "h") if k not in data]
+        if missing:
+            raise InputError(f"Layout object is missing {', '.join(missing)}")
+        return cls(data["concept_id"], data["x"], data["y"], data["w"], data["h"],
+                   data.get("z", 0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    scene: str
+    caption: str = ""
+    objects: tuple[LayoutObject, ...] = ()
+    source: str = ""
+    seed: int | None = None
+    id: int | None = None
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        objects = tuple(self.objects)
+        for obj in objects:
+            if not isinstance(obj, LayoutObject):
+                raise InputError(f"Layout.objects must hold LayoutObject values, got {obj!r}")
+        object.__setattr__(self, "objects", objects)
+        _check_id(self.seed, "Layout.seed", optional=True)
+        _check_id(self.id, "Layout.id", optional=True)
+
+    def objects_json(self) -> str:
+        return to_json([obj.to_dict() for obj in self.objects], "Layout.objects")
+
+    @staticmethod
+    def objects_from_json(text: str | None) -> tuple[LayoutObject, ...]:
+        try:
+            data = json.loads(text or "[]")
+        except json.JSONDecodeError as exc:
+            raise InputError(f"Layout.objects is not valid JSON: {exc}") from exc
+        if not isinstance(data, list):
+            raise InputError("Layout.objects must be a JSON list")
+        return tuple(LayoutObject.from_dict(item) for item in data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetItem:
+    """A composed training image: `masks` maps concept id -> mask file (project-relative)."""
+
+    image_file: str
+    caption: str = ""
+    token_caption: str | None = None
+    layout_id: int | None = None
+    masks: dict[int, str] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    review_state: str = "auto-kept"
+    reasons: str = ""
+    id: int | None = None
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice(self.review_state, REVIEW_STATES, "DatasetItem.review_state")
+        _check_id(self.layout_id, "DatasetItem.layout_id", optional=True)
+        masks: dict[int, str] = {}
+        for key, value in dict(self.masks).items():
+            # JSON object keys come back as strings; concept ids are ints.
+            try:
+                concept_id = int(key)
+            except (TypeError, ValueError) as exc:
+                msg = f"DatasetItem.masks keys must be concept ids, got {key!r}"
+                raise InputError(msg) from exc
+            if not isinstance(value, str):
+                raise InputError(f"DatasetItem.masks[{key!r}] must be a file path, got {value!r}")
+            masks[concept_id] = value
+        scores = {str(k): _finite(v, f"DatasetItem.scores[{k!r}]") for k, v in
+                  dict(self.scores).items()}
+        # Copies, so a caller mutating its dict cannot change a frozen record.
+        object.__setattr__(self, "masks", masks)
+        object.__setattr__(self, "scores", scores)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """A training or extraction run. `status` is checked against RUN_STATUSES when written,
+    not here, so a catalogue holding a status this version does not know still reads."""
+
+    kind: str
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = "queued"
+    output_dir: str | None = None
+    dataset_snapshot: str | None = None
+    metrics_file: str | None = None
+    id: int | None = None
+    created_at: str = ""
+    finished_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind.strip():
+            raise InputError(f"Run.kind must be a non-empty name, got {self.kind!r}")
+        object.__setattr__(self, "config", dict(self.config))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    prompt: str
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    image_file: str | None = None
+    run_id: int | None = None
+    id: int | None = None
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise InputError(f"Generation.prompt must be text, got {self.prompt!r}")
+        _check_id(self.seed, "Generation.seed", optional=True)
+        _check_id(self.run_id, "Generation.run_id", optional=True)
+        object.__setattr__(self, "settings", dict(self.settings))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Score:
+    """CP-CLIP of one concept (concept_id set) or TI-CLIP of the whole image (concept_id None).
+
+    A CP-CLIP row with concept_id None is an aggregate over the image's concepts.
+    """
+
+    generation_id: int
+    metric: str
+    value: float
+    concept_id: int | None = None
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.generation_id, "Score.generation_id")
+        check_choice(self.metric, SCORE_METRICS, "Score.metric")
+        _check_id(self.concept_id, "Score.concept_id", optional=True)
+        if self.metric == "ti-clip" and self.concept_id is not None:
+            raise InputError("Score.concept_id must be empty for a ti-clip score")
+        object.__setattr__(self, "value", _finite(self.value, "Score.value"))

@@ -1,0 +1,141 @@
+"""The catalogue schema, as an ordered list of forward migrations.
+
+`PRAGMA user_version` is the schema version: a catalogue at version N has had migrations
+1..N applied. A new catalogue is built by running every migration from 0, so a fresh
+catalogue and an upgraded one go through the same statements.
+
+A released migration is never edited: change the schema by appending a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Migration 1: the first release.
+_V1: tuple[str, ...] = (
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT
+    )""",
+    """CREATE TABLE concepts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        token TEXT NOT NULL UNIQUE,
+        class_word TEXT NOT NULL,
+        created_at TEXT
+    )""",
+    """CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        file TEXT NOT NULL,
+        original_name TEXT,
+        width INTEGER,
+        height INTEGER,
+        added_at TEXT,
+        UNIQUE (concept_id, sha256)
+    )""",
+    """CREATE TABLE masks (
+        id INTEGER PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+        file TEXT NOT NULL,
+        cutout_file TEXT,
+        method TEXT,
+        quality REAL,
+        created_at TEXT
+    )""",
+    # Child columns of foreign keys are indexed so a cascading delete does not scan the table.
+    "CREATE INDEX masks_photo ON masks(photo_id)",
+    "CREATE INDEX masks_concept ON masks(concept_id)",
+    """CREATE TABLE layouts (
+        id INTEGER PRIMARY KEY,
+        scene TEXT,
+        caption TEXT,
+        objects_json TEXT NOT NULL DEFAULT '[]',
+        source TEXT,
+        seed INTEGER,
+        created_at TEXT
+    )""",
+    """CREATE TABLE dataset_items (
+        id INTEGER PRIMARY KEY,
+        layout_id INTEGER REFERENCES layouts(id) ON DELETE SET NULL,
+        image_file TEXT NOT NULL,
+        caption TEXT,
+        masks_json TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT
+    )""",
+    "CREATE INDEX dataset_items_layout ON dataset_items(layout_id)",
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        config_json TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        created_at TEXT,
+        finished_at TEXT,
+        output_dir TEXT
+    )""",
+)
+
+# Migration 2: review and scores of dataset items, run snapshots, generations and their scores.
+_V2: tuple[str, ...] = (
+    "ALTER TABLE dataset_items ADD COLUMN token_caption TEXT",
+    "ALTER TABLE dataset_items ADD COLUMN scores_json TEXT DEFAULT '{}'",
+    """ALTER TABLE dataset_items ADD COLUMN review_state TEXT NOT NULL DEFAULT 'auto-kept'
+        CHECK (review_state IN ('auto-kept', 'auto-rejected', 'accepted', 'rejected'))""",
+    "ALTER TABLE dataset_items ADD COLUMN reasons TEXT DEFAULT ''",
+    "CREATE INDEX dataset_items_review ON dataset_items(review_state)",
+    "ALTER TABLE runs ADD COLUMN dataset_snapshot TEXT",
+    "ALTER TABLE runs ADD COLUMN metrics_file TEXT",
+    """CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        prompt TEXT NOT NULL,
+        seed INTEGER,
+        settings_json TEXT NOT NULL DEFAULT '{}',
+        image_file TEXT,
+        created_at TEXT
+    )""",
+    "CREATE INDEX generations_run ON generations(run_id)",
+    """CREATE TABLE scores (
+        id INTEGER PRIMARY KEY,
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        metric TEXT NOT NULL CHECK (metric IN ('cp-clip', 'ti-clip')),
+        concept_id INTEGER REFERENCES concepts(id) ON DELETE CASCADE,
+        value REAL NOT NULL
+    )""",
+    "CREATE INDEX scores_generation ON scores(generation_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+CURRENT_VERSION = len(MIGRATIONS)
+
+# Every table of the current schema, in the order `mycanvas info` lists them.
+TABLES: tuple[str, ...] = (
+    "meta",
+    "concepts",
+    "photos",
+    "masks",
+    "layouts",
+    "dataset_items",
+    "runs",
+    "generations",
+    "scores",
+)
+
+
+def apply_migrations(
+    conn: sqlite3.Connection, from_version: int, to_version: int = CURRENT_VERSION
+) -> None:
+    """Run migrations from_version+1 .. to_version, bumping user_version after each.
+
+    The caller owns the transaction: SQLite DDL is transactional, so a failure part-way
+    rolls every migration back together with the version bumps.
+    """
+    if not 0 <= from_version <= to_version <= CURRENT_VERSION:
+        raise ValueError(f"cannot migrate from schema {from_version} to {to_version}")
+    for version in range(from_version + 1, to_version + 1):
+        for statement in MIGRATIONS[version - 1]:
+            conn.execute(statement)
+        # PRAGMA takes no bound parameters; `version` is an int from range().
+        conn.execute(f"PRAGMA user_version = {int(version)}")

@@ -156,11 +156,23 @@ def _safetensors_only(folder: Path, names: tuple[str, ...], what: str) -> Path:
 # --------------------------------------------------------------------------- Stable Diffusion
 
 
+def _no_library_progress_bars() -> None:
+    # Jobs report loading progress themselves; the libraries' tqdm bars would only garble the
+    # CLI's progress line and the worker's stderr.
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def _load_sd(cls_name: str, folder: PathLike, device: Any, dtype: Any, what: str) -> Any:
     p = _require_dir(folder, f"{what} model folder")
     _require_file(p / "model_index.json", f"{what} pipeline description")
     dev, dt = resolve_device_dtype(device, dtype)
     import diffusers
+
+    _no_library_progress_bars()
 
     cls = getattr(diffusers, cls_name)
     with _wrap_load_errors(p, what):
@@ -386,6 +398,8 @@ def load_detector(
     _safetensors_only(p, ("model.safetensors", "model.safetensors.index.json"), "detector")
     dev, dt = resolve_device_dtype(device, dtype)
     from transformers import OwlViTForObjectDetection, OwlViTProcessor
+
+    _no_library_progress_bars()
 
     with _wrap_load_errors(p, "the OWL-ViT detector"):
         model = OwlViTForObjectDetection.from_pretrained(

@@ -43,6 +43,8 @@ def benchmark(name: str):
 
 
 def _load_modules() -> None:
+    # bench modules do `from run import benchmark`: make that this very module, not a copy.
+    sys.modules.setdefault("run", sys.modules[__name__])
     for path in sorted(HERE.glob("bench_*.py")):
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
@@ -59,7 +61,7 @@ def _fmt(value) -> str:
 def print_table(rows: list[dict]) -> None:
     cols = ["benchmark", "metric", "value", "unit", "target", "note"]
     cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in cells:

@@ -104,3 +104,16 @@ def test_bad_device_is_one_line():
 def test_models_list(args):
     out = mycanvas(*args).stdout
     assert "tiny" in out and "[test models]" in out and "sd15" in out
+
+
+def test_mycanvas_without_arguments_opens_the_window(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen([sys.executable, "-m", "desktop_app.launcher"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=4)  # still running: the event loop is up, nothing crashed
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

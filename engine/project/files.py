@@ -18,7 +18,8 @@ from engine.paths import resolve_inside
 
 FILES_DIR = "files"
 ALLOWED_EXTENSIONS = frozenset(
-    {"png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif", "json", "safetensors", "txt"}
+    {"png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif", "avif", "heic", "heif", "json",
+     "safetensors", "txt"}
 )
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")

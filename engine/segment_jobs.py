@@ -1,0 +1,210 @@
+"""Segmentation jobs: masks and cut-outs of a project's photos, stored and recorded.
+
+Job "segment" runs the automatic foreground on every photo without a mask; job
+"segment-prompts" makes masks from what the user pointed at in one photo (refinement, or one
+mask per concept when a photo shows several). Both keep the loaded segmenter in the worker's
+warm cache, so the next job on the same photo reuses its embedding.
+
+A new mask never overwrites an old one: the catalogue keeps each, and the latest mask of a
+(photo, concept) pair is the current one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.segment import (
+    Prompt,
+    Segmenter,
+    SegmentResult,
+    load_segmenter_for,
+    segment_concepts,
+    segment_image,
+)
+
+if TYPE_CHECKING:
+    from engine.images import DecodedImage
+    from engine.jobs import JobContext
+    from engine.project import Mask, Photo, Project
+
+
+def current_masks(project: Project, concept_id: int) -> dict[int, Mask]:
+    """The latest mask of each photo for a concept (photo id -> mask)."""
+    latest: dict[int, Mask] = {}
+    for mask in project.masks(concept_id=concept_id):  # ordered by id: later ones win
+        latest[mask.photo_id] = mask
+    return latest
+
+
+def save_result(project: Project, photo: Photo, concept_id: int, result: SegmentResult,
+                image: DecodedImage) -> Mask:
+    """Store the mask (L PNG) and cut-out (RGBA PNG) and record them; all or nothing."""
+    from engine.images import put_tracked
+    from engine.segment_masks import make_cutout, mask_png, png_bytes
+
+    if result.empty:
+        raise InputError(f"{photo.original_name or photo.file}: no object found; draw a box "
+                         "around it or click on it")
+    cutout = png_bytes(make_cutout(image.rgb, result.mask, image.alpha))
+    written: list[str] = []
+    try:
+        mask_rel, created = put_tracked(project, mask_png(result.mask), "png")
+        written += [mask_rel] if created else []
+        cut_rel, created = put_tracked(project, cutout, "png")
+        written += [cut_rel] if created else []
+        return project.add_mask(photo.id, concept_id, mask_rel, result.method,
+                                cutout_file=cut_rel, quality=result.score)
+    except BaseException:
+        for rel in written:  # no orphan files when the catalogue write fails
+            project.abspath(rel).unlink(missing_ok=True)
+        raise
+
+
+def _concept_id(project: Project, concept: int | str) -> int:
+    if isinstance(concept, int) and not isinstance(concept, bool):
+        return project.concept(concept).id
+    found = project.concept_by_name(str(concept))
+    if found is None:
+        names = ", ".join(c.name for c in project.concepts()) or "none yet"
+        raise InputError(f"No concept named {concept!r} (concepts: {names})")
+    return found.id
+
+
+def _settings_overrides(overrides: Mapping[str, str] | None) -> dict[str, str]:
+    if overrides is not None:
+        return dict(overrides)
+    from engine.settings import load_settings
+
+    return dict(load_settings().role_overrides)
+
+
+def _announce(ctx: JobContext, segmenter: Segmenter) -> None:
+    level = "warning" if segmenter.fallback or segmenter.test_model else "info"
+    ctx.log(f"Segmenter: {segmenter.label}", level)
+    if segmenter.detail:
+        ctx.log(segmenter.detail)
+
+
+def segment_job(ctx: JobContext, project: str, concept: int | str | None = None,
+                profile: str | None = None, device: str | None = None, method: str = "auto",
+                redo: bool = False, overrides: Mapping[str, str] | None = None,
+                ) -> dict[str, Any]:
+    """Job "segment": automatic foreground of every photo (of one concept, or all) that has
+    no mask yet (or every photo, with redo)."""
+    from engine.images import load_photo
+    from engine.project import Project
+
+    with Project.open(project) as proj:
+        concept_ids = ([_concept_id(proj, concept)] if concept is not None
+                       else [c.id for c in proj.concepts()])
+        todo = []
+        skipped = 0
+        for cid in concept_ids:
+            done = current_masks(proj, cid)
+            for photo in proj.photos(cid):
+                if redo or photo.id not in done:
+                    todo.append((cid, photo))
+                else:
+                    skipped += 1
+        if not todo:  # loading SAM would cost seconds for nothing
+            ctx.log("Every photo already has a mask (redo to make new ones)")
+            return {"segmenter": None, "fallback": False, "test_model": False, "masks": [],
+                    "skipped": skipped, "failed": []}
+        segmenter = load_segmenter_for(profile, device, method,
+                                       _settings_overrides(overrides), ctx.cache)
+        _announce(ctx, segmenter)
+        made: list[dict[str, Any]] = []
+        failed: list[dict[str, str]] = []
+        for step, (cid, photo) in enumerate(todo):
+            ctx.progress(step, len(todo), f"segmenting {photo.original_name}")
+            try:
+                image = load_photo(proj, photo)
+                result = segment_image(segmenter, image, photo.sha256)
+                mask = save_result(proj, photo, cid, result, image)
+            except InputError as exc:
+                failed.append({"photo": photo.original_name, "reason": str(exc)})
+                ctx.log(str(exc), "warning")
+                continue
+            made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
+                         "method": mask.method, "area": float(result.mask.mean())})
+            ctx.preview(_preview(image, result), photo.original_name)
+        ctx.progress(len(todo), len(todo), "segmented")
+        return {"segmenter": segmenter.label, "fallback": segmenter.fallback,
+                "test_model": segmenter.test_model, "masks": made, "skipped": skipped,
+                "failed": failed}
+
+
+def _preview(image: DecodedImage, result: SegmentResult) -> Any:
+    """The photo with everything outside the mask dimmed: what the user checks."""
+    from PIL import Image
+
+    rgb = np.asarray(image.rgb).astype(np.float32)
+    shown = np.where(result.mask[..., None], rgb, rgb * 0.3 + 255 * 0.2)
+    return Image.fromarray(shown.astype(np.uint8), "RGB")
+
+
+def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
+                        prompts: Sequence[Mapping[str, Any]], profile: str | None = None,
+                        device: str | None = None, method: str = "auto",
+                        overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Job "segment-prompts": masks for the concepts the user pointed at in one photo.
+
+    Each prompt is {"concept": id or name, "box": [x0, y0, x1, y1], "points": [[x, y], ...],
+    "labels": [1 or 0, ...]} in the photo's pixels. One prompt refines that concept's mask;
+    several give each concept its own mask from the same photo. The photo's embedding is
+    computed once (and stays cached in a warm worker for the next click).
+    """
+    from engine.images import load_photo
+    from engine.project import Project
+
+    if not prompts:
+        raise InputError("Point at something: give a box or a click for at least one concept")
+    with Project.open(project) as proj:
+        photo = proj.photo(photo_id)
+        by_concept: dict[int, Prompt] = {}
+        for raw in prompts:
+            cid = _concept_id(proj, raw["concept"])
+            if cid in by_concept:
+                raise InputError(f"Two prompts for concept {raw['concept']!r}; give one")
+            by_concept[cid] = Prompt.from_dict(raw)
+        segmenter = load_segmenter_for(profile, device, method,
+                                       _settings_overrides(overrides), ctx.cache)
+        _announce(ctx, segmenter)
+        ctx.progress(0, 2, "reading the photo")
+        image = load_photo(proj, photo)
+        for prompt in by_concept.values():
+            if prompt.box is not None:
+                x0, y0, x1, y1 = prompt.box
+                w, h = image.size
+                if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+                    raise InputError(f"The box {prompt.box} lies outside the photo ({w}×{h})")
+        ctx.progress(1, 2, "segmenting")
+        if len(by_concept) == 1:
+            (cid, prompt), = by_concept.items()
+            previous = current_masks(proj, cid).get(photo.id)
+            previous_mask = None
+            if previous is not None and segmenter.fallback:
+                from engine.segment_masks import read_mask
+
+                previous_mask = read_mask(str(proj.abspath(previous.file)))
+            results = {cid: segment_image(segmenter, image, photo.sha256, prompt,
+                                          previous_mask=previous_mask)}
+        else:
+            results = segment_concepts(segmenter, image, photo.sha256, by_concept)
+        empty = [proj.concept(cid).name for cid, result in results.items() if result.empty]
+        if empty:  # all or nothing: a half-done multi-concept photo would mislead
+            raise InputError(f"{photo.original_name}: found nothing for {', '.join(empty)} where "
+                             "you pointed; draw the box around the object or click on it")
+        made = []
+        for cid, result in results.items():
+            mask = save_result(proj, photo, cid, result, image)
+            made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
+                         "method": mask.method, "area": float(result.mask.mean())})
+            ctx.preview(_preview(image, result), proj.concept(cid).name)
+        ctx.progress(2, 2, "saved")
+        return {"segmenter": segmenter.label, "fallback": segmenter.fallback,
+                "test_model": segmenter.test_model, "masks": made}

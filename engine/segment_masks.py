@@ -1,0 +1,166 @@
+"""Mask post-processing and cut-outs, shared by SAM and the classical fallback.
+
+A raw mask from any segmenter is cleaned the same way: keep the main connected part (and any
+part a positive click touches), fill enclosed holes (except a hole a negative click sits in:
+the user opened it on purpose), smooth the edge, scale it to the photo's resolution. The cut-out
+gets an edge feathered *inwards*, so no fringe of the old background shows when it is pasted
+on a new one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+Point = tuple[float, float]
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+
+
+def _cv2():
+    import cv2
+
+    cv2.setNumThreads(1)  # the job already owns a core; OpenCV's pool only oversubscribes
+    return cv2
+
+
+def _labels_at(labels: np.ndarray, points: Sequence[Point]) -> set[int]:
+    h, w = labels.shape
+    out = set()
+    for x, y in points:
+        xi, yi = round(float(x)), round(float(y))
+        if 0 <= xi < w and 0 <= yi < h:
+            out.add(int(labels[yi, xi]))
+    return out
+
+
+def keep_main_component(mask: np.ndarray, positive: Sequence[Point] = ()) -> np.ndarray:
+    """The largest 8-connected part, plus every part a positive click lies in."""
+    cv2 = _cv2()
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    if count <= 1:
+        return np.zeros(mask.shape, bool)
+    keep = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
+    keep |= _labels_at(labels, positive) - {0}
+    return np.isin(labels, sorted(keep))
+
+
+def fill_holes(mask: np.ndarray, keep_open: Sequence[Point] = ()) -> np.ndarray:
+    """Fill background regions enclosed by the mask, except those holding a negative click."""
+    cv2 = _cv2()
+    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    if count <= 1:
+        return mask.copy()
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    outside = set(np.unique(edge).tolist()) | _labels_at(labels, keep_open)
+    holes = [label for label in range(1, count) if label not in outside]
+    return mask | np.isin(labels, holes) if holes else mask.copy()
+
+
+def smooth(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Round off jagged, pixel-stair edges: blur and threshold at one half."""
+    if sigma <= 0 or not mask.any():
+        return mask
+    blurred = _cv2().GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    return blurred > 0.5
+
+
+def clip_to_box(mask: np.ndarray, box: Box, slack: float = 0.03) -> np.ndarray:
+    """Keep the mask inside the box (grown by `slack` of its size): a box means "in here"."""
+    h, w = mask.shape
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * slack, (y1 - y0) * slack
+    region = np.zeros_like(mask)
+    region[max(0, int(y0 - dy)):min(h, int(np.ceil(y1 + dy))),
+           max(0, int(x0 - dx)):min(w, int(np.ceil(x1 + dx)))] = True
+    return mask & region
+
+
+def clean_mask(mask: np.ndarray, *, positive: Sequence[Point] = (),
+               negative: Sequence[Point] = (), box: Box | None = None,
+               smooth_sigma: float | None = None) -> np.ndarray:
+    """The post-processing every mask goes through (coordinates in the mask's pixels)."""
+    out = mask.astype(bool)
+    if box is not None:
+        out = clip_to_box(out, box)
+    out = keep_main_component(out, positive)
+    out = fill_holes(out, negative)
+    sigma = smooth_sigma if smooth_sigma is not None else max(0.7, max(out.shape) / 700)
+    out = smooth(out, sigma)
+    # Smoothing can cut a thin neck or close a gap into a new hole: clean once more.
+    return fill_holes(keep_main_component(out, positive), negative)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale a mask to (width, height) with smooth edges (linear, then threshold)."""
+    w, h = size
+    if mask.shape == (h, w):
+        return mask.astype(bool)
+    cv2 = _cv2()
+    soft = mask.astype(np.float32)
+    if w < mask.shape[1]:  # shrinking: average, so thin parts fade instead of aliasing
+        return cv2.resize(soft, (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+    return cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+
+
+def feathered_alpha(mask: np.ndarray, radius: float | None = None) -> np.ndarray:
+    """uint8 alpha that falls from 255 inside to 0 at the mask's edge (feathered inwards)."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.uint8)
+    r = radius if radius is not None else max(1.0, float(np.hypot(*mask.shape)) / 800)
+    cv2 = _cv2()
+    k = max(1, round(r))
+    inner = cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    if not inner.any():  # thinner than the feather: keep it hard rather than lose it
+        inner = mask.astype(np.uint8)
+    soft = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), r / 2)
+    soft = np.where(mask, np.maximum(soft, inner), 0.0)
+    return np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8)
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) with x1/y1 exclusive, or None for an empty mask."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if not len(xs):
+        return None
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+
+def make_cutout(rgb: Image.Image, mask: np.ndarray, alpha: Image.Image | None = None,
+                feather: float | None = None) -> Image.Image:
+    """RGBA cut-out cropped to the object; the photo's own transparency is kept."""
+    box = mask_bbox(mask)
+    if box is None:
+        raise ValueError("cannot cut out an empty mask")
+    a = feathered_alpha(mask, feather)
+    if alpha is not None:
+        a = (a.astype(np.uint16) * np.asarray(alpha, np.uint16) // 255).astype(np.uint8)
+    rgba = np.dstack([np.asarray(rgb.convert("RGB")), a])
+    x0, y0, x1, y1 = box
+    return Image.fromarray(rgba[y0:y1, x0:x1], "RGBA")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A mask as an L-mode PNG, 0 outside and 255 inside."""
+    return png_bytes(Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), "L"))
+
+
+def read_mask(path_or_bytes: str | bytes | io.BytesIO) -> np.ndarray:
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    with Image.open(source) as im:
+        return np.asarray(im.convert("L")) >= 128
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0

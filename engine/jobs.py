@@ -221,6 +221,7 @@ def new_job_id() -> str:
 JOB_REGISTRY: dict[str, str] = {
     "ensure-models": "engine.models.jobs:ensure_models_job",
     "device-info": "engine.device:device_info_job",
+    "plan": "engine.planner:plan_job",
     "import-photos": "engine.images:import_photos_job",
     "segment": "engine.segment_jobs:segment_job",
     "segment-prompts": "engine.segment_jobs:segment_prompts_job",

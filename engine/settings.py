@@ -29,6 +29,9 @@ class Settings:
     device: str = "auto"
     model_folder: str = ""  # extra folder searched for models (empty: the app's data folder)
     planner_gguf: str = ""  # a GGUF file for the planner (empty: the embedded model)
+    # llama-cpp chat format for an instruction-tuned planner GGUF ("chatml", "llama-3", ... or
+    # "chat_template.default" for the file's own template); empty: few-shot completion.
+    planner_chat_format: str = ""
     role_overrides: dict[str, str] = field(default_factory=dict)
     recent_projects: list[str] = field(default_factory=list)
 
@@ -55,7 +58,7 @@ def _valid(name: str, value: Any) -> bool:
         from engine.models.profiles import profile_names
 
         return value in profile_names()
-    if name in {"model_folder", "planner_gguf"}:
+    if name in {"model_folder", "planner_gguf", "planner_chat_format"}:
         return isinstance(value, str)
     if name == "role_overrides":
         return isinstance(value, dict) and all(

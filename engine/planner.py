@@ -1,0 +1,344 @@
+"""Layout planning: the local LLM says what the scene is, a solver decides where things go.
+
+For each layout the planner picks a group of concepts (2-4; the LLM proposes groups when a
+project has more than four), a background scene for the group (the LLM proposes a few per
+group), asks the LLM for a detailed caption of the group in that scene, reads the caption's
+spatial relations and size words, and has engine.layout_solver place the boxes so that they
+honour them. Every LLM answer is checked (engine.planner_text), asked again once, and else
+replaced by a deterministic fallback: a scene from resources/planner_fallbacks.json and a
+caption describing the solved boxes. So every stored layout is valid, whatever the model
+said. `mycanvas plan PROJECT --count N` runs the `plan` job below inline; the app runs it in
+its worker process, where the loaded model stays warm between jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.cli import EXIT_OK, arguments, command, run_job_in_cli
+from engine.errors import InputError, ModelMissingError
+from engine.layout_solver import LayoutSolver, Relation, Solution, SolverConfig, SolverObject
+from engine.planner_llm import (
+    Answer,
+    CaptionPlan,
+    LlamaTextModel,
+    Semantics,
+    TextModel,
+    stable_seed,
+)
+from engine.planner_text import FallbackScene, object_labels, object_list, vocabulary
+from engine.project import Layout, LayoutObject, Project
+
+if TYPE_CHECKING:
+    from engine.jobs import JobContext
+    from engine.settings import Settings
+
+MAX_COUNT = 10_000
+MAX_GROUP = 4
+_CUTOUTS_PER_CONCEPT = 4  # enough for a typical aspect without reading every photo
+
+
+@dataclass(frozen=True)
+class PlanConcept:
+    id: int
+    name: str
+    class_word: str
+    aspect: float | None = None  # width / height of the concept's cut-out, when it has one
+
+
+@dataclass(frozen=True)
+class PlannedLayout:
+    layout: Layout
+    labels: tuple[str, ...]
+    scene_source: str  # llm | fallback
+    caption: Answer[CaptionPlan | None]
+    solution: Solution
+    seconds: float
+
+    @property
+    def caption_source(self) -> str:
+        return self.caption.source if self.caption.value is not None else "fallback"
+
+    @property
+    def llm_used_without_fallback(self) -> bool:
+        return self.scene_source == "llm" and self.caption_source != "fallback"
+
+
+@dataclass
+class _ScenePool:
+    scenes: list[FallbackScene]
+    sources: list[str]
+    asked_again: bool = False
+
+
+@dataclass
+class LayoutPlanner:
+    """Turns concepts into layouts; `plan` yields them one by one (store each as it comes)."""
+
+    semantics: Semantics
+    solver_config: SolverConfig | None = None
+    check_cancelled: Callable[[], None] = lambda: None
+    _heights: dict[str, float] = field(default_factory=dict)
+    _pools: dict[tuple[int, ...], _ScenePool] = field(default_factory=dict)
+
+    def plan(self, concepts: Sequence[PlanConcept], count: int, seed: int
+             ) -> Iterator[PlannedLayout]:
+        if len({c.id for c in concepts}) < 2:
+            raise InputError("Planning needs at least two concepts in the project")
+        solver = LayoutSolver(self.solver_config)
+        groups = self.groups(concepts, seed)
+        for i in range(count):
+            self.check_cancelled()
+            start = time.monotonic()
+            group = groups[i % len(groups)]
+            members = [concepts[j] for j in group]
+            yield self._plan_one(members, i // len(groups), seed + i, seed, solver, start)
+
+    def groups(self, concepts: Sequence[PlanConcept], seed: int) -> list[tuple[int, ...]]:
+        if len(concepts) <= MAX_GROUP:
+            return [tuple(range(len(concepts)))]
+        labels = object_labels([(c.name, c.class_word) for c in concepts])
+        answer = self.semantics.groups(labels, seed)
+        self.check_cancelled()
+        return [tuple(g) for g in answer.value]
+
+    def _plan_one(self, members: list[PlanConcept], round_: int, layout_seed: int,
+                  base_seed: int, solver: LayoutSolver, start: float) -> PlannedLayout:
+        vocab = self.semantics.vocab
+        labels = object_labels([(c.name, c.class_word) for c in members])
+        priors = [vocab.lookup(c.class_word) for c in members]
+        heights = [p.height_cm if p else self._height(label, base_seed)
+                   for p, label in zip(priors, labels, strict=True)]
+        wheres = [p.where if p else "any" for p in priors]
+        scene, scene_source = self._scene(tuple(c.id for c in members), labels, wheres,
+                                          round_, base_seed)
+        caption = self.semantics.caption(labels, scene.text, heights, layout_seed)
+        self.check_cancelled()
+        plan = caption.value
+        objects = []
+        for k, (concept, prior) in enumerate(zip(members, priors, strict=True)):
+            aspect = concept.aspect or (prior.width_cm / prior.height_cm if prior else 1.0)
+            hint = plan.size_hints[k] if plan and len(plan.size_hints) == len(members) else 1.0
+            objects.append(SolverObject(concept.id, heights[k], aspect, hint))
+        solution = solver.solve(objects, plan.relations if plan else (), layout_seed)
+        if plan is not None and not _honours(solution, plan.relations):
+            # The caption would describe a picture the solver could not draw.
+            caption = _as_fallback(caption)
+            plan = None
+        text = plan.text if plan else describe_layout(solution, labels, scene, layout_seed)
+        source = (f"planner ({self.semantics.model.name if self.semantics.model else 'no LLM'}):"
+                  f" scene {scene_source}, caption "
+                  f"{caption.source if plan else 'fallback'}, boxes {solution.method}")
+        layout = Layout(
+            scene=scene.text, caption=text, source=source, seed=layout_seed,
+            objects=tuple(LayoutObject(b.key, b.x, b.y, b.w, b.h, b.z) for b in solution.boxes),
+        )
+        return PlannedLayout(layout, tuple(labels), scene_source, caption, solution,
+                             time.monotonic() - start)
+
+    def _height(self, label: str, seed: int) -> float:
+        if label not in self._heights:
+            self._heights[label] = self.semantics.height_cm(label, seed).value
+            self.check_cancelled()
+        return self._heights[label]
+
+    def _scene(self, key: tuple[int, ...], labels: list[str], wheres: list[str], round_: int,
+               seed: int) -> tuple[FallbackScene, str]:
+        pool = self._pools.get(key)
+        if pool is None:
+            answer = self.semantics.scenes(labels, wheres, stable_seed(*key, seed))
+            self.check_cancelled()
+            source = "llm" if answer.from_llm else "fallback"
+            pool = self._pools[key] = _ScenePool(list(answer.value), [source] * len(answer.value))
+        if round_ >= len(pool.scenes) and not pool.asked_again and "llm" in pool.sources:
+            # More layouts than scenes: one more question for variety, kept only if good.
+            pool.asked_again = True
+            more = self.semantics.scenes(labels, wheres, stable_seed(*key, seed, "more"))
+            self.check_cancelled()
+            known = {s.text.lower() for s in pool.scenes}
+            for scene in more.value if more.from_llm else []:
+                if scene.text.lower() not in known:
+                    pool.scenes.append(scene)
+                    pool.sources.append("llm")
+        k = round_ % len(pool.scenes)
+        return pool.scenes[k], pool.sources[k]
+
+
+def _normalised(rel: Relation) -> tuple[int, str, int]:
+    if rel.kind == "right_of":
+        return rel.other, "left_of", rel.subject
+    if rel.kind == "behind":
+        return rel.other, "in_front_of", rel.subject
+    return rel.subject, rel.kind, rel.other
+
+
+def _honours(solution: Solution, relations: Sequence[Relation]) -> bool:
+    """Whether the boxes show every relation a caption states (none stated: always)."""
+    kept = {_normalised(r) for r in solution.relations}
+    return all(_normalised(r) in kept for r in relations)
+
+
+def _as_fallback(answer: Answer[Any]) -> Answer[Any]:
+    return Answer(None, "fallback", answer.attempts, answer.seconds)
+
+
+def describe_layout(solution: Solution, labels: Sequence[str], scene: FallbackScene,
+                    seed: int) -> str:
+    """A caption read off the solved boxes: always names every object and the scene."""
+    patterns = vocabulary().caption_patterns
+    rng = random.Random(seed)
+    order = sorted(range(len(labels)), key=lambda i: (solution.boxes[i].centre_x, i))
+    on = [r for r in solution.relations if r.kind == "on"]
+    where = f"{scene.prep} {scene.text}"
+    if len(labels) == 2 and on:
+        item, support = on[0].subject, on[0].other
+        text = f"{object_list([labels[item]])} on {object_list([labels[support]])}, {where}"
+    elif len(labels) == 2:
+        a, b = (object_list([labels[i]]) for i in order)
+        text = rng.choice(patterns["pair"]).format(a=a, b=b, prep=scene.prep, scene=scene.text)
+    else:
+        objects = object_list([labels[i] for i in order])
+        text = rng.choice(patterns["many"]).format(objects=objects, prep=scene.prep,
+                                                   scene=scene.text)
+    return text[0].upper() + text[1:] + "."
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def cutout_aspect(project: Project, concept_id: int) -> float | None:
+    """Median width/height of the concept's newest cut-outs (visible pixels), else of its
+    masks; None when it has neither or none can be read."""
+    from PIL import Image
+
+    masks = sorted(project.masks(concept_id=concept_id), key=lambda m: -m.id)
+    aspects = []
+    for mask in masks[:_CUTOUTS_PER_CONCEPT]:
+        rel = mask.cutout_file or mask.file
+        try:
+            with Image.open(project.abspath(rel)) as im:
+                band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+                box = band.point(lambda a: 255 if a >= 128 else 0).getbbox()
+        except Exception:  # an unreadable file only costs us its aspect
+            continue
+        if box:
+            aspects.append((box[2] - box[0]) / (box[3] - box[1]))
+    return statistics.median(aspects) if aspects else None
+
+
+def resolve_planner_model(settings: Settings, profile: str | None = None) -> tuple[Path, str]:
+    """The GGUF to load and its chat format: the settings' file, else the profile's planner
+    (the embedded model, assembled from its package on first use)."""
+    from engine.models.profiles import get_profile, resolve_role
+
+    if settings.planner_gguf:
+        path = Path(settings.planner_gguf).expanduser()
+        if not path.is_file():
+            raise ModelMissingError(f"The planner model set in Settings does not exist: {path}")
+        return path, settings.planner_chat_format
+    path = resolve_role(get_profile(profile or settings.profile or None), "planner",
+                        settings.role_overrides)
+    return path, settings.planner_chat_format
+
+
+def load_planner_model(ctx: JobContext, path: Path, chat_format: str) -> TextModel:
+    """The loaded model, kept in the worker's cache so the next plan job starts warm."""
+    st = path.stat()
+    key = ("planner-model", str(path.resolve()), st.st_size, st.st_mtime_ns, chat_format)
+    if key not in ctx.cache:
+        for old in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("planner-model",)]:
+            del ctx.cache[old]  # one planner model in memory at a time
+        ctx.cache[key] = LlamaTextModel.load(path, chat_format)
+    else:
+        ctx.cache[key].use_free_cores()
+    return ctx.cache[key]
+
+
+def _project_concepts(project: Project, names: Sequence[str] | None) -> list[PlanConcept]:
+    concepts = project.concepts()
+    if names:
+        chosen = []
+        for name in names:
+            concept = project.concept_by_name(name)
+            if concept is None:
+                raise InputError(f"No concept named {name!r} in this project")
+            if concept.id not in {c.id for c in chosen}:
+                chosen.append(concept)
+        concepts = chosen
+    if len(concepts) < 2:
+        raise InputError("Planning needs at least two concepts; add another with "
+                         "`mycanvas add-concept`")
+    return [PlanConcept(c.id, c.name, c.class_word, cutout_aspect(project, c.id))
+            for c in concepts]
+
+
+def plan_job(ctx: JobContext, project: str, count: int = 8, seed: int | None = None,
+             concepts: list[str] | None = None, max_iou: float = 0.1,
+             profile: str | None = None, model_path: str | None = None,
+             chat_format: str | None = None) -> dict[str, Any]:
+    """Plan `count` layouts into the project. Each layout is stored as soon as it is made,
+    so a cancelled job leaves only complete layouts behind."""
+    from engine.settings import load_settings
+
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise InputError(f"The number of layouts must be 1 to {MAX_COUNT}, got {count!r}")
+    config = SolverConfig(max_iou=max_iou)
+    base_seed = secrets.randbelow(1 << 31) if seed is None else int(seed)
+    settings = load_settings()
+    if model_path:
+        settings.planner_gguf = model_path
+    if chat_format is not None:
+        settings.planner_chat_format = chat_format
+    started = time.monotonic()
+    with Project.open(project) as proj:
+        plan_concepts = _project_concepts(proj, concepts)
+        ctx.progress(0, count, "loading the planner model")
+        path, fmt = resolve_planner_model(settings, profile)
+        model = load_planner_model(ctx, path, fmt)
+        semantics = Semantics(model, vocabulary(), should_stop=lambda: ctx.cancelled)
+        planner = LayoutPlanner(semantics, config, ctx.check_cancelled)
+        ids, from_llm, any_llm = [], 0, False
+        for i, planned in enumerate(planner.plan(plan_concepts, count, base_seed)):
+            ctx.check_cancelled()
+            stored = proj.add_layout(planned.layout)
+            ids.append(stored.id)
+            from_llm += planned.llm_used_without_fallback
+            any_llm |= planned.scene_source == "llm" or planned.caption_source != "fallback"
+            ctx.progress(i + 1, count, f"{', '.join(planned.labels)} — {planned.layout.scene}")
+    if not any_llm:
+        ctx.log(f"None of {path.name}'s answers passed the checks; these layouts use fallback "
+                "scenes and captions.", "warning")
+    return {"layout_ids": ids, "seed": base_seed, "model": path.name,
+            "llm_without_fallback": from_llm, "seconds": round(time.monotonic() - started, 2)}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@command("plan", "plan layouts: scenes and captions from the local LLM, boxes from a solver",
+         stage=True)
+@arguments(lambda p: (
+    p.add_argument("project", type=Path),
+    p.add_argument("--count", type=int, default=8, help="how many layouts (default 8)"),
+    p.add_argument("--seed", type=int, help="seed of the first layout (default: random)"),
+    p.add_argument("--concepts", help="comma-separated concept names (default: all)"),
+    p.add_argument("--max-iou", type=float, default=0.1,
+                   help="largest overlap allowed between two boxes (default 0.1)"),
+))
+def cmd_plan(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts else None
+    params = {"project": str(args.project), "count": args.count, "seed": args.seed,
+              "concepts": names, "max_iou": args.max_iou, "profile": args.profile}
+    result = run_job_in_cli("plan", params, args)
+    ids = result["layout_ids"]
+    print(f"Planned {len(ids)} layout(s) with {result['model']} in {result['seconds']} s "
+          f"(seed {result['seed']}; {result['llm_without_fallback']} fully from the LLM).")
+    return EXIT_OK

@@ -222,6 +222,8 @@ JOB_REGISTRY: dict[str, str] = {
     "ensure-models": "engine.models.jobs:ensure_models_job",
     "device-info": "engine.device:device_info_job",
     "plan": "engine.planner:plan_job",
+    "build-dataset": "engine.dataset:build_dataset_job",
+    "export-dataset": "engine.dataset:export_dataset_job",
     "import-photos": "engine.images:import_photos_job",
     "segment": "engine.segment_jobs:segment_job",
     "segment-prompts": "engine.segment_jobs:segment_prompts_job",

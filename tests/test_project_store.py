@@ -272,7 +272,7 @@ def test_migration_from_v1_keeps_data_and_backs_up(tmp_path: Path) -> None:
     catalogue = build_v1(folder)
     original = sha256_file(catalogue)
     with Project.open(folder) as p:
-        assert p.schema_version == CURRENT_VERSION == 2
+        assert p.schema_version == CURRENT_VERSION == 3
         assert [(c.id, c.name, c.token, c.class_word) for c in p.concepts()] == [
             (1, "Mochi", "<mochi>", "cat"), (2, "Blue mug", "<blue-mug>", "mug")]
         assert [ph.original_name for ph in p.photos(1)] == ["IMG_0001.JPG", "mochi sofa.png"]
@@ -312,8 +312,9 @@ def test_failed_migration_rolls_back_completely(tmp_path: Path, monkeypatch) -> 
     folder = tmp_path / "old"
     build_v1(folder)
     broken = (*schema_module.MIGRATIONS[1], "CREATE TABLE concepts (clash TEXT)")
-    monkeypatch.setattr(schema_module, "MIGRATIONS", (schema_module.MIGRATIONS[0], broken))
-    with pytest.raises(ProjectError, match=r"Could not upgrade .* schema 2") as info:
+    monkeypatch.setattr(schema_module, "MIGRATIONS",
+                        (schema_module.MIGRATIONS[0], broken, *schema_module.MIGRATIONS[2:]))
+    with pytest.raises(ProjectError, match=r"Could not upgrade .* schema 3") as info:
         Project.open(folder)
     assert "catalogue.v1.bak" in str(info.value)
     conn = sqlite3.connect(folder / "catalogue.sqlite")

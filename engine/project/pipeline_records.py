@@ -45,6 +45,8 @@ def _item(row: sqlite3.Row) -> DatasetItem:
                        masks=_json_or(row["masks_json"], {}),
                        scores=_json_or(row["scores_json"], {}),
                        review_state=row["review_state"], reasons=row["reasons"] or "",
+                       build_index=row["build_index"],
+                       provenance=_json_or(row["provenance_json"], {}),
                        created_at=row["created_at"] or "")
 
 
@@ -145,13 +147,18 @@ class PipelineRecords:
             if item.layout_id is not None:
                 self._one("layouts", item.layout_id, "layout")
             self._require_concepts(conn, set(item.masks), "DatasetItem.masks")
+            if item.build_index is not None and conn.execute(
+                    "SELECT 1 FROM dataset_items WHERE build_index = ?",
+                    (item.build_index,)).fetchone():
+                raise InputError(f"Dataset item #{item.build_index} already exists")
             cur = conn.execute(
                 "INSERT INTO dataset_items (layout_id, image_file, caption, token_caption,"
-                " masks_json, scores_json, review_state, reasons, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " masks_json, scores_json, review_state, reasons, build_index, provenance_json,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item.layout_id, item.image_file, item.caption, item.token_caption,
                  to_json({str(k): v for k, v in item.masks.items()}, "DatasetItem.masks"),
                  to_json(item.scores, "DatasetItem.scores"), item.review_state, item.reasons,
+                 item.build_index, to_json(item.provenance, "DatasetItem.provenance"),
                  now_iso()),
             )
             return self.dataset_item(int(cur.lastrowid or 0))

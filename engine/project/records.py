@@ -169,7 +169,11 @@ class Layout:
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetItem:
-    """A composed training image: `masks` maps concept id -> mask file (project-relative)."""
+    """A composed training image: `masks` maps concept id -> mask file (project-relative).
+
+    `build_index` is the item's place in the dataset build (unique; the resume key) and
+    `provenance` how it was made (seed, settings, cut-outs, placed boxes), as JSON values.
+    """
 
     image_file: str
     caption: str = ""
@@ -179,12 +183,17 @@ class DatasetItem:
     scores: dict[str, float] = field(default_factory=dict)
     review_state: str = "auto-kept"
     reasons: str = ""
+    build_index: int | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
     created_at: str = ""
 
     def __post_init__(self) -> None:
         check_choice(self.review_state, REVIEW_STATES, "DatasetItem.review_state")
         _check_id(self.layout_id, "DatasetItem.layout_id", optional=True)
+        _check_id(self.build_index, "DatasetItem.build_index", optional=True)
+        if self.build_index is not None and self.build_index < 0:
+            raise InputError(f"DatasetItem.build_index must be >= 0, got {self.build_index!r}")
         masks: dict[int, str] = {}
         for key, value in dict(self.masks).items():
             # JSON object keys come back as strings; concept ids are ints.
@@ -201,6 +210,7 @@ class DatasetItem:
         # Copies, so a caller mutating its dict cannot change a frozen record.
         object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "provenance", dict(self.provenance))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -107,7 +107,15 @@ _V2: tuple[str, ...] = (
     "CREATE INDEX scores_generation ON scores(generation_id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Migration 3: dataset items remember their place in a build (the resume key: one row per
+# index, enforced by the index) and how they were made (seed, settings, cut-outs, boxes).
+_V3: tuple[str, ...] = (
+    "ALTER TABLE dataset_items ADD COLUMN build_index INTEGER",
+    "ALTER TABLE dataset_items ADD COLUMN provenance_json TEXT NOT NULL DEFAULT '{}'",
+    "CREATE UNIQUE INDEX dataset_items_build_index ON dataset_items(build_index)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 CURRENT_VERSION = len(MIGRATIONS)
 
 # Every table of the current schema, in the order `mycanvas info` lists them.

@@ -1,32 +1,84 @@
 """The one place where engine jobs meet Qt: runner events become a Qt signal.
 
 The runner calls listeners on its dispatcher thread; emitting a signal from there queues the
-event to the GUI thread, so widgets only ever see events on their own thread.
+event to the GUI thread, so widgets only ever see events on their own thread. A view that
+starts a job may pass `on_event` to hear that job's events (on the GUI thread) without
+filtering the stream itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.jobs import TERMINAL_EVENTS, JobEvent, JobProgress, JobQueued, JobStarted, format_eta
 from engine.worker import JobHandle, JobRunner
+
+JobCallback = Callable[[JobEvent], None]
 
 
 class JobsBridge(QObject):
     event = Signal(object)  # an engine.jobs.JobEvent
+    status_changed = Signal(str)  # what runs now, for the status bar ("" when idle)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.runner = JobRunner()
+        self._callbacks: dict[str, JobCallback] = {}
+        self._titles: dict[str, str] = {}
+        self._running: str | None = None
+        self._closed = False
+        self.event.connect(self._route)
         self._remove = self.runner.add_listener(self.event.emit)
 
-    def submit(self, name: str, params: dict[str, Any] | None = None, title: str = "") -> JobHandle:
-        return self.runner.submit(name, params, title)
+    def submit(self, name: str, params: dict[str, Any] | None = None, title: str = "",
+               on_event: JobCallback | None = None) -> JobHandle:
+        """Queue a job in the worker process. Raises MyCanvasError for an unknown job name or
+        after shutdown. `on_event` hears every later event of this job on the GUI thread."""
+        handle = self.runner.submit(name, params, title)
+        # Only JobQueued was delivered before this line (synchronously, inside submit); every
+        # later event crosses threads and arrives through the event loop, after it.
+        if on_event is not None:
+            self._callbacks[handle.job_id] = on_event
+        return handle
 
     def cancel(self, job_id: str) -> None:
         self.runner.cancel(job_id)
 
+    def has_running_jobs(self) -> bool:
+        return any(not h.done for h in self.runner.jobs())
+
     def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._remove()
-        self.runner.shutdown()
+        self._callbacks.clear()
+        self.runner.shutdown(timeout=3.0)
+
+    # ------------------------------------------------------------------ internals
+
+    def _route(self, event: JobEvent) -> None:
+        if isinstance(event, JobQueued | JobStarted):
+            self._titles[event.job_id] = event.title
+        self._track(event)
+        callback = self._callbacks.get(event.job_id)
+        if isinstance(event, TERMINAL_EVENTS):
+            self._callbacks.pop(event.job_id, None)
+            self._titles.pop(event.job_id, None)
+        if callback is not None:
+            callback(event)
+
+    def _track(self, event: JobEvent) -> None:
+        title = self._titles.get(event.job_id, "")
+        if isinstance(event, JobStarted):
+            self._running = event.job_id
+            self.status_changed.emit(f"{title}: starting…")
+        elif isinstance(event, JobProgress) and event.job_id == self._running:
+            eta = "" if event.eta_seconds is None else f" · {format_eta(event.eta_seconds)} left"
+            self.status_changed.emit(f"{title}: {event.fraction:.0%}{eta}")
+        elif isinstance(event, TERMINAL_EVENTS) and event.job_id == self._running:
+            self._running = None
+            self.status_changed.emit("")

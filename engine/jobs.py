@@ -227,6 +227,7 @@ JOB_REGISTRY: dict[str, str] = {
     "import-photos": "engine.images:import_photos_job",
     "segment": "engine.segment_jobs:segment_job",
     "segment-prompts": "engine.segment_jobs:segment_prompts_job",
+    "paint-mask": "engine.segment_jobs:paint_mask_job",
 }
 
 

@@ -208,3 +208,52 @@ def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
         ctx.progress(2, 2, "saved")
         return {"segmenter": segmenter.label, "fallback": segmenter.fallback,
                 "test_model": segmenter.test_model, "masks": made}
+
+
+# --------------------------------------------------------------------------- the brush
+# A stroke is drawn on the editor's downscaled view of the photo; only the pixels it covered
+# change, so the rest of the mask keeps the full resolution it was made at. The result is
+# stored like any other mask, labelled "painted".
+
+
+def apply_stroke(base: Any, stroke: Any, mode: str) -> Any:
+    """The mask after one stroke: painted pixels added (mode "add") or removed ("erase")."""
+    if mode == "add":
+        return base | stroke
+    if mode == "erase":
+        return base & ~stroke
+    raise InputError(f"A brush stroke adds or erases, got {mode!r}")
+
+
+def paint_mask_job(ctx: JobContext, project: str, photo_id: int, concept_id: int, mode: str,
+                   stroke: bytes, width: int, height: int, stride: int,
+                   base_mask_id: int | None = None) -> dict[str, Any]:
+    from engine.images import load_photo
+    from engine.project import Project
+    from engine.segment import SegmentResult
+    from engine.segment_jobs import save_result
+    from engine.segment_masks import read_mask, resize_mask
+
+    if len(stroke) < stride * height or stride < width:
+        raise InputError("The brush stroke is damaged (wrong size); paint it again")
+    with Project.open(project) as proj:
+        photo = proj.photo(photo_id)
+        ctx.progress(0, 2, "reading the photo")
+        image = load_photo(proj, photo)
+        base = np.zeros((image.size[1], image.size[0]), bool)
+        if base_mask_id is not None:
+            found = [m for m in proj.masks(photo_id=photo_id) if m.id == base_mask_id]
+            if not found:
+                raise InputError(f"The mask the stroke was painted on ({base_mask_id}) is gone")
+            base = resize_mask(read_mask(str(proj.abspath(found[0].file))), image.size)
+        drawn = np.frombuffer(stroke, np.uint8)[:stride * height].reshape(height, stride)
+        painted = resize_mask(drawn[:, :width] >= 128, image.size)
+        mask = apply_stroke(base, painted, mode)
+        if not mask.any():
+            raise InputError("Nothing is left of the mask: paint over the object to keep it")
+        ctx.progress(1, 2, "saving")
+        result = SegmentResult(mask=mask, method="painted", fallback=False,
+                               label="painted by hand")
+        saved = save_result(proj, photo, concept_id, result, image)
+        ctx.progress(2, 2, "saved")
+        return {"mask_id": saved.id, "method": saved.method, "area": float(mask.mean())}

@@ -1,0 +1,218 @@
+"""Dropped photos: which files a drop holds, what to call a new concept, and the inline form
+that asks for its name, token and class word.
+
+Which files are images is the engine's call (import reports every file it refuses, with the
+reason); here a folder only becomes the files inside it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from engine.paths import RESOURCES, safe_component
+
+MAX_FILES_PER_DROP = 200  # a dropped photo library is refused by the engine per file anyway
+TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
+_NUMBERING = re.compile(r"[\s_\-.]*(?:\(\d+\)|\d+|img|dsc|photo|copy)*$", re.IGNORECASE)
+
+
+def paths_from_mime(mime: QMimeData) -> list[Path]:
+    """Local files and folders of a drop (other URLs are ignored)."""
+    if not mime.hasUrls():
+        return []
+    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as they are; a folder becomes the visible files inside it (and its subfolders)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*")
+                            if p.is_file() and not any(part.startswith(".")
+                                                       for part in p.relative_to(path).parts))
+            files.extend(inside)
+        else:
+            files.append(path)
+        if len(files) >= MAX_FILES_PER_DROP:
+            break
+    return files[:MAX_FILES_PER_DROP]
+
+
+@lru_cache(maxsize=1)
+def known_class_words() -> tuple[str, ...]:
+    """Class words the planner knows sizes for, longest first ("guinea pig" before "pig")."""
+    try:
+        data = json.loads((RESOURCES / "size_priors.json").read_text(encoding="utf-8"))
+        words = [str(w) for w in data.get("classes", {})]
+    except (OSError, ValueError):
+        words = []
+    return tuple(sorted(words, key=len, reverse=True))
+
+
+@dataclass(frozen=True)
+class ConceptSuggestion:
+    name: str
+    token: str
+    class_word: str
+
+
+def _base_name(dropped: Sequence[Path]) -> str:
+    folders = [p for p in dropped if p.is_dir()]
+    if folders:
+        return folders[0].name
+    stems = [_NUMBERING.sub("", p.stem) or p.stem for p in dropped]
+    return stems[0] if stems else "concept"
+
+
+def suggest_token(name: str, taken: Iterable[str]) -> str:
+    """`<name>` as the engine would make it, numbered when already used."""
+    base = safe_component(name, fallback="concept", max_len=32).replace(".", "-").strip("-_")
+    base = base or "concept"
+    used = set(taken)
+    token, n = f"<{base}>", 2
+    while token in used:
+        token, n = f"<{base}{n}>", n + 1
+    return token
+
+
+def suggest_concept(dropped: Sequence[Path], names: Iterable[str],
+                    tokens: Iterable[str]) -> ConceptSuggestion:
+    """Name from the folder or file names, a free token, and a class word when a name says
+    one ("my cat photos" -> cat); else the class word is left for the user."""
+    raw = re.sub(r"[_\-]+", " ", _base_name(dropped)).strip() or "concept"
+    used = {n.lower() for n in names}
+    name, n = raw[:1].upper() + raw[1:], 2
+    while name.lower() in used:
+        name, n = f"{raw[:1].upper() + raw[1:]} {n}", n + 1
+    words = " ".join(re.sub(r"[_\-.]+", " ", p.stem if p.is_file() else p.name).lower()
+                     for p in dropped)
+    class_word = next((w for w in known_class_words()
+                       if re.search(rf"\b{re.escape(w)}s?\b", words)), "")
+    return ConceptSuggestion(name, suggest_token(name, tokens), class_word)
+
+
+class NewConceptForm(QFrame):
+    """Asks, inline, what the dropped photos show. Enter creates, Escape cancels."""
+
+    create_requested = Signal(str, str, str, list)  # name, token, class word, files
+    cancelled = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("newConceptForm")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.files: list[Path] = []
+        self._taken_tokens: set[str] = set()
+        self._token_edited = False
+        self.heading = QLabel()
+        self.heading.setWordWrap(True)
+        self.name_edit = QLineEdit()
+        self.name_edit.setObjectName("newConceptName")
+        self.token_edit = QLineEdit()
+        self.token_edit.setObjectName("newConceptToken")
+        self.token_edit.setToolTip("The word the trained model learns for this concept")
+        self.class_edit = QLineEdit()
+        self.class_edit.setObjectName("newConceptClass")
+        self.class_edit.setPlaceholderText("what is it? e.g. cat, mug, plant")
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #b3261e")
+        self.create_button = QPushButton("Create concept")
+        self.create_button.setDefault(True)
+        cancel = QPushButton("Cancel")
+        form = QFormLayout()
+        form.addRow("Name", self.name_edit)
+        form.addRow("Token", self.token_edit)
+        form.addRow("Class word", self.class_edit)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.problem, 1)
+        buttons.addWidget(cancel)
+        buttons.addWidget(self.create_button)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.heading)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        self.name_edit.textEdited.connect(self._name_edited)
+        self.token_edit.textEdited.connect(self._token_typed)
+        for edit in (self.name_edit, self.token_edit, self.class_edit):
+            edit.textChanged.connect(self._validate)
+            edit.returnPressed.connect(self.submit)
+        self.create_button.clicked.connect(self.submit)
+        cancel.clicked.connect(self.cancel)
+        self.hide()
+
+    def ask(self, files: list[Path], suggestion: ConceptSuggestion,
+            taken_tokens: Iterable[str]) -> None:
+        self.files = list(files)
+        self._taken_tokens = set(taken_tokens)
+        self._token_edited = False
+        count = len(files)
+        names = ", ".join(f.name for f in files[:3]) + (", …" if count > 3 else "")
+        self.heading.setText(f"<b>New concept</b> from {count} file{'s' * (count != 1)} "
+                             f"({html.escape(names)}). What do these photos show?")
+        self.name_edit.setText(suggestion.name)
+        self.token_edit.setText(suggestion.token)
+        self.class_edit.setText(suggestion.class_word)
+        self.show()
+        target = self.class_edit if not suggestion.class_word else self.name_edit
+        target.setFocus()
+        target.selectAll()
+        self._validate()
+
+    def problems(self) -> str:
+        if not self.name_edit.text().strip():
+            return "Give the concept a name."
+        if not TOKEN_PATTERN.match(self.token_edit.text().strip()):
+            return "A token looks like <mochi>: lowercase letters, digits, - or _."
+        if self.token_edit.text().strip() in self._taken_tokens:
+            return "That token is already used by another concept."
+        if not self.class_edit.text().strip():
+            return "Say what it is (a class word such as cat)."
+        return ""
+
+    def submit(self) -> None:
+        if self.isHidden() or self.problems():
+            return
+        self.create_requested.emit(self.name_edit.text().strip(), self.token_edit.text().strip(),
+                                   self.class_edit.text().strip(), list(self.files))
+        self.hide()
+
+    def cancel(self) -> None:
+        self.files = []
+        self.hide()
+        self.cancelled.emit()
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self.cancel()
+            return
+        super().keyPressEvent(event)
+
+    def _name_edited(self, text: str) -> None:
+        if not self._token_edited:
+            self.token_edit.setText(suggest_token(text or "concept", self._taken_tokens))
+
+    def _token_typed(self, _text: str) -> None:
+        self._token_edited = True
+
+    def _validate(self) -> None:
+        problem = self.problems()
+        self.problem.setText(problem)
+        self.create_button.setEnabled(not problem)

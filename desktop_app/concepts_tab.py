@@ -1,0 +1,189 @@
+"""The Concepts step: drop photos → import (job "import-photos") → find the objects (job
+"segment") → fix a mask in the editor. A file the engine refuses becomes an error row with its
+reason; nothing the user drops can crash the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.concept_drop import NewConceptForm, expand_paths, suggest_concept
+from desktop_app.concepts_view import ConceptPage
+from desktop_app.jobs_bridge import JobsBridge
+from desktop_app.mask_editor import MaskEditor
+from desktop_app.models import AppState
+from desktop_app.thumbnails import BackgroundLoader
+from engine.errors import MyCanvasError
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
+
+ERROR_COLOUR = QColor(179, 38, 30)
+
+
+class ConceptsTab(QWidget):
+    message = Signal(str)
+
+    def __init__(self, state: AppState, jobs: JobsBridge, thumbs: BackgroundLoader) -> None:
+        super().__init__()
+        self.state, self.jobs = state, jobs
+        self.form = NewConceptForm()
+        self.form.create_requested.connect(self.import_new)
+        self.page = ConceptPage(state, thumbs)
+        self.page.files_dropped.connect(self.handle_drop)
+        self.page.photo_activated.connect(self.open_editor)
+        self.page.add_photos_requested.connect(self._choose_photos)
+        self.page.segment_requested.connect(self.segment)
+        self.page.message.connect(self.message)
+        self.editor = MaskEditor(state, jobs, thumbs)
+        self.editor.closed.connect(lambda: self.stack.setCurrentWidget(self.page))
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.page)
+        self.stack.addWidget(self.editor)
+        self.problems = QListWidget()
+        self.problems.setObjectName("importProblems")
+        self.problems.setMaximumHeight(120)
+        self.problems_title = QLabel()
+        dismiss = QPushButton("Dismiss")
+        dismiss.clicked.connect(self.clear_problems)
+        head = QHBoxLayout()
+        head.addWidget(self.problems_title, 1)
+        head.addWidget(dismiss)
+        self.problems_box = QWidget()
+        box = QVBoxLayout(self.problems_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(head)
+        box.addWidget(self.problems)
+        self.problems_box.hide()
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.form)
+        lay.addWidget(self.problems_box)
+        lay.addWidget(self.stack, 1)
+
+    # ------------------------------------------------------------------ drops
+
+    def handle_drop(self, paths: list[Path], concept_id: int | None = None) -> None:
+        """Photos dropped on a concept join it; anywhere else they start a new concept."""
+        project = self.state.project
+        if project is None:
+            self.message.emit("Open or create a project first (Project menu), then drop the "
+                              "photos again.")
+            return
+        files = expand_paths(paths)
+        if not files:
+            self.add_problems([(str(p), f"{p.name}: nothing to import here") for p in paths])
+            return
+        if concept_id is None:
+            concepts = project.concepts()
+            suggestion = suggest_concept(paths, [c.name for c in concepts],
+                                         [c.token for c in concepts])
+            self.stack.setCurrentWidget(self.page)
+            self.form.ask(files, suggestion, [c.token for c in concepts])
+        else:
+            self.import_into(concept_id, files)
+
+    def import_new(self, name: str, token: str, class_word: str, files: list[Path]) -> None:
+        self._import({"concept": name, "class_word": class_word, "token": token}, files,
+                     f"Import {len(files)} photos as {name}")
+
+    def import_into(self, concept_id: int, files: list[Path]) -> None:
+        concept = self.state.project.concept(concept_id)
+        self._import({"concept": concept.name}, files,
+                     f"Add {len(files)} photos to {concept.name}")
+
+    def _choose_photos(self, concept_id: int) -> None:
+        names = QFileDialog.getOpenFileNames(self, "Add photos", "",
+                                             "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif "
+                                             "*.tiff *.gif *.heic *.avif);;All files (*)")[0]
+        if names:
+            self.import_into(concept_id, [Path(n) for n in names])
+
+    def _import(self, params: dict[str, Any], files: list[Path], title: str) -> None:
+        params = {"project": str(self.state.project.root),
+                  "paths": [str(f) for f in files], **params}
+        try:
+            self.jobs.submit("import-photos", params, title, on_event=self._import_event)
+        except MyCanvasError as exc:
+            self.add_problems([("", str(exc))])
+
+    def _import_event(self, event: JobEvent) -> None:
+        if isinstance(event, JobFailed):
+            self.add_problems([("", event.reason)])
+        if not isinstance(event, JobFinished):
+            return
+        result = event.result
+        self.add_problems([(f["path"], f["reason"]) for f in result["failed"]])
+        concept = result["concept"]
+        self.state.touch("concepts", "photos")
+        if result["imported"] or result["duplicates"]:
+            self.state.selected_concept = concept["id"]
+        if result["imported"]:
+            self.segment(concept["id"], False)
+        count = len(result["imported"])
+        self.message.emit(f"{count} photo{'s' * (count != 1)} added to {concept['name']}"
+                          + (f"; {len(result['failed'])} refused" if result["failed"] else ""))
+
+    # ------------------------------------------------------------------ segmentation
+
+    def segment(self, concept_id: int, redo: bool = False) -> None:
+        if self.state.project is None:
+            return
+        name = self.state.project.concept(concept_id).name
+        params = self.state.job_params(concept=concept_id, redo=redo)
+        try:
+            self.jobs.submit("segment", params, f"Find {name} in the photos",
+                             on_event=self._segment_event)
+        except MyCanvasError as exc:
+            self.add_problems([("", str(exc))])
+
+    def _segment_event(self, event: JobEvent) -> None:
+        if isinstance(event, JobFailed):
+            self.add_problems([("", event.reason)])
+        elif isinstance(event, JobCancelled):
+            self.state.touch("photos")
+        elif isinstance(event, JobFinished):
+            result = event.result
+            self.add_problems([(f["photo"], f["reason"]) for f in result.get("failed", [])])
+            if result.get("fallback") or result.get("test_model"):
+                self.message.emit(f"Masks made by: {result['segmenter']}")
+            self.state.touch("photos", "concepts")
+
+    # ------------------------------------------------------------------ editor, problems
+
+    def open_editor(self, photo_id: int) -> None:
+        try:
+            self.editor.open_photo(photo_id)
+        except MyCanvasError as exc:
+            self.message.emit(str(exc))
+            return
+        self.stack.setCurrentWidget(self.editor)
+
+    def add_problems(self, problems: list[tuple[str, str]]) -> None:
+        for path, reason in problems:
+            item = QListWidgetItem(f"✗ {reason}")
+            item.setForeground(ERROR_COLOUR)
+            item.setToolTip(path or reason)
+            self.problems.addItem(item)
+        count = self.problems.count()
+        self.problems_title.setText(f"{count} problem{'s' * (count != 1)} — every other file "
+                                    "was imported:" if count else "")
+        self.problems_box.setVisible(bool(count))
+
+    def clear_problems(self) -> None:
+        self.problems.clear()
+        self.problems_box.hide()
+
+    def teardown(self) -> None:
+        self.page.teardown()

@@ -1,0 +1,270 @@
+"""The main window: a project, its concepts on the left, the steps in the middle (Concepts →
+Layouts → Dataset → Train → Generate), the jobs on the right, device/profile/job below.
+
+The window appears before torch is imported: everything heavy runs in the engine's worker
+process (device detection included), reached through the JobsBridge. The window's state lives
+in an AppState; the views bind to it and reload the part of the project they show when its
+revision changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QTabWidget,
+)
+
+from desktop_app.concept_drop import paths_from_mime
+from desktop_app.concepts_tab import ConceptsTab
+from desktop_app.concepts_view import ConceptList
+from desktop_app.dataset_page import DatasetPage
+from desktop_app.jobs_bridge import JobsBridge
+from desktop_app.jobs_panel import JobsPanel
+from desktop_app.layouts_page import LayoutsPage
+from desktop_app.model_manager import ModelManager, test_models_warning
+from desktop_app.models import AppState, Bindings
+from desktop_app.qt_compat import guard_none_refcount
+from desktop_app.settings_dialog import SettingsDialog, load_settings_reporting
+from desktop_app.thumbnails import BackgroundLoader
+from engine.errors import MyCanvasError
+from engine.jobs import JobEvent, JobFailed, JobFinished
+from engine.models.profiles import get_profile
+from engine.settings import Settings, save_settings
+
+APP_TITLE = "MyCanvas Studio"
+STEPS = ("Concepts", "Layouts", "Dataset", "Train", "Generate")
+LATER = "Training, generation and the gallery arrive in a later version of MyCanvas Studio."
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None) -> None:
+        guard_none_refcount()  # before the window makes its first thousands of Qt calls
+        super().__init__()
+        warnings: list[str] = []
+        if settings is None:
+            settings, warnings = load_settings_reporting()
+        self.state = AppState(settings, self)
+        self.setWindowTitle(APP_TITLE)
+        self.resize(1280, 800)
+        self.setAcceptDrops(True)
+        self._device_job = None  # events of a job arrive from inside submit(), so set it first
+        self.jobs = JobsBridge(self)
+        self.thumbs = BackgroundLoader(self)
+
+        self.concepts = ConceptList(self.state, self.thumbs)
+        self.concepts.files_dropped.connect(self.drop_files)
+        left = QDockWidget("Concepts", self)
+        left.setObjectName("conceptsDock")
+        left.setWidget(self.concepts)
+        left.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+
+        self.concepts_tab = ConceptsTab(self.state, self.jobs, self.thumbs)
+        self.concepts_tab.message.connect(self.show_message)
+        self.layouts_page = LayoutsPage(self.state, self.jobs, self.thumbs)
+        self.dataset_page = DatasetPage(self.state, self.jobs, self.thumbs)
+        self.steps = QTabWidget()
+        self.steps.setObjectName("steps")
+        for widget, name in ((self.concepts_tab, STEPS[0]), (self.layouts_page, STEPS[1]),
+                             (self.dataset_page, STEPS[2])):
+            self.steps.addTab(widget, f"{self.steps.count() + 1}. {name}")
+        # Not built yet: shown so the path is clear, disabled so nothing pretends to work.
+        for name in STEPS[3:]:
+            later = QLabel(LATER)
+            later.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            index = self.steps.addTab(later, f"{self.steps.count() + 1}. {name}")
+            self.steps.setTabEnabled(index, False)
+            self.steps.setTabToolTip(index, LATER)
+        self.setCentralWidget(self.steps)
+
+        self.jobs_panel = JobsPanel()
+        self.jobs_panel.cancel_requested.connect(self.jobs.cancel)
+        self.jobs.event.connect(self.jobs_panel.on_event)
+        self.jobs.event.connect(self._on_job_event)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.jobs_panel)
+        dock = QDockWidget("Jobs", self)
+        dock.setObjectName("jobsDock")
+        dock.setWidget(scroll)
+        self.jobs_dock = dock
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.resizeDocks([left, dock], [250, 290], Qt.Orientation.Horizontal)
+
+        self.device_label = QLabel()
+        self.profile_label = QLabel()
+        self.profile_label.setObjectName("profileLabel")
+        self.job_label = QLabel()
+        self.job_label.setObjectName("runningJob")
+        self.statusBar().addPermanentWidget(self.job_label)
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.statusBar().addPermanentWidget(self.profile_label)
+        self.jobs.status_changed.connect(lambda text: setattr(self.state, "running_job", text))
+
+        self.settings_dialog: SettingsDialog | None = None
+        self.model_manager = ModelManager(self.state, self.jobs, self)
+        self._build_menu()
+        self.bindings = Bindings()
+        self.bindings.bind(self.state, "settings", self._show_profile)
+        self.bindings.bind(self.state, "project", self._show_project)
+        self.bindings.bind(self.state, "device", lambda d: self.device_label.setText(
+            f"device: {d}"))
+        self.bindings.bind(self.state, "running_job", lambda text: self.job_label.setText(
+            f"▶ {text}" if text else "no job running"))
+        self._device_job = self.jobs.submit("device-info", {"requested": settings.device},
+                                            "Detect device")
+        for warning in warnings:
+            self.show_message(warning, 20000)
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
+    @property
+    def project(self):
+        return self.state.project
+
+    # ------------------------------------------------------------ menus and actions
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&Project")
+        menu.addAction("&New…", self.new_project).setShortcut("Ctrl+N")
+        menu.addAction("&Open…", self.open_project_dialog).setShortcut("Ctrl+O")
+        self.recent_menu = menu.addMenu("Open &recent")
+        self._fill_recent()
+        menu.addSeparator()
+        menu.addAction("&Quit", self.close).setShortcut("Ctrl+Q")
+        view = self.menuBar().addMenu("&View")
+        view.addAction(self.jobs_dock.toggleViewAction())
+        tools = self.menuBar().addMenu("&Settings")
+        tools.addAction("&Settings…", self.open_settings).setShortcut("Ctrl+,")
+        tools.addAction("&Models…", self.model_manager.show)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_projects:
+            self.recent_menu.addAction(path, lambda p=path: self.open_project(Path(p)))
+        self.recent_menu.setEnabled(bool(self.settings.recent_projects))
+
+    def new_project(self) -> None:
+        folder = QFileDialog.getSaveFileName(self, "New project folder")[0]
+        if folder:
+            self._open(Path(folder), create=True)
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if folder:
+            self.open_project(Path(folder))
+
+    def open_project(self, folder: Path) -> None:
+        self._open(folder, create=False)
+
+    def create_project(self, folder: Path) -> None:
+        self._open(folder, create=True)
+
+    def _open(self, folder: Path, create: bool) -> None:
+        from engine.project import Project
+
+        try:
+            project = Project.create(folder, folder.name) if create else Project.open(folder)
+        except MyCanvasError as exc:
+            QMessageBox.warning(self, APP_TITLE, str(exc))
+            return
+        old = self.state.project
+        self.state.selected_concept = None
+        self.state.project = project
+        if old is not None:
+            old.close()
+        settings = replace(self.settings, recent_projects=list(self.settings.recent_projects))
+        settings.add_recent(folder)
+        self.state.settings = settings
+        try:
+            save_settings(settings)
+        except (OSError, MyCanvasError) as exc:
+            self.show_message(f"Could not save settings: {exc}")
+        self._fill_recent()
+        self.steps.setCurrentIndex(0)
+
+    def open_settings(self) -> None:
+        self.settings_dialog = SettingsDialog(self.settings, self)
+        self.settings_dialog.accepted.connect(self._settings_saved)
+        self.settings_dialog.open()
+
+    def _settings_saved(self) -> None:
+        dialog = self.settings_dialog
+        if dialog is None or dialog.saved is None:
+            return
+        device_changed = dialog.saved.device != self.settings.device
+        self.state.settings = dialog.saved
+        if device_changed:
+            self._detect_device()
+
+    def _detect_device(self) -> None:
+        self.state.device = "detecting…"
+        self._device_job = self.jobs.submit("device-info", {"requested": self.settings.device},
+                                            "Detect device")
+
+    def show_message(self, text: str, msecs: int = 10000) -> None:
+        self.statusBar().showMessage(text, msecs)
+
+    # ------------------------------------------------------------ drops
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = paths_from_mime(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.drop_files(paths, None)
+
+    def drop_files(self, paths: list[Path], concept_id: int | None) -> None:
+        """Dropped on a concept: added to it. Anywhere else: a new concept."""
+        self.steps.setCurrentWidget(self.concepts_tab)
+        self.concepts_tab.handle_drop(paths, concept_id)
+
+    # ------------------------------------------------------------ view updates
+
+    def _show_profile(self, settings: Settings) -> None:
+        prof = get_profile(settings.profile or None)
+        warn = "  ⚠ TEST MODELS: pictures are noise" if prof.test_models else ""
+        self.profile_label.setText(f"profile: {prof.label}{warn}")
+        self.profile_label.setToolTip(test_models_warning(prof.name) or prof.description)
+        self.profile_label.setStyleSheet("color: #8a5a00; font-weight: bold" if warn else "")
+
+    def _show_project(self, project) -> None:
+        if project is None:
+            self.setWindowTitle(APP_TITLE)
+            return
+        self.setWindowTitle(f"{project.name} — {APP_TITLE}")
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        if self._device_job is None or event.job_id != self._device_job.job_id:
+            return
+        if isinstance(event, JobFinished):
+            self.state.device = str(event.result)
+        elif isinstance(event, JobFailed):
+            self.state.device = "unknown"
+            self.show_message(event.reason)
+
+    def closeEvent(self, event) -> None:
+        for view in (self.concepts, self.concepts_tab, self.layouts_page, self.dataset_page,
+                     self.model_manager):
+            view.teardown()
+        self.bindings.clear()
+        self.thumbs.shutdown()
+        self.jobs.shutdown()
+        if self.state.project is not None:
+            self.state.project.close()
+            self.state.project = None
+        super().closeEvent(event)

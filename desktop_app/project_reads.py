@@ -1,0 +1,42 @@
+"""Small reads of the project catalogue the views share (SQLite only: cheap on the GUI thread)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.project import Mask, Project
+
+# How a mask was made, for people. The fallback is always named as such.
+METHOD_LABELS = {
+    "sam": "SAM",
+    "sam-refined": "SAM, refined by you",
+    "fallback-grabcut": "GrabCut fallback (no SAM)",
+    "fallback-grabcut-refined": "GrabCut fallback, refined by you",
+    "painted": "painted by you",
+}
+
+
+def method_label(method: str, test_models: bool = False) -> str:
+    text = METHOD_LABELS.get(method, method or "unknown method")
+    if test_models and method.startswith("sam"):
+        text += " · test model: noise"
+    return text
+
+
+def current_masks(project: Project, concept_id: int) -> dict[int, Mask]:
+    """The latest mask of each photo of a concept (photo id -> mask); the catalogue keeps
+    every mask ever made and the newest one is the current one."""
+    latest: dict[int, Mask] = {}
+    for mask in project.masks(concept_id=concept_id):  # ordered by id
+        latest[mask.photo_id] = mask
+    return latest
+
+
+def concept_cutout(project: Project, concept_id: int) -> Mask | None:
+    """The cut-out that stands for a concept on the canvas: its first photo's current one."""
+    masks = current_masks(project, concept_id)
+    for photo_id in sorted(masks):
+        if masks[photo_id].cutout_file:
+            return masks[photo_id]
+    return None

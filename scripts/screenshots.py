@@ -1,0 +1,215 @@
+"""Screenshots of every screen of the desktop app, from a demo project made on the spot.
+
+    python scripts/screenshots.py [OUT_DIR]        # default docs/screenshots
+
+The demo project is made the way a user would make it, through the engine's jobs: the
+scikit-image sample photos imported as concepts, masks from the classical fallback (GrabCut,
+plus a box for the rocket), layouts from the real planner model, a dataset built on the `tiny`
+profile (its pictures are noise, and the window says so). Then the window is opened offscreen
+(or on Xvfb when DISPLAY is set) and each screen is grabbed. Settings and recent projects go
+to a temporary folder, never to the user's; the tiny models are built in the app's data
+folder if they are not there yet.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+MAX_BYTES = 300_000
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run(name: str, params: dict, title: str = "") -> dict:
+    from engine.jobs import JobFinished, run_inline
+
+    log(f"  {name} …")
+    end = run_inline(name, params, title=title)
+    if not isinstance(end, JobFinished):
+        raise SystemExit(f"{name} failed: {getattr(end, 'reason', end)}")
+    return end.result
+
+
+def make_photos(folder: Path) -> dict[str, Path]:
+    from PIL import Image
+    from skimage import data
+
+    cats = folder / "Mochi"
+    cats.mkdir(parents=True)
+    paths = {"chelsea": cats / "chelsea.jpg", "chelsea-2": cats / "chelsea-sofa.jpg",
+             "coffee": folder / "coffee.jpg", "rocket": folder / "rocket.jpg",
+             "astronaut": folder / "astronaut.jpg", "bad": folder / "notes.jpg"}
+    Image.fromarray(data.chelsea()).save(paths["chelsea"], quality=92)
+    Image.fromarray(data.chelsea()[:, ::-1][10:, 20:].copy()).save(paths["chelsea-2"],
+                                                                   quality=92)
+    Image.fromarray(data.coffee()).save(paths["coffee"], quality=92)
+    Image.fromarray(data.rocket()).save(paths["rocket"], quality=92)
+    Image.fromarray(data.astronaut()).save(paths["astronaut"], quality=92)
+    paths["bad"].write_text("a shopping list, not a photo")
+    return paths
+
+
+def make_project(root: Path, photos: dict[str, Path]) -> Path:
+    from engine.project import Project
+
+    log("demo project:")
+    folder = root / "Demo garden"
+    Project.create(folder, "Demo garden").close()
+    base = {"project": str(folder)}
+    run("import-photos", {**base, "concept": "Mochi", "class_word": "cat", "token": "<mochi>",
+                          "paths": [str(photos["chelsea"]), str(photos["chelsea-2"])]})
+    run("import-photos", {**base, "concept": "Cup", "class_word": "mug", "token": "<cup>",
+                          "paths": [str(photos["coffee"])]})
+    rocket = run("import-photos", {**base, "concept": "Rocket", "class_word": "toy rocket",
+                                   "token": "<rocket>", "paths": [str(photos["rocket"])]})
+    run("segment", {**base, "profile": "tiny", "device": "cpu", "method": "fallback",
+                    "concept": "Mochi"})
+    run("segment", {**base, "profile": "tiny", "device": "cpu", "method": "fallback",
+                    "concept": "Cup"})
+    photo_id = rocket["imported"][0]["id"]
+    run("segment-prompts", {**base, "photo_id": photo_id, "profile": "tiny", "device": "cpu",
+                            "method": "fallback", "prompts": [
+                                {"concept": "Rocket", "box": [295, 120, 345, 408],
+                                 "points": [[320, 260]], "labels": [1]}]})
+    run("plan", {**base, "count": 4, "seed": 7, "profile": "tiny"})
+    run("build-dataset", {**base, "count": 8, "profile": "tiny", "device": "cpu", "steps": 4,
+                          "resolution": 128})
+    with Project.open(folder) as project:
+        items = project.dataset_items()
+        project.set_review_state(items[1].id, "accepted")
+        project.set_review_state(items[4].id, "rejected")
+    return folder
+
+
+class Shooter:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.written: list[Path] = []
+
+    def settle(self, seconds: float = 0.6) -> None:
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
+    def wait_until(self, condition, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise SystemExit("timed out waiting for the window")
+            self.settle(0.1)
+
+    def shoot(self, widget, name: str) -> None:
+        from PIL import Image
+
+        self.settle()
+        path = self.out / f"{name}.png"
+        widget.grab().save(str(path), "PNG")
+        if path.stat().st_size > MAX_BYTES:  # fewer colours; a UI keeps its look
+            Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
+        self.written.append(path)
+        log(f"  {path.relative_to(REPO) if path.is_relative_to(REPO) else path} "
+            f"({path.stat().st_size // 1024} KB)")
+
+
+def drop(target, paths: list[Path]) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    point = QPointF(target.rect().center())
+    rest = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier)
+    # The enter event takes an integer QPoint in PySide6 6.11, the drop a QPointF.
+    QApplication.sendEvent(target, QDragEnterEvent(point.toPoint(), *rest))
+    QApplication.sendEvent(target, QDropEvent(point, *rest))
+
+
+def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.main_window import MainWindow
+    from engine.settings import Settings
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    window = MainWindow(Settings(profile="tiny", device="cpu"))
+    window.resize(1360, 820)
+    window.show()
+    window.open_project(project)
+    shots.wait_until(lambda: window.device_label.text() != "device: detecting…")
+    log("screens:")
+    shots.wait_until(lambda: not window.thumbs.busy())
+    shots.shoot(window, "1-concepts")
+
+    drop(window, [photos["astronaut"], photos["bad"]])
+    form = window.concepts_tab.form
+    form.class_edit.setText("person")
+    shots.shoot(window, "2-new-concept")
+    form.submit()
+    shots.wait_until(lambda: window.concepts_tab.problems.count() > 0
+                     and not window.jobs.has_running_jobs())
+    shots.wait_until(lambda: not window.thumbs.busy())
+    shots.shoot(window, "3-import-errors")
+
+    window.state.selected_concept = window.project.concept_by_name("Rocket").id
+    rocket_photo = window.project.photos(window.state.selected_concept)[0].id
+    window.concepts_tab.open_editor(rocket_photo)
+    editor = window.concepts_tab.editor
+    shots.wait_until(lambda: not editor.canvas.mask.isNull())
+    editor.set_tool("box")
+    shots.shoot(window, "4-mask-editor")
+    editor.close_editor()
+
+    window.steps.setCurrentWidget(window.layouts_page)
+    canvas = window.layouts_page.canvas
+    shots.wait_until(lambda: len(canvas.pixmaps) >= 3)
+    first = next(iter(canvas.items_by_concept))
+    canvas.select_only(first)
+    shots.shoot(window, "5-layout-editor")
+
+    window.steps.setCurrentWidget(window.dataset_page)
+    shots.settle(1.0)
+    shots.wait_until(lambda: not window.thumbs.busy())
+    shots.shoot(window, "6-dataset-review")
+
+    window.open_settings()
+    shots.shoot(window.settings_dialog, "7-settings")
+    window.settings_dialog.reject()
+    window.model_manager.show()
+    shots.wait_until(lambda: window.model_manager.table.rowCount() > 0)
+    shots.shoot(window.model_manager, "8-models")
+    window.model_manager.hide()
+    window.close()
+    app.processEvents()
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else REPO / "docs" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mycanvas-shots-") as tmp:
+        root = Path(tmp)
+        os.environ["MYCANVAS_CONFIG_DIR"] = str(root / "config")
+        photos = make_photos(root / "photos")
+        project = make_project(root, photos)
+        shots = Shooter(out)
+        shoot_screens(project, photos, shots)
+    log(f"wrote {len(shots.written)} screenshots to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

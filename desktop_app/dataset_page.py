@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.dataset_review import DatasetGrid, DatasetItemsModel, review_counts
 from desktop_app.jobs_bridge import JobsBridge
+from desktop_app.jobs_panel import show_preview
 from desktop_app.models import AppState, Bindings
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
@@ -172,13 +172,7 @@ class DatasetPage(QWidget):
         if isinstance(event, JobProgress):
             self.status.setText(f"Building: {event.message} ({event.fraction:.0%})")
         elif isinstance(event, JobPreview):
-            pixmap = QPixmap()
-            if pixmap.loadFromData(event.png, "PNG"):
-                self.preview.setPixmap(pixmap.scaled(
-                    PREVIEW_SIDE, PREVIEW_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation))
-                self.preview.setToolTip(event.caption)
-                self.preview.show()
+            show_preview(self.preview, event)
             self.state.touch("dataset")  # the item was stored just before its preview
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):
             self.build_job = None

@@ -29,6 +29,17 @@ from engine.jobs import (
 PREVIEW_SIDE = 96
 
 
+def show_preview(label: QLabel, event: JobPreview) -> None:
+    """Show a job's preview PNG in `label`, scaled to the label's fixed size."""
+    pixmap = QPixmap()
+    if pixmap.loadFromData(event.png, "PNG"):
+        label.setPixmap(pixmap.scaled(
+            label.width(), label.height(), Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation))
+        label.setToolTip(event.caption)
+        label.show()
+
+
 def eta_text(seconds: float | None) -> str:
     return "estimating…" if seconds is None else f"{format_eta(seconds)} left"
 
@@ -78,13 +89,7 @@ class JobRow(QWidget):
             self.bar.setToolTip(event.message)
             self.state.setText(eta_text(event.eta_seconds))
         elif isinstance(event, JobPreview):
-            pixmap = QPixmap()
-            if pixmap.loadFromData(event.png, "PNG"):
-                self.preview.setPixmap(pixmap.scaled(
-                    PREVIEW_SIDE, PREVIEW_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation))
-                self.preview.setToolTip(event.caption)
-                self.preview.show()
+            show_preview(self.preview, event)
         elif isinstance(event, JobLog):
             self.setToolTip(event.text)
             if event.level == "warning":

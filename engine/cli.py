@@ -279,7 +279,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # Stage modules that register their own subcommands with @command. Each must be cheap to
 # import (heavy libraries imported inside functions), so `mycanvas --help` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("engine.segment_cli", "engine.planner", "engine.dataset")
+COMMAND_MODULES: tuple[str, ...] = ("engine.segment_cli", "engine.planner", "engine.dataset",
+                                     "engine.train.job")
 
 
 def build_parser() -> argparse.ArgumentParser:

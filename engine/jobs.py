@@ -228,6 +228,7 @@ JOB_REGISTRY: dict[str, str] = {
     "segment": "engine.segment_jobs:segment_job",
     "segment-prompts": "engine.segment_jobs:segment_prompts_job",
     "paint-mask": "engine.segment_jobs:paint_mask_job",
+    "train": "engine.train.job:train_job",
 }
 
 

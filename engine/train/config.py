@@ -1,0 +1,141 @@
+"""TrainConfig: the settings of one Custom Diffusion run, validated, JSON round-trippable.
+
+Defaults follow Custom Diffusion (lr 1e-5 scaled by the batch, batch 2, AdamW with weight
+decay 1e-2 on the k/v weights, gradient clipping at 1.0, constant learning rate) and
+Gen4Gen's prompt strategies (all three on). Each Gen4Gen switch, and what it does:
+
+* ``global_token`` — one extra learned token (``<composition>``) starts every training
+  prompt. It soaks up what all training images share (the composed look, lighting, the
+  "several objects together" layout) so the concept tokens do not have to, and at generation
+  time it asks for that multi-object composition. Off: prompts start with "a photo of".
+* ``repeat_concept_tokens`` — each "<token> class" phrase appears twice in the prompt. More
+  of the text's attention goes to the concept tokens, which Gen4Gen found strengthens each
+  concept's identity in multi-concept images. Off: each phrase appears once.
+* ``separate_background`` — the scene goes into its own clause ("… . background: a sunlit
+  kitchen") instead of running on from the concept phrases. The concept tokens then describe
+  the objects only and do not absorb the scene, so the concepts move to new backgrounds at
+  generation time. Off: the item's token caption is used as written.
+
+Where the paper gives no number we chose one and say so here: the global token starts from
+the word "photo"; the repeat count is 2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from engine.errors import InputError
+
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+CHANNELS_LAST = ("auto", "on", "off")
+MAX_STEPS = 1_000_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- optimisation
+    steps: int = 500  # Custom Diffusion: ~250 per concept, 500 for multi-concept
+    learning_rate: float = 1e-5
+    scale_lr: bool = True  # lr × batch size × accumulation, as Custom Diffusion does
+    batch_size: int = 2
+    gradient_accumulation: int = 1
+    lr_warmup_steps: int = 0
+    weight_decay: float = 1e-2  # on the k/v weights only; the token rows get none
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    # --- data
+    resolution: int | None = None  # None: the model profile's resolution
+    hflip: bool = True  # each item is used as is or mirrored (both latents are cached)
+    # --- loss
+    masked_loss: bool = False  # weight the loss inside the object masks ...
+    mask_background_weight: float = 0.1  # ... and by this much outside them
+    prior_preservation: bool = False  # regularise with the base model's class images
+    class_images_per_concept: int = 50
+    class_image_steps: int = 30  # denoising steps for making a class image
+    prior_loss_weight: float = 1.0
+    # --- Gen4Gen prompt strategies (see the module docstring)
+    global_token: bool = True
+    repeat_concept_tokens: bool = True
+    separate_background: bool = True
+    # --- speed and memory
+    mixed_precision: str = "auto"  # auto: fp16/bf16 on CUDA, fp32 on CPU and MPS
+    gradient_checkpointing: bool = False
+    # auto: on for CUDA; off on CPU, where it measured no faster (SD 1.5 size) or slower
+    # (tiny) in tests/benchmarks/bench_train.py
+    channels_last: str = "auto"
+    # --- the run
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    sample_every: int = 100  # 0: no preview samples
+    sample_steps: int = 25
+
+    def __post_init__(self) -> None:
+        _whole("steps", self.steps, 1, MAX_STEPS)
+        _number("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        _whole("batch_size", self.batch_size, 1, 64)
+        _whole("gradient_accumulation", self.gradient_accumulation, 1, 256)
+        _whole("lr_warmup_steps", self.lr_warmup_steps, 0, MAX_STEPS)
+        _number("weight_decay", self.weight_decay, 0.0, 1.0)
+        _number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
+        _whole("seed", self.seed, 0, 2**63 - 1)
+        if self.resolution is not None:
+            _whole("resolution", self.resolution, 32, 4096)
+            if self.resolution % 8:
+                raise InputError(f"resolution must be a multiple of 8, got {self.resolution}")
+        _number("mask_background_weight", self.mask_background_weight, 0.0, 1.0)
+        _whole("class_images_per_concept", self.class_images_per_concept, 1, 10_000)
+        _whole("class_image_steps", self.class_image_steps, 1, 1000)
+        _number("prior_loss_weight", self.prior_loss_weight, 0.0, 100.0)
+        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _choice("channels_last", self.channels_last, CHANNELS_LAST)
+        _whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
+        _whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
+        _whole("sample_every", self.sample_every, 0, MAX_STEPS)
+        _whole("sample_steps", self.sample_steps, 1, 1000)
+        for name in ("scale_lr", "hflip", "masked_loss", "prior_preservation", "global_token",
+                     "repeat_concept_tokens", "separate_background", "gradient_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        if not self.scale_lr:
+            return self.learning_rate
+        return self.learning_rate * self.batch_size * self.gradient_accumulation
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        """A config from JSON values; unknown keys are refused by name (a typo would
+        otherwise silently train with the default)."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"Unknown training setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def with_changes(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+
+
+def _number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and low <= value <= high and not (low_open and value == low))
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise InputError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

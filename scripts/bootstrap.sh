@@ -66,6 +66,17 @@ ensure_venv() {
   fi
 }
 
+# What must import for the app to run; a venv where it does not is rebuilt.
+HEALTH_CHECK='import engine, desktop_app, torch, torchvision, diffusers, llama_cpp, PySide6, cv2
+assert PySide6.__version__'
+
+pip_install() {
+  # Two cores build llama.cpp in ~15 min; pip caches the wheel so later venvs reuse it.
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
+  "$PY" -m pip install -q --upgrade pip setuptools wheel
+  "$PY" -m pip install -q -e "$REPO$1"
+}
+
 ensure_python_packages() {
   # The stamp is a hash of what decides the install; unchanged → no pip run at all.
   local extras="" stamp_file="$VENV/.mycanvas-stamp" stamp
@@ -76,10 +87,15 @@ ensure_python_packages() {
     return 0
   fi
   log "installing Python packages (first run: several minutes; llama-cpp-python compiles once)"
-  # Two cores build llama.cpp in ~15 min; pip caches the wheel so later venvs reuse it.
-  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
-  "$PY" -m pip install -q --upgrade pip setuptools wheel
-  "$PY" -m pip install -q -e "$REPO$extras"
+  pip_install "$extras"
+  if ! "$PY" -c "$HEALTH_CHECK" >/dev/null 2>&1 || ! "$PY" -m pip check >/dev/null 2>&1; then
+    # An upgrade or downgrade over an old venv can leave it inconsistent; start clean.
+    log "the virtual environment is inconsistent after the install; rebuilding it"
+    rm -rf "$VENV"
+    ensure_venv
+    pip_install "$extras"
+    "$PY" -c "$HEALTH_CHECK" || { log "the install is broken even in a new venv"; exit 1; }
+  fi
   echo "$stamp" > "$stamp_file"
 }
 

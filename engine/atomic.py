@@ -79,12 +79,8 @@ def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
             d.write(chunk)
 
 
-def _writer_alive(temp: Path) -> bool:
-    """True when the process that owns `temp` (its pid is in the name) is still running."""
-    try:
-        pid = int(temp.name.rsplit(TEMP_MARK, 1)[1].split("-", 1)[0])
-    except (IndexError, ValueError):
-        return False
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs: decides if a writer's temp file may be removed."""
     if pid == os.getpid():
         return True
     try:
@@ -94,6 +90,15 @@ def _writer_alive(temp: Path) -> bool:
     except OSError:  # exists, owned by someone else
         return True
     return True
+
+
+def _writer_alive(temp: Path) -> bool:
+    """True when the process that owns `temp` (its pid is in the name) is still running."""
+    try:
+        pid = int(temp.name.rsplit(TEMP_MARK, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    return pid_alive(pid)
 
 
 def cleanup_temp_files(folder: str | os.PathLike[str]) -> int:

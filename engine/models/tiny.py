@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write_bytes
+from engine.atomic import atomic_write_bytes, pid_alive
 from engine.errors import InputError
 from engine.paths import RESOURCES, models_dir
 
@@ -297,15 +297,6 @@ def _is_current(folder: Path, role: str, config_dir: Path | None) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        import psutil
-
-        return bool(psutil.pid_exists(pid))
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        return True
-
-
 def _remove_leftovers(root: Path) -> None:
     """Folders left by killed builds (dead pid) and by replaced builds."""
     for p in root.iterdir():
@@ -315,7 +306,7 @@ def _remove_leftovers(root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         elif _BUILDING in p.name:
             pid = p.name.split(_BUILDING, 1)[1].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
 
 

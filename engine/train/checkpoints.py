@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import TEMP_MARK, fsync_dir
+from engine.atomic import TEMP_MARK, fsync_dir, pid_alive
 from engine.errors import InputError
 
 WEIGHTS_FILE = "trainable.safetensors"
@@ -48,18 +48,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def remove_stale_temp_folders(folder: Path) -> int:
     """Delete half-written checkpoint folders whose writer is gone (killed mid-write)."""
     removed = 0
@@ -72,7 +60,7 @@ def remove_stale_temp_folders(folder: Path) -> int:
             pid = int(entry.name.rsplit(TEMP_MARK, 1)[1].split("-", 1)[0])
         except (IndexError, ValueError):
             pid = -1
-        if pid < 0 or not _pid_alive(pid):
+        if pid < 0 or not pid_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
     return removed

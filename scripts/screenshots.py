@@ -1,6 +1,6 @@
 """Screenshots of every screen of the desktop app, from a demo project made on the spot.
 
-    python scripts/screenshots.py [OUT_DIR]        # default docs/screenshots
+    python scripts/screenshots.py [OUT_DIR]        # default packaging/screenshots
 
 The demo project is made the way a user would make it, through the engine's jobs: the
 scikit-image sample photos imported as concepts, masks from the classical fallback (GrabCut,
@@ -198,7 +198,7 @@ def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> Non
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else REPO / "docs" / "screenshots"
+    out = Path(argv[0]) if argv else REPO / "packaging" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mycanvas-shots-") as tmp:
         root = Path(tmp)

@@ -483,22 +483,13 @@ def test_cli_module_is_cheap_to_import():
 @pytest.mark.slow
 def test_full_size_vit_b_with_random_weights(tmp_path, monkeypatch):
     """Real SAM ViT-B architecture (random weights) through the real loader and the cache."""
-    import json
     import time
 
     import torch
-    from safetensors.torch import save_file
 
-    from engine.models.loaders import build_sam
+    from engine.models.tiny import save_random_sam
 
-    folder = tmp_path / "sam-vit-b"
-    folder.mkdir()
-    torch.manual_seed(0)
-    model = build_sam({"arch": "vit_b"})
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"arch": "vit_b"}))
-    del model
+    folder = save_random_sam({"arch": "vit_b"}, tmp_path / "sam-vit-b")
 
     real_load = torch.load
 

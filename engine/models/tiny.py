@@ -163,13 +163,21 @@ def _state_to_safetensors(model: Any, path: Path, meta: dict[str, str] | None = 
     save_file(state, str(path), metadata={"format": "pt", **(meta or {})})
 
 
-def _build_sam(cfg: dict[str, Any], out: Path) -> None:
+def save_random_sam(model_cfg: dict[str, Any], out: Path, seed: int = 0) -> Path:
+    """A SAM of `model_cfg` (e.g. {"arch": "vit_b"}) with seeded random weights, saved in the
+    folder layout load_segmenter reads; also how full-size architectures are tested."""
     from engine.models.loaders import SAM_CONFIG, SAM_WEIGHTS, build_sam
 
-    _seeded(cfg["seed"])
-    sam = build_sam(cfg["model"])
+    out.mkdir(parents=True, exist_ok=True)
+    _seeded(seed)
+    sam = build_sam(model_cfg)
     _state_to_safetensors(sam, out / SAM_WEIGHTS)
-    atomic_write_bytes(out / SAM_CONFIG, _json_bytes(cfg["model"]))
+    atomic_write_bytes(out / SAM_CONFIG, _json_bytes(model_cfg))
+    return out
+
+
+def _build_sam(cfg: dict[str, Any], out: Path) -> None:
+    save_random_sam(cfg["model"], out, cfg["seed"])
 
 
 def _build_open_clip(cfg: dict[str, Any], out: Path) -> None:

@@ -9,7 +9,6 @@ cost. Quality figures come from the fallback only (no real SAM weights on this m
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import statistics
 import tempfile
@@ -153,19 +152,13 @@ def tiny_sam() -> list[dict]:
 @benchmark("segment-sam-vit-b")
 def vit_b() -> list[dict]:
     import torch
-    from safetensors.torch import save_file
 
-    from engine.models.loaders import build_sam
+    from engine.models.tiny import save_random_sam
     from engine.segment import load_segmenter_for
 
     folder = Path(tempfile.mkdtemp(prefix="bench-sam-vit-b-"))
     try:
-        torch.manual_seed(0)
-        model = build_sam({"arch": "vit_b"})
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps({"arch": "vit_b"}))
-        del model
+        save_random_sam({"arch": "vit_b"}, folder)
         load_s, segmenter = _timed(lambda: load_segmenter_for(
             "sd15", "cpu", "sam", overrides={"segmenter": str(folder)}))
         image = _photos()["coffee"]

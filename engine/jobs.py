@@ -254,19 +254,13 @@ def resolve_job(target: str) -> Callable[..., Any]:
 # --------------------------------------------------------------------------- job boundary
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    name = type(exc).__name__
-    text = str(exc).lower()
-    return name == "OutOfMemoryError" or "out of memory" in text or "failed to allocate" in text
-
-
 def describe_failure(exc: BaseException) -> str:
     """The one-line reason a person reads when a job fails."""
     if isinstance(exc, MyCanvasError):
         return str(exc)
-    if _is_out_of_memory(exc):
+    from engine.device import is_out_of_memory
+
+    if is_out_of_memory(exc):
         return (
             "Out of memory. Close other programs, pick a smaller model profile or a lower "
             "resolution, and try again."

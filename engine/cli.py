@@ -136,14 +136,6 @@ class CancelledByUser(Exception):
     pass
 
 
-def _settings_profile(args: argparse.Namespace) -> str | None:
-    if getattr(args, "profile", None):
-        return args.profile
-    from engine.settings import load_settings
-
-    return load_settings().profile or None
-
-
 # --------------------------------------------------------------------------- commands
 
 

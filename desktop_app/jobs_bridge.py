@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from engine.jobs import TERMINAL_EVENTS, JobEvent, JobProgress, JobQueued, JobStarted, format_eta
+from engine.journaling import JournalWriter
 from engine.worker import JobHandle, JobRunner
 
 JobCallback = Callable[[JobEvent], None]
@@ -26,6 +27,10 @@ class JobsBridge(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.runner = JobRunner()
+        # Each job's row in its project's journal, written from the runner's own thread so
+        # that even the cancel the runner sends while shutting down is recorded.
+        self.journal = JournalWriter()
+        self._remove_journal = self.runner.add_listener(self.journal)
         self._callbacks: dict[str, JobCallback] = {}
         self._titles: dict[str, str] = {}
         self._running: str | None = None
@@ -50,13 +55,28 @@ class JobsBridge(QObject):
     def has_running_jobs(self) -> bool:
         return any(not h.done for h in self.runner.jobs())
 
-    def shutdown(self) -> None:
+    def unfinished_titles(self) -> list[str]:
+        """Titles of the jobs that are queued or running, for the question before quitting."""
+        return [h.spec.title or h.spec.name for h in self.runner.jobs() if not h.done]
+
+    def shutdown(self, interrupted: bool = False) -> None:
+        """Stop the worker. `interrupted`: the user quit during jobs; their journal rows say
+        interrupted (offered for resuming on the next open), not cancelled."""
         if self._closed:
             return
         self._closed = True
         self._remove()
         self._callbacks.clear()
+        if interrupted:
+            self.journal.interrupt_all()
+            for handle in self.runner.jobs():
+                if not handle.done and not any(isinstance(e, JobStarted) for e in handle.events):
+                    spec = handle.spec
+                    self.journal.record_unstarted(spec.job_id, spec.name, spec.title,
+                                                  spec.params)
         self.runner.shutdown(timeout=3.0)
+        self._remove_journal()
+        self.journal.close()
 
     # ------------------------------------------------------------------ internals
 

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QScrollArea,
     QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from desktop_app.concept_drop import paths_from_mime
@@ -33,10 +35,11 @@ from desktop_app.layouts_page import LayoutsPage
 from desktop_app.model_manager import ModelManager, test_models_warning
 from desktop_app.models import AppState, Bindings
 from desktop_app.qt_compat import guard_none_refcount
+from desktop_app.resume_bar import ResumeBar
 from desktop_app.settings_dialog import SettingsDialog, load_settings_reporting
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
-from engine.jobs import JobEvent, JobFailed, JobFinished
+from engine.jobs import TERMINAL_EVENTS, JobEvent, JobFailed, JobFinished
 from engine.models.profiles import get_profile
 from engine.settings import Settings, save_settings
 
@@ -84,7 +87,16 @@ class MainWindow(QMainWindow):
             index = self.steps.addTab(later, f"{self.steps.count() + 1}. {name}")
             self.steps.setTabEnabled(index, False)
             self.steps.setTabToolTip(index, LATER)
-        self.setCentralWidget(self.steps)
+        self.resume_bar = ResumeBar()
+        self.resume_bar.resume_requested.connect(self._resume_job)
+        self.resume_bar.dismiss_requested.connect(
+            lambda entry: self._settle_interrupted(entry, "dismissed"))
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.resume_bar)
+        column.addWidget(self.steps, 1)
+        self.setCentralWidget(central)
 
         self.jobs_panel = JobsPanel()
         self.jobs_panel.cancel_requested.connect(self.jobs.cancel)
@@ -177,13 +189,22 @@ class MainWindow(QMainWindow):
         try:
             project = Project.create(folder, folder.name) if create else Project.open(folder)
         except MyCanvasError as exc:
-            QMessageBox.warning(self, APP_TITLE, str(exc))
+            if not create and "is damaged" in str(exc):
+                self._offer_repair(folder, str(exc))
+            else:
+                QMessageBox.warning(self, APP_TITLE, str(exc))
             return
         old = self.state.project
-        self.state.selected_concept = None
-        self.state.project = project
-        if old is not None:
-            old.close()
+        if project is old:
+            # Opened again (the engine hands back the live instance): keep one reference and
+            # make every view read the project afresh, which is what the user asked for.
+            project.close()
+            self.state.touch("concepts", "photos", "layouts", "dataset")
+        else:
+            self.state.selected_concept = None
+            self.state.project = project
+            if old is not None:
+                old.close()
         settings = replace(self.settings, recent_projects=list(self.settings.recent_projects))
         settings.add_recent(folder)
         self.state.settings = settings
@@ -193,6 +214,59 @@ class MainWindow(QMainWindow):
             self.show_message(f"Could not save settings: {exc}")
         self._fill_recent()
         self.steps.setCurrentIndex(0)
+        self._show_interrupted_jobs()
+
+    # ------------------------------------------------------------ repair and resume
+
+    def _offer_repair(self, folder: Path, reason: str) -> None:
+        answer = QMessageBox.question(
+            self, APP_TITLE,
+            f"{reason}\n\nRepair it? The damaged catalogue is kept beside the new one, and "
+            "you will see what was saved and what was lost.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+
+        def done(event: JobEvent) -> None:
+            if isinstance(event, JobFinished):
+                QMessageBox.information(self, APP_TITLE, event.result["summary"])
+                self._open(folder, create=False)
+            elif isinstance(event, JobFailed):
+                QMessageBox.warning(self, APP_TITLE, f"The repair failed: {event.reason}")
+
+        self.jobs.submit("repair-project", {"project": str(folder)},
+                         f"Repair {folder.name}", on_event=done)
+
+    def _show_interrupted_jobs(self) -> None:
+        project = self.state.project
+        try:
+            entries = project.interrupted_jobs() if project is not None else []
+        except MyCanvasError as exc:
+            self.show_message(f"Could not read the job journal: {exc}")
+            entries = []
+        self.resume_bar.show_entries(entries)
+
+    def _settle_interrupted(self, entry, state: str) -> None:
+        project = self.state.project
+        if project is None:
+            return
+        try:
+            project.settle_interrupted(entry.job_id, state)
+        except MyCanvasError as exc:
+            self.show_message(str(exc))
+
+    def _resume_job(self, entry) -> None:
+        def refresh(event: JobEvent) -> None:
+            if isinstance(event, TERMINAL_EVENTS):
+                self.state.touch("concepts", "photos", "layouts", "dataset")
+
+        try:
+            self.jobs.submit(entry.name, entry.resume_params, entry.title or entry.name,
+                             on_event=refresh)
+        except MyCanvasError as exc:
+            self.show_message(f"Could not resume: {exc}")
+            return
+        self._settle_interrupted(entry, "resumed")
 
     def open_settings(self) -> None:
         self.settings_dialog = SettingsDialog(self.settings, self)
@@ -257,13 +331,28 @@ class MainWindow(QMainWindow):
             self.state.device = "unknown"
             self.show_message(event.reason)
 
+    def ask_before_quit(self, titles: list[str]) -> bool:
+        """Whether to quit although jobs are running (tests replace this question)."""
+        listed = "\n".join(f"• {t}" for t in titles[:5])
+        answer = QMessageBox.question(
+            self, APP_TITLE,
+            f"These jobs are still running:\n{listed}\n\nQuit anyway? They stop now; when "
+            "you open the project again you can resume them where they stopped.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event) -> None:
+        titles = [t for t in self.jobs.unfinished_titles() if t != "Detect device"]
+        if titles and not self.ask_before_quit(titles):
+            event.ignore()
+            return
         for view in (self.concepts, self.concepts_tab, self.layouts_page, self.dataset_page,
                      self.model_manager):
             view.teardown()
         self.bindings.clear()
         self.thumbs.shutdown()
-        self.jobs.shutdown()
+        self.jobs.shutdown(interrupted=bool(titles))
         if self.state.project is not None:
             self.state.project.close()
             self.state.project = None

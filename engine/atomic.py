@@ -30,6 +30,15 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a finished file to disk before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def replace_durably(src: Path, dst: Path) -> None:
     """os.replace, then fsync the folder so the rename survives a power cut."""
     os.replace(src, dst)

@@ -104,11 +104,18 @@ class ProgressPrinter:
 
 
 def run_job_in_cli(name: str, params: dict[str, Any], args: argparse.Namespace) -> Any:
-    """Run a job inline with progress; Ctrl-C cancels at the next step boundary."""
-    from engine.jobs import CancelToken, JobCancelled, JobFailed, JobFinished, run_inline
+    """Run a job inline with progress; Ctrl-C cancels at the next step boundary. The job is
+    journaled in its project, so a run killed here is offered for resuming later."""
+    from engine.jobs import CancelToken, JobCancelled, JobEvent, JobFailed, JobFinished, run_inline
+    from engine.journaling import JournalWriter
 
     printer = ProgressPrinter(quiet=getattr(args, "quiet", False))
+    journal = JournalWriter()
     token = CancelToken()
+
+    def sink(event: JobEvent) -> None:
+        journal(event)
+        printer(event)
 
     def on_sigint(_sig: int, _frame: Any) -> None:
         if token.cancelled:
@@ -118,10 +125,11 @@ def run_job_in_cli(name: str, params: dict[str, Any], args: argparse.Namespace) 
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        end = run_inline(name, params, printer, token)
+        end = run_inline(name, params, sink, token)
     finally:
         signal.signal(signal.SIGINT, old)
         printer.close()
+        journal.close()
     if isinstance(end, JobFinished):
         return end.result
     if isinstance(end, JobCancelled):
@@ -234,6 +242,26 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{key:>16}: {value}")
     for c in concepts:
         print(f"  {c['token']:<16} {c['name']} ({c['class_word']}), {c['photos']} photo(s)")
+    return EXIT_OK
+
+
+@command("repair", "rebuild a damaged project catalogue from what can still be read")
+@arguments(lambda p: (
+    p.add_argument("project", type=Path),
+    p.add_argument("--dry-run", action="store_true",
+                   help="report what would be recovered; write nothing"),
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even a catalogue that passes its checks"),
+    p.add_argument("--json", action="store_true", help="the full report as JSON"),
+))
+def cmd_repair(args: argparse.Namespace) -> int:
+    result = run_job_in_cli("repair-project", {"project": str(args.project),
+                                               "dry_run": args.dry_run, "force": args.force},
+                            args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(result["summary"])
     return EXIT_OK
 
 

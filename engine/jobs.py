@@ -41,6 +41,7 @@ class JobQueued(JobEvent):
 class JobStarted(JobEvent):
     name: str
     title: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ JOB_REGISTRY: dict[str, str] = {
     "segment-prompts": "engine.segment_jobs:segment_prompts_job",
     "paint-mask": "engine.segment_jobs:paint_mask_job",
     "train": "engine.train.job:train_job",
+    "repair-project": "engine.project.repair:repair_project_job",
 }
 
 
@@ -293,7 +295,7 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobEvent:
     (the traceback goes to `detail`, never to the user's face).
     """
     sink = ctx._sink
-    sink(JobStarted(spec.job_id, spec.name, spec.title or spec.name))
+    sink(JobStarted(spec.job_id, spec.name, spec.title or spec.name, dict(spec.params)))
     try:
         fn = resolve_job(spec.target)
         result = fn(ctx, **spec.params)

@@ -148,6 +148,45 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
             os.close(saved)
 
 
+def _cpu_has_amx() -> bool:
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    return "AMX_INT8 = 1" in text
+
+
+@contextlib.contextmanager
+def _without_amx_weights() -> Iterator[None]:
+    """Load the model without llama.cpp's AMX weight buffers on CPUs that have AMX.
+
+    On Sapphire-Rapids-class CPUs (AMX_INT8) llama.cpp's AMX matmul segfaults on the first
+    decode of the Q4_K planner model (measured here with llama-cpp-python 0.3.36; the same
+    crash is reported upstream as ggml-org/llama.cpp#20824). llama-cpp-python builds its model
+    parameters from `llama_model_default_params()` inside `Llama.__init__` and offers no
+    switch, so the defaults are wrapped for the duration of the load. Elsewhere nothing
+    changes (the repacked weights stay, they are faster on AVX2 CPUs).
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    if not _cpu_has_amx():
+        yield
+        return
+    default = llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = default
+
+
 class LlamaTextModel:
     """A loaded GGUF; `complete` streams so a cancel or the time limit stops it mid-answer."""
 
@@ -163,7 +202,7 @@ class LlamaTextModel:
         check_gguf_file(path)
         chat = check_chat_format(chat_format) if chat_format else None
         threads = free_cores()
-        with _captured_stderr() as output:
+        with _captured_stderr() as output, _without_amx_weights():
             try:
                 llama = Llama(model_path=str(path), n_ctx=N_CTX, n_batch=N_BATCH,
                               n_threads=threads, n_threads_batch=threads, seed=seed,

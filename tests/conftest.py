@@ -42,6 +42,62 @@ def no_leaked_threads():
     assert not leaked, f"test leaked threads: {leaked}"
 
 
+@pytest.fixture(autouse=True)
+def no_plain_open_of_live_catalogue(monkeypatch):
+    """Fail a test in which anything but SQLite opens a catalogue (or its -wal/-shm) that
+    this process holds a live connection to: closing that descriptor would drop the
+    connection's POSIX locks and let another process delete the live WAL (issue: data loss
+    on reopen). Checked at open time, so the culprit is in the traceback."""
+    import builtins
+    import io
+
+    from engine.project.catalogue import open_catalogues
+
+    violations: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def live_catalogue(path) -> str | None:
+        if isinstance(path, int):
+            return None
+        try:
+            name = os.path.basename(os.fsdecode(path))
+        except TypeError:
+            return None
+        if not name.startswith("catalogue.sqlite"):
+            return None
+        real = os.path.realpath(path)
+        for cat in open_catalogues():
+            base = os.path.realpath(cat)
+            if real in (base, base + "-wal", base + "-shm", base + "-journal"):
+                return real
+        return None
+
+    def guarded_open(file, *args, **kwargs):
+        hit = live_catalogue(file)
+        if hit:
+            violations.append(hit)
+            raise AssertionError(f"{hit} opened outside SQLite while a connection is live")
+        return real_open(file, *args, **kwargs)
+
+    def guarded_os_open(path, *args, **kwargs):
+        hit = live_catalogue(path)
+        if hit:
+            violations.append(hit)
+            raise AssertionError(f"{hit} opened outside SQLite while a connection is live")
+        return real_os_open(path, *args, **kwargs)
+
+    # Still pickles as "builtins.open" (the unsafe-pickle tests build payloads from it).
+    guarded_open.__module__, guarded_open.__qualname__ = "builtins", "open"
+    guarded_open.__name__ = "open"
+    guarded_os_open.__module__, guarded_os_open.__qualname__ = "posix", "open"
+    guarded_os_open.__name__ = "open"
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    yield violations
+    assert not violations, f"live catalogue opened outside SQLite: {violations}"
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

@@ -68,3 +68,22 @@ def project_items_job(ctx, project: str, steps: int = 50, delay: float = 0.02) -
             proj.add_layout(Layout(id=None, scene=f"scene {i}", caption=rel, objects=()))
             time.sleep(delay)
     return steps
+
+
+def meta_writer_job(ctx, project: str, seconds: float = 5.0, prefix: str = "w",
+                    reopen_every: int = 5) -> int:
+    """Writes meta keys prefix0, prefix1, ... for `seconds`, closing and reopening the project
+    every few writes (each close may be "the last connection" that checkpoints the WAL)."""
+    from engine.project import Project
+
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        with Project.open(project) as proj:
+            for _ in range(reopen_every):
+                proj.set_meta(f"{prefix}{n}", "v")
+                n += 1
+        ctx.progress(min(int(seconds), int(seconds - (deadline - time.monotonic()))),
+                     max(1, int(seconds)))
+        time.sleep(0.01)
+    return n

@@ -5,7 +5,11 @@
       files/ab/<sha>.png    content-addressed files (photos, masks, images, weights)
       runs/                 training and extraction runs
 
-One connection per Project, shared by threads under a lock; every write is a transaction.
+One Project per catalogue per process: opening a project this process already has open
+returns the same instance (reference-counted; the last close() closes it). A second
+connection would be harmless, but the checks that run before one is made are not: see
+`connection.inspect_catalogue`. One connection per Project, shared by threads under a lock;
+every write is a transaction.
 Names typed by the user are stored as text and never become paths, except through
 `concept_dir_name`.
 """
@@ -31,6 +35,7 @@ from engine.paths import safe_component
 from engine.project import connection
 from engine.project.connection import CATALOGUE_NAME
 from engine.project.files import FileStore, check_relative
+from engine.project.job_journal import JobJournal
 from engine.project.pipeline_records import PipelineRecords
 from engine.project.records import Concept, Mask, Photo, now_iso
 from engine.project.schema import CURRENT_VERSION, TABLES
@@ -87,8 +92,31 @@ def _mask(row: sqlite3.Row) -> Mask:
                 quality=row["quality"], created_at=row["created_at"] or "")
 
 
-class Project(PipelineRecords):
-    """An open project. Use Project.create / Project.open, then close() (or `with`)."""
+# Open projects of this process, by (pid, device, inode) of their catalogue file. The pid
+# keeps a forked child from sharing its parent's connections.
+_OPEN_LOCK = threading.RLock()
+_OPEN: dict[tuple[int, int, int], Project] = {}
+
+
+def _catalogue_key(catalogue: Path) -> tuple[int, int, int]:
+    try:
+        st = catalogue.stat()
+    except OSError as exc:
+        raise ProjectError(f"Could not read {catalogue}: {exc.strerror or exc}") from exc
+    return (os.getpid(), st.st_dev, st.st_ino)
+
+
+def open_catalogues() -> list[Path]:
+    """The catalogue files this process holds a live connection to (for checks in tests)."""
+    with _OPEN_LOCK:
+        return [p.catalogue_path for p in _OPEN.values() if not p.closed]
+
+
+class Project(PipelineRecords, JobJournal):
+    """An open project. Use Project.create / Project.open, then close() (or `with`).
+
+    Every open() is matched by one close(); the connection closes with the last one.
+    """
 
     def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
         self.root = root
@@ -97,6 +125,8 @@ class Project(PipelineRecords):
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.RLock()
         self._tx_depth = 0
+        self._refs = 1
+        self._key: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,7 +153,9 @@ class Project(PipelineRecords):
     def open(cls, folder: str | os.PathLike[str]) -> Project:
         """Open a project, upgrading an older catalogue after backing it up.
 
-        Nothing is written until the catalogue has passed its read-only checks.
+        If this process has the project open already, that same instance is returned (and
+        must be closed once more). Nothing is written until the catalogue has passed its
+        read-only checks.
         """
         root = Path(folder).absolute()
         if not root.is_dir():
@@ -131,9 +163,25 @@ class Project(PipelineRecords):
         catalogue = root / CATALOGUE_NAME
         if not catalogue.is_file():
             raise ProjectError(f"{root} is not a MyCanvas project (no {CATALOGUE_NAME})")
+        with _OPEN_LOCK:
+            key = _catalogue_key(catalogue)
+            existing = _OPEN.get(key)
+            if existing is not None:
+                with existing._lock:
+                    if not existing.closed:
+                        existing._refs += 1
+                        return existing
+            project = cls._open_new(root, catalogue)
+            project._key = key
+            _OPEN[key] = project
+            return project
+
+    @classmethod
+    def _open_new(cls, root: Path, catalogue: Path) -> Project:
+        # Safe only while this process holds no connection to `catalogue` (the registry).
         version = connection.inspect_catalogue(catalogue)
-        # Temp files of writers that were killed. cleanup_temp_files cannot tell them from
-        # a live writer's in another process (the worker), so that one would lose its temp.
+        # Temp files of writers that were killed; a live writer's (its pid is in the name)
+        # is kept, so the worker's half-written file survives the GUI opening the project.
         cleanup_temp_files(root)
         conn = connection.connect(catalogue)
         try:
@@ -149,10 +197,17 @@ class Project(PipelineRecords):
         return cls(root, conn)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Give back one open(); the last one closes the connection."""
+        with _OPEN_LOCK, self._lock:
+            if self._conn is None:
+                return
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            self._conn.close()
+            self._conn = None
+            if self._key is not None and _OPEN.get(self._key) is self:
+                del _OPEN[self._key]
 
     @property
     def closed(self) -> bool:

@@ -12,16 +12,12 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine.atomic import atomic_copy, replace_durably, temp_path_for
+from engine.atomic import fsync_file, replace_durably, temp_path_for
 from engine.errors import ProjectError
 from engine.project.schema import CURRENT_VERSION, apply_migrations
 
 CATALOGUE_NAME = "catalogue.sqlite"
 BUSY_TIMEOUT_S = 10.0
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_HEADER_SIZE = 100
-
-
 def _damaged(path: Path, why: str) -> ProjectError:
     return ProjectError(f"{path} is damaged ({why}); it was left untouched")
 
@@ -33,42 +29,38 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
-def _check_header(path: Path, header: bytes, size: int, journal_present: bool) -> None:
-    if size == 0:
-        raise _damaged(path, "the file is empty")
-    if len(header) < _HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
-        raise _damaged(path, "it is not an SQLite database")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
+def _check_size(path: Path, size: int, page_size: int, page_count: int) -> None:
+    """SQLite reads a missing tail as zeros and quick_check may pass; the size tells the truth.
+
+    `page_count` is what SQLite believes (the header's count when the header vouches for it),
+    so a file shorter than that lost pages.
+    """
     if page_size < 512 or page_size & (page_size - 1):
         raise _damaged(path, "its header is invalid")
-    if journal_present:
-        return  # pages may still live in the journal; SQLite itself judges the size
-    # SQLite reads a missing tail as zeros and quick_check may pass; the size tells the truth.
-    if size % page_size:
-        raise _damaged(path, "the file is truncated")
-    page_count = int.from_bytes(header[28:32], "big")
-    header_count_valid = header[24:28] == header[92:96] and page_count > 0
-    if header_count_valid and size < page_count * page_size:
+    if size % page_size or size < page_count * page_size:
         raise _damaged(path, "the file is truncated")
 
 
 def inspect_catalogue(path: Path) -> int:
     """The schema version of the catalogue at `path`, checked without writing anything.
 
+    Everything is read through SQLite: a plain open() and close() of the database file would
+    drop every POSIX lock this process holds on it, including those of a live connection
+    (SQLite's "How To Corrupt An SQLite Database File", 2.2). Call it only while this process
+    holds no connection to the file: Project.open guarantees that through its registry.
+
     Raises ProjectError if the file is damaged, not a MyCanvas catalogue, or newer than
     this app understands.
     """
     try:
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            header = f.read(_HEADER_SIZE)
     except OSError as exc:
         raise ProjectError(f"Could not read {path}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise _damaged(path, "the file is empty")
     journal_present = any(
         _nonempty(path.with_name(path.name + suffix)) for suffix in ("-wal", "-journal")
     )
-    _check_header(path, header, size, journal_present)
     # immutable=1 creates no -wal/-shm files; with a live journal beside the file the
     # committed state needs it, so plain read-only mode is used (those files exist anyway).
     query = "mode=ro" if journal_present else "mode=ro&immutable=1"
@@ -76,7 +68,17 @@ def inspect_catalogue(path: Path) -> int:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True,
                                timeout=BUSY_TIMEOUT_S)
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise _damaged(path, "it is not an SQLite database") from exc
+            raise
+        if not journal_present:
+            # Pages may still live in a journal; then SQLite itself judges the size.
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            page_count = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            _check_size(path, size, page_size, page_count)
         if version > CURRENT_VERSION:
             raise ProjectError(
                 f"{path} was made by a newer version of MyCanvas Studio (catalogue schema "
@@ -135,19 +137,29 @@ def enable_wal(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def backup_catalogue(conn: sqlite3.Connection, path: Path, version: int) -> Path:
-    """Copy the catalogue to catalogue.v{version}.bak before it is migrated."""
+    """Copy the catalogue to catalogue.v{version}.bak before it is migrated.
+
+    SQLite's online backup copies the committed state (WAL included) page by page through
+    SQLite itself: the database file is never opened outside SQLite (see inspect_catalogue).
+    """
     backup = path.with_name(f"catalogue.v{version}.bak")
+    tmp = temp_path_for(backup)
     try:
-        if _nonempty(path.with_name(path.name + "-wal")):
-            # Fold committed pages into the main file so the byte copy is complete.
-            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if busy:
-                raise ProjectError(
-                    f"{path} is in use by another program; close it and open the project again"
-                )
-        atomic_copy(path, backup)
+        dest = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.backup(dest)
+            # The copy is a standalone file: no WAL beside it, readable on its own.
+            dest.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dest.close()
+        fsync_file(tmp)
+        replace_durably(tmp, backup)
     except (OSError, sqlite3.Error) as exc:
         raise ProjectError(f"Could not back up {path} to {backup}: {exc}") from exc
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
     return backup
 
 

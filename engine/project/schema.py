@@ -115,7 +115,29 @@ _V3: tuple[str, ...] = (
     "CREATE UNIQUE INDEX dataset_items_build_index ON dataset_items(build_index)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Migration 4: the job journal. Each job that works on the project is recorded when it starts
+# and when it ends, so a job cut short (the app quit, the machine went down) is found again
+# on the next open and can be resumed.
+_V4: tuple[str, ...] = (
+    """CREATE TABLE job_journal (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        title TEXT,
+        params_json TEXT NOT NULL DEFAULT '{}',
+        resume_json TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL CHECK (state IN ('running', 'finished', 'failed', 'cancelled',
+            'interrupted', 'resumed', 'dismissed')),
+        owner_pid INTEGER,
+        owner_started REAL,
+        started_at TEXT,
+        ended_at TEXT,
+        reason TEXT
+    )""",
+    "CREATE INDEX job_journal_state ON job_journal(state)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 CURRENT_VERSION = len(MIGRATIONS)
 
 # Every table of the current schema, in the order `mycanvas info` lists them.
@@ -129,6 +151,19 @@ TABLES: tuple[str, ...] = (
     "runs",
     "generations",
     "scores",
+    "job_journal",
+)
+
+# Columns that name files of the project, for the repair's file check: (table, column, kind);
+# kind "path" is one relative path, "json-map" a JSON object whose values are paths. A new
+# column that names a file is added here.
+FILE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("photos", "file", "path"),
+    ("masks", "file", "path"),
+    ("masks", "cutout_file", "path"),
+    ("dataset_items", "image_file", "path"),
+    ("dataset_items", "masks_json", "json-map"),
+    ("generations", "image_file", "path"),
 )
 
 

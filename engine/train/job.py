@@ -109,6 +109,8 @@ def train_job(ctx: JobContext, project: str, config: dict[str, Any] | None = Non
             run, cfg, snapshot = _existing_run(proj, run_id, dict(config or {}))
             prof = get_profile(profile or run.config.get("profile") or None)
         assert run.id is not None
+        # Resuming this job (after a crash or a quit) continues this run, not a new one.
+        proj.journal_note_resume(ctx.job_id, run_id=run.id, config={})
         ctx.log(f"Run {run.id}: {cfg.steps} steps on {len(snapshot.items)} items, "
                 f"concepts {', '.join(c.token for c in snapshot.concepts)}")
         try:

@@ -89,6 +89,22 @@ def qt_leak_check(qapp, monkeypatch) -> Iterator[None]:
     assert not leaks, "test leaked Qt timers/threads: " + "; ".join(leaks)
 
 
+@pytest.fixture(autouse=True)
+def quit_without_asking(monkeypatch) -> list[list[str]]:
+    """Closing a window during a job asks first (a modal box would hang offscreen): tests
+    answer yes, and may look at what was asked."""
+    from desktop_app.main_window import MainWindow
+
+    asked: list[list[str]] = []
+
+    def answer_yes(self, titles: list[str]) -> bool:
+        asked.append(titles)
+        return True
+
+    monkeypatch.setattr(MainWindow, "ask_before_quit", answer_yes)
+    return asked
+
+
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> dict[str, Path]:
     """The scikit-image sample photos as files a user would drop."""

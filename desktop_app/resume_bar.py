@@ -1,0 +1,66 @@
+"""A bar above the steps that names jobs cut short on this project and offers to resume them.
+
+A job is cut short when the app quit during it (the user said so when asked) or when the
+process that watched it died; the project's job journal remembers it (see
+engine.project.job_journal). Resume runs the job again with the parameters it noted; the
+stages continue where they stopped. Dismiss forgets it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
+
+from engine.journaling import RESUMABLE_JOBS
+from engine.project.job_journal import JournalEntry
+
+
+def describe(entry: JournalEntry) -> str:
+    when = entry.started_at.replace("T", " ")[:16]
+    why = f" ({entry.reason})" if entry.reason else ""
+    return f"“{entry.title or entry.name}” was interrupted (started {when}){why}."
+
+
+class ResumeBar(QFrame):
+    """Shows the oldest interrupted job; the next one follows when it is settled."""
+
+    resume_requested = Signal(object)  # JournalEntry
+    dismiss_requested = Signal(object)  # JournalEntry
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("resumeBar")
+        self.setStyleSheet("#resumeBar { background: #fff4d6; border: 1px solid #e0c36b; }")
+        self.entries: list[JournalEntry] = []
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.resume_button = QPushButton("Resume")
+        self.dismiss_button = QPushButton("Dismiss")
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.resume_button)
+        layout.addWidget(self.dismiss_button)
+        self.resume_button.clicked.connect(lambda: self._settle(self.resume_requested))
+        self.dismiss_button.clicked.connect(lambda: self._settle(self.dismiss_requested))
+        self.hide()
+
+    def show_entries(self, entries: list[JournalEntry]) -> None:
+        self.entries = list(entries)
+        self._show_first()
+
+    def _show_first(self) -> None:
+        if not self.entries:
+            self.hide()
+            return
+        entry = self.entries[0]
+        more = f" {len(self.entries) - 1} more after this one." if len(self.entries) > 1 else ""
+        resumable = entry.name in RESUMABLE_JOBS
+        hint = " Resume continues where it stopped." if resumable else ""
+        self.label.setText(describe(entry) + hint + more)
+        self.resume_button.setVisible(resumable)
+        self.show()
+
+    def _settle(self, signal) -> None:
+        if self.entries:
+            signal.emit(self.entries.pop(0))
+        self._show_first()

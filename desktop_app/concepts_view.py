@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.concept_drop import paths_from_mime
-from desktop_app.models import AppState, Bindings
+from desktop_app.observable import AppState, Bindings
 from desktop_app.project_reads import current_masks, method_label
 from desktop_app.thumbnails import BackgroundLoader, render_photo
 from engine.errors import MyCanvasError

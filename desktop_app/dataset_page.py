@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from desktop_app.dataset_review import DatasetGrid, DatasetItemsModel, review_counts
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.jobs_panel import show_preview
-from desktop_app.models import AppState, Bindings
+from desktop_app.observable import AppState, Bindings
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress

@@ -14,8 +14,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from engine.jobs import TERMINAL_EVENTS, JobEvent, JobProgress, JobQueued, JobStarted, format_eta
-from engine.journaling import JournalWriter
-from engine.worker import JobHandle, JobRunner
+from engine.jobs.journal import JournalWriter
+from engine.jobs.worker import JobHandle, JobRunner
 
 JobCallback = Callable[[JobEvent], None]
 

@@ -36,7 +36,7 @@ from desktop_app.layout_editor import (
     LayoutEdit,
     clamp_box,
 )
-from desktop_app.models import AppState, Bindings
+from desktop_app.observable import AppState, Bindings
 from desktop_app.project_reads import concept_cutout
 from desktop_app.thumbnails import BackgroundLoader, render_cutout
 from engine.errors import MyCanvasError

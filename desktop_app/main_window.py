@@ -26,14 +26,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.concept_drop import paths_from_mime
-from desktop_app.concepts_tab import ConceptsTab
+from desktop_app.concepts_page import ConceptsTab
 from desktop_app.concepts_view import ConceptList
 from desktop_app.dataset_page import DatasetPage
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.jobs_panel import JobsPanel
 from desktop_app.layouts_page import LayoutsPage
 from desktop_app.model_manager import ModelManager, test_models_warning
-from desktop_app.models import AppState, Bindings
+from desktop_app.observable import AppState, Bindings
 from desktop_app.qt_compat import guard_none_refcount
 from desktop_app.resume_bar import ResumeBar
 from desktop_app.settings_dialog import SettingsDialog, load_settings_reporting

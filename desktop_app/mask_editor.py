@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.mask_canvas import TOOLS, MaskCanvas, Prompts
-from desktop_app.models import AppState
+from desktop_app.observable import AppState
 from desktop_app.project_reads import current_masks, method_label
 from desktop_app.thumbnails import BackgroundLoader, render_editor_images
 from engine.errors import MyCanvasError

@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
 
-from engine.journaling import RESUMABLE_JOBS
+from engine.jobs.journal import RESUMABLE_JOBS
 from engine.project.job_journal import JournalEntry
 
 

@@ -34,7 +34,7 @@ def pil_to_qimage(image: Any) -> QImage:
 
 def _decoded_photo(path: str | Path) -> Any:
     """The photo upright and in sRGB, exactly as the engine sees it (masks match its pixels)."""
-    from engine.images import decode_image
+    from engine.intake.photos import decode_image
 
     data = Path(path).read_bytes()
     return decode_image(data, Path(path).name).rgb

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.caption import (
+from engine.dataset.caption import (
     background_prompt,
     captions_for,
     relation,

@@ -119,7 +119,7 @@ def test_worker_job_and_reopen_keep_every_write(project):
     """A worker process writes through the job runner while this process reopens the
     project and writes too."""
     from engine.jobs import JobFinished, register_job
-    from engine.worker import JobRunner
+    from engine.jobs.worker import JobRunner
 
     register_job("meta-writer", "tests.jobs_for_tests:meta_writer_job")
     mine = Project.open(project)

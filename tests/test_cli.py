@@ -39,7 +39,7 @@ def test_help_lists_commands_and_imports_neither_torch_nor_qt():
 
 
 def test_import_engine_does_not_import_torch_or_qt():
-    code = ("import sys, engine, engine.cli, engine.jobs, engine.worker, engine.project, "
+    code = ("import sys, engine, engine.cli, engine.jobs, engine.jobs.worker, engine.project, "
             "engine.models.profiles, engine.settings\n"
             "print([m for m in ('torch', 'PySide6', 'diffusers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,

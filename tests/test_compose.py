@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.compose import (
+from engine.dataset.compose import (
     NO_AUGMENTATION,
     Cutout,
     box_pixels,

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from engine.atomic import TEMP_MARK
-from engine.compose import box_pixels, compose, erode, load_cutout, mask_box
+from engine.dataset.compose import box_pixels, compose, erode, load_cutout, mask_box
+from engine.dataset.inpaint import InpaintSettings
 from engine.errors import InputError
-from engine.inpaint import InpaintSettings
 from engine.jobs import (
     CancelToken,
     JobCancelled,
@@ -184,7 +184,7 @@ def test_cancel_mid_build_discards_the_item_and_a_rerun_finishes_exactly(project
 
 
 def test_killed_worker_then_rerun_finishes_with_exactly_n_items(project_dir):
-    from engine.worker import JobRunner
+    from engine.jobs.worker import JobRunner
 
     params = {"project": str(project_dir), "count": 16, **BUILD, "steps": 8}
     with JobRunner() as runner:
@@ -287,7 +287,7 @@ def test_migration_3_adds_the_build_index_to_a_v2_catalogue(tmp_path):
 
 
 def test_item_plan_is_deterministic_and_cycles_layouts_and_cutouts(project_dir):
-    from engine.dataset import cutouts_by_concept, item_seed, plan_item, usable_layouts
+    from engine.dataset.build import cutouts_by_concept, item_seed, plan_item, usable_layouts
 
     with Project.open(project_dir) as project:
         layouts = usable_layouts(project)

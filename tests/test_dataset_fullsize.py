@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.compose import erode
-from engine.inpaint import InpaintSettings
+from engine.dataset.compose import erode
+from engine.dataset.inpaint import InpaintSettings
 from engine.jobs import JobFinished, run_inline
 from engine.project import Project
 
@@ -53,7 +53,7 @@ def test_full_size_sd15_inpainting_builds_one_512_item(tmp_path, tiny_models):
         # composite's object pixels are not what random weights would paint.
         inner = erode(mask, grow + 3 * blur)
         assert inner.sum() > 500
-        from engine.compose import compose, load_cutout
+        from engine.dataset.compose import compose, load_cutout
 
         cutouts = {p["concept_id"]: load_cutout(project, next(
             m for m in project.masks() if m.id == p["mask_id"]))

@@ -92,9 +92,9 @@ def test_segmentation_fallback_mask(tmp_path, tiny_models):
 
 
 def test_solved_layout_and_fallback_caption():
-    from engine.layout_solver import LayoutSolver, Relation, SolverObject
-    from engine.planner import describe_layout
-    from engine.planner_text import FallbackScene
+    from engine.plan.answers import FallbackScene
+    from engine.plan.layout_solver import LayoutSolver, Relation, SolverObject
+    from engine.plan.planner import describe_layout
 
     solution = LayoutSolver().solve(
         [SolverObject(0, 30.0, 1.2, 1.0), SolverObject(1, 10.0, 0.8, 1.0),

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import InputError
-from engine.images import (
+from engine.intake.photos import (
     MAX_PHOTOS_PER_CONCEPT,
     decode_image,
     import_photos,
@@ -354,7 +354,7 @@ def test_import_job_needs_a_class_word_for_a_new_concept(project, corpus):
 
 
 def test_an_avif_original_is_kept_untouched(project, tmp_path):
-    from engine.images import readable_formats
+    from engine.intake.photos import readable_formats
 
     if "AVIF" not in readable_formats():
         pytest.skip("this Pillow reads no AVIF")

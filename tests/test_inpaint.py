@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from test_compose import CUTOUTS, LAYOUT
 
-from engine.compose import compose, erode
-from engine.device import DevicePlan
-from engine.errors import Cancelled, InputError, MyCanvasError
-from engine.inpaint import (
+from engine.dataset.compose import compose, erode
+from engine.dataset.inpaint import (
     Inpainter,
     InpaintSettings,
     load_inpainter,
     paste_back,
     seam_masks,
 )
+from engine.device import DevicePlan
+from engine.errors import Cancelled, InputError, MyCanvasError
 from engine.project import Layout, LayoutObject
 
 CPU = DevicePlan(device="cpu", dtype="float32", free_memory=None, attention_slicing=False,

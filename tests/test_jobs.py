@@ -22,7 +22,7 @@ from engine.jobs import (
     register_job,
     run_inline,
 )
-from engine.worker import JobRunner
+from engine.jobs.worker import JobRunner
 
 for _name in ("count", "warm", "fail", "oom", "die", "stubborn", "preview", "project-items"):
     register_job(f"test-{_name}", f"jobs_for_tests:{_name.replace('-', '_')}_job")

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InputError
-from engine.layout_solver import (
+from engine.plan.layout_solver import (
     ASPECT_RANGE,
     RELATION_KINDS,
     LayoutSolver,
@@ -158,7 +158,7 @@ def test_bad_config_is_refused(kwargs):
 
 
 def test_iou_of_known_boxes():
-    from engine.layout_solver import Box
+    from engine.plan.layout_solver import Box
 
     a, b = Box(1, 0.0, 0.0, 0.5, 0.5), Box(2, 0.25, 0.0, 0.5, 0.5)
     assert iou(a, b) == pytest.approx(0.125 / 0.375)

@@ -18,10 +18,7 @@ from PIL import Image
 
 from engine.errors import InputError
 from engine.jobs import CancelToken, JobCancelled, JobContext, run_inline
-from engine.layout_solver import Box, Relation, layout_problems
-from engine.planner import LayoutPlanner, PlanConcept, cutout_aspect
-from engine.planner_llm import Semantics, check_chat_format, template_renderer_is_sandboxed
-from engine.planner_text import (
+from engine.plan.answers import (
     CAPTION_MAX_CHARS,
     SCENE_MAX_CHARS,
     caption_problems,
@@ -36,6 +33,9 @@ from engine.planner_text import (
     scene_head,
     vocabulary,
 )
+from engine.plan.layout_solver import Box, Relation, layout_problems
+from engine.plan.llm import Semantics, check_chat_format, template_renderer_is_sandboxed
+from engine.plan.planner import LayoutPlanner, PlanConcept, cutout_aspect
 from engine.project import Project
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ def hostile_case(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_case())
 def test_hostile_llm_answers_never_reach_a_layout(case):
-    from engine.layout_solver import SolverConfig
+    from engine.plan.layout_solver import SolverConfig
 
     concepts, answers, count, seed, max_iou = case
     model = ScriptedModel(answers)
@@ -342,7 +342,7 @@ def test_cutout_aspect_comes_from_visible_pixels(tmp_path):
 @pytest.fixture
 def fake_planner_model(monkeypatch):
     """The plan job with a scripted model instead of the GGUF."""
-    import engine.planner as planner
+    import engine.plan.planner as planner
 
     def answer(n: int) -> None:
         prompt = model.prompts[-1]
@@ -370,7 +370,7 @@ def fake_planner_model(monkeypatch):
 
 
 def test_plan_job_stores_valid_layouts_and_reuses_the_model(tmp_path, fake_planner_model):
-    from engine.planner import plan_job
+    from engine.plan.planner import plan_job
 
     folder = make_project(tmp_path / "p")
     ctx = JobContext("job", lambda _e: None)
@@ -426,7 +426,7 @@ def test_plan_job_refuses_bad_requests(tmp_path, fake_planner_model):
 @pytest.fixture(scope="module")
 def embedded_model(tmp_path_factory):
     from engine.models.gguf import ensure_planner_gguf
-    from engine.planner_llm import LlamaTextModel
+    from engine.plan.llm import LlamaTextModel
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MYCANVAS_DATA_DIR", str(tmp_path_factory.getbasetemp() / "app-data"))
@@ -454,7 +454,7 @@ def test_embedded_model_plans_valid_layouts(embedded_model):
 
 @pytest.mark.llm
 def test_embedded_model_through_an_explicit_chat_format(embedded_model):
-    from engine.planner_llm import LlamaTextModel
+    from engine.plan.llm import LlamaTextModel
 
     chat = LlamaTextModel(embedded_model.llama, embedded_model.name, check_chat_format("gemma"))
     concepts = [PlanConcept(1, "Mochi", "cat"), PlanConcept(2, "Spike", "cactus")]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.compose import Composition, dilate
-from engine.quality import ClipJudge, QualityThresholds, assess, seam_scores
+from engine.dataset.compose import Composition, dilate
+from engine.dataset.quality import ClipJudge, QualityThresholds, assess, seam_scores
 
 SIZE = 64
 

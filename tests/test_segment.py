@@ -16,20 +16,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from engine.errors import Cancelled, InputError, ModelMissingError
-from engine.images import DecodedImage, import_photos, load_photo
+from engine.intake.photos import DecodedImage, import_photos, load_photo
 from engine.jobs import CancelToken, JobContext, JobLog, JobPreview, JobProgress, inline_context
 from engine.project import Project
-from engine.segment import (
-    Prompt,
-    SamSegmenter,
-    foreground_score,
-    load_segmenter_for,
-    segment_concepts,
-    segment_image,
-)
-from engine.segment_fallback import GrabCutSegmenter
-from engine.segment_jobs import current_masks, segment_job, segment_prompts_job
-from engine.segment_masks import (
+from engine.segment.cleanup import (
     clean_mask,
     feathered_alpha,
     fill_holes,
@@ -40,6 +30,16 @@ from engine.segment_masks import (
     mask_png,
     read_mask,
 )
+from engine.segment.grabcut import GrabCutSegmenter
+from engine.segment.sam import (
+    Prompt,
+    SamSegmenter,
+    foreground_score,
+    load_segmenter_for,
+    segment_concepts,
+    segment_image,
+)
+from engine.segment.segment_photos import current_masks, segment_job, segment_prompts_job
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).parent / "data" / "reference_masks"
@@ -469,7 +469,7 @@ def test_cli_add_concept_and_segment(tmp_path):
 
 
 def test_cli_module_is_cheap_to_import():
-    code = ("import sys, engine.segment_cli\n"
+    code = ("import sys, engine.cli.segment\n"
             "print([m for m in ('torch', 'cv2', 'PIL', 'numpy', 'segment_anything') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,

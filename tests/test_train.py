@@ -447,7 +447,7 @@ def test_resume_after_the_worker_is_killed_repeats_the_uninterrupted_run(
     import shutil
 
     from engine.jobs import JobFailed, JobFinished, JobProgress
-    from engine.worker import JobRunner
+    from engine.jobs.worker import JobRunner
 
     config = {**FAST, "steps": 60, "checkpoint_every": 10, "sample_every": 0}
     twin = tmp_path / "twin"

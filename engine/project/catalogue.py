@@ -36,9 +36,9 @@ from engine.project import connection
 from engine.project.connection import CATALOGUE_NAME
 from engine.project.files import FileStore, check_relative
 from engine.project.job_journal import JobJournal
-from engine.project.pipeline_records import PipelineRecords
 from engine.project.records import Concept, Mask, Photo, now_iso
 from engine.project.schema import CURRENT_VERSION, TABLES
+from engine.project.stage_tables import PipelineRecords
 
 SUBFOLDERS: tuple[str, ...] = ("files", "runs")
 NAME_MAX_LEN = 64

@@ -38,7 +38,7 @@ def _setup_child() -> None:
 def _project_and_composite(root: Path, size: int) -> tuple[Path, Any]:
     from dataset_project import make_dataset_project
 
-    from engine.compose import compose, concept_cutout_masks, load_cutout
+    from engine.dataset.compose import compose, concept_cutout_masks, load_cutout
     from engine.project import Project
 
     project_dir = make_dataset_project(root, photo_side=max(160, size))
@@ -59,8 +59,8 @@ def _peak_rss() -> int:
 def measure_ours(model_dir: str, size: int, steps: int, repeats: int, work: str) -> dict:
     """Child process: the builder per item, then our wrapper per item."""
     _setup_child()
-    from engine.dataset import build_dataset_job
-    from engine.inpaint import InpaintSettings
+    from engine.dataset.build import build_dataset_job
+    from engine.dataset.inpaint import InpaintSettings
     from engine.jobs import JobContext
     from engine.models.tiny import ensure_tiny_models
 
@@ -91,8 +91,8 @@ def measure_plain(model_dir: str, size: int, steps: int, repeats: int, work: str
     _setup_child()
     import torch
 
+    from engine.dataset.inpaint import InpaintSettings, seam_masks
     from engine.device import apply_memory_savers, plan_device
-    from engine.inpaint import InpaintSettings, seam_masks
     from engine.models.loaders import load_inpaint
 
     _project_dir, composite = _project_and_composite(Path(work) / "plain", size)

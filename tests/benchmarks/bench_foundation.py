@@ -40,7 +40,7 @@ def startup() -> list[dict]:
 @benchmark("worker")
 def worker() -> list[dict]:
     from engine.jobs import JobFinished
-    from engine.worker import JobRunner
+    from engine.jobs.worker import JobRunner
 
     starts, first_jobs = [], []
     for _ in range(3):

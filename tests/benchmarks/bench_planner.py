@@ -25,11 +25,11 @@ def _p95(values: list[float]) -> float:
 
 @benchmark("planner")
 def planner() -> list[dict]:
-    from engine.layout_solver import Box, layout_problems
     from engine.models.gguf import ensure_planner_gguf
-    from engine.planner import LayoutPlanner, PlanConcept
-    from engine.planner_llm import LlamaTextModel, Semantics
-    from engine.planner_text import mentions, names_every_object, scene_head, vocabulary
+    from engine.plan.answers import mentions, names_every_object, scene_head, vocabulary
+    from engine.plan.layout_solver import Box, layout_problems
+    from engine.plan.llm import LlamaTextModel, Semantics
+    from engine.plan.planner import LayoutPlanner, PlanConcept
 
     sets = json.loads((HERE / "data" / "concept_sets.json").read_text())["sets"]
     path = ensure_planner_gguf()
@@ -98,7 +98,7 @@ def planner() -> list[dict]:
 
 @benchmark("layout-solver")
 def layout_solver() -> list[dict]:
-    from engine.layout_solver import LayoutSolver, Relation, SolverObject
+    from engine.plan.layout_solver import LayoutSolver, Relation, SolverObject
 
     objects = [SolverObject(1, 30, 1.2), SolverObject(2, 25, 0.5), SolverObject(3, 85, 2.3),
                SolverObject(4, 10, 1.1)]

@@ -30,7 +30,7 @@ def _photos() -> dict[str, object]:
     import skimage.data
     from PIL import Image
 
-    from engine.images import DecodedImage
+    from engine.intake.photos import DecodedImage
 
     return {name: DecodedImage(Image.fromarray(getattr(skimage.data, src)()), None, "PNG")
             for name, src in PHOTOS.items()}
@@ -53,9 +53,9 @@ def _timed(fn, repeats: int = 1) -> tuple[float, object]:
 
 @benchmark("segment-fallback")
 def fallback_quality() -> list[dict]:
-    from engine.segment import Prompt, segment_image
-    from engine.segment_fallback import GrabCutSegmenter
-    from engine.segment_masks import mask_iou
+    from engine.segment.cleanup import mask_iou
+    from engine.segment.grabcut import GrabCutSegmenter
+    from engine.segment.sam import Prompt, segment_image
 
     segmenter = GrabCutSegmenter()
     photos = _photos()
@@ -87,7 +87,7 @@ def fallback_quality() -> list[dict]:
 def intake() -> list[dict]:
     from PIL import Image
 
-    from engine.images import decode_image
+    from engine.intake.photos import decode_image
 
     rng = np.random.default_rng(0)
     big = Image.fromarray((rng.random((3000, 4000, 3)) * 255).astype(np.uint8))
@@ -100,7 +100,7 @@ def intake() -> list[dict]:
 
 
 def _sam_rows(segmenter, label: str, refine_target: str | None) -> list[dict]:
-    from engine.segment import Prompt, segment_concepts, segment_image
+    from engine.segment.sam import Prompt, segment_concepts, segment_image
 
     photos = _photos()
     per_photo = []
@@ -143,7 +143,7 @@ def _sam_rows(segmenter, label: str, refine_target: str | None) -> list[dict]:
 
 @benchmark("segment-sam-tiny")
 def tiny_sam() -> list[dict]:
-    from engine.segment import load_segmenter_for
+    from engine.segment.sam import load_segmenter_for
 
     segmenter = load_segmenter_for("tiny", "cpu", "sam")
     return _sam_rows(segmenter, "tiny SAM (random)", None)
@@ -154,7 +154,7 @@ def vit_b() -> list[dict]:
     import torch
 
     from engine.models.tiny import save_random_sam
-    from engine.segment import load_segmenter_for
+    from engine.segment.sam import load_segmenter_for
 
     folder = Path(tempfile.mkdtemp(prefix="bench-sam-vit-b-"))
     try:

@@ -25,7 +25,7 @@ class ScriptedPlannerModel:
 
 def scripted_plan_job(ctx: Any, **params: Any) -> dict[str, Any]:
     """The real `plan` job (solver, checks, storage) with a scripted language model."""
-    import engine.planner as planner
+    import engine.plan.planner as planner
 
     model = ScriptedPlannerModel()
     planner.resolve_planner_model = lambda settings, profile=None: (Path("scripted.gguf"), "")

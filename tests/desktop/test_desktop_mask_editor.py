@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, QPointF
 
 from desktop_app.project_reads import current_masks
 from engine.project import Project
-from engine.segment_masks import read_mask
+from engine.segment.cleanup import read_mask
 
 from dataset_project import add_photo_with_cutout  # isort: skip
 from qt_helpers import drag, wait_for_jobs  # isort: skip
@@ -120,7 +120,7 @@ def test_a_refused_prompt_is_reported_and_forgotten(make_window, qtbot, tmp_path
 def test_paint_job_keeps_full_resolution_outside_the_stroke(tmp_path):
     """The brush job on its own: a stroke drawn on a half-size view changes only its pixels."""
     from engine.jobs import inline_context
-    from engine.segment_jobs import paint_mask_job
+    from engine.segment.segment_photos import paint_mask_job
 
     folder = make_project(tmp_path / "p")
     with Project.open(folder) as project:

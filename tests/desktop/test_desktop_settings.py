@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from desktop_app.models import Bindings, Evented, Field, bind
+from desktop_app.observable import Bindings, Evented, Field, bind
 from desktop_app.settings_dialog import SettingsDialog
 from engine.jobs import JOB_REGISTRY
 from engine.settings import Settings, load_settings

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.compose import Composition, dilate, mask_box
+from engine.dataset.compose import Composition, dilate, mask_box
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -7,7 +7,7 @@ pass the chat format explicitly (so llama-cpp never guesses one from the file), 
 chat handler, and accept the GGUF's own template ("chat_template.default") only after checking
 that llama-cpp renders templates in jinja2's sandbox.
 
-Every answer goes through the parsers of engine.planner_text; one that fails is asked once
+Every answer goes through the parsers of engine.plan.answers; one that fails is asked once
 more (another seed, or a more guided prompt), and then replaced by a deterministic fallback.
 """
 
@@ -25,7 +25,7 @@ from string import Template
 from typing import Any, Generic, Protocol, TypeVar
 
 from engine.errors import InputError
-from engine.planner_text import (
+from engine.plan.answers import (
     FallbackScene,
     Vocabulary,
     caption_problems,

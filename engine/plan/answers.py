@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine.layout_solver import Relation
 from engine.paths import RESOURCES
+from engine.plan.layout_solver import Relation
 
 PROMPTS_DIR = RESOURCES / "prompts"
 SIZE_PRIORS_FILE = RESOURCES / "size_priors.json"

@@ -107,7 +107,7 @@ def run_job_in_cli(name: str, params: dict[str, Any], args: argparse.Namespace) 
     """Run a job inline with progress; Ctrl-C cancels at the next step boundary. The job is
     journaled in its project, so a run killed here is offered for resuming later."""
     from engine.jobs import CancelToken, JobCancelled, JobEvent, JobFailed, JobFinished, run_inline
-    from engine.journaling import JournalWriter
+    from engine.jobs.journal import JournalWriter
 
     printer = ProgressPrinter(quiet=getattr(args, "quiet", False))
     journal = JournalWriter()
@@ -299,8 +299,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # Stage modules that register their own subcommands with @command. Each must be cheap to
 # import (heavy libraries imported inside functions), so `mycanvas --help` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("engine.segment_cli", "engine.planner", "engine.dataset",
-                                     "engine.train.job")
+COMMAND_MODULES: tuple[str, ...] = ("engine.cli.segment", "engine.plan.planner",
+                                     "engine.dataset.build", "engine.train.training_job")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from desktop_app.concept_drop import NewConceptForm, expand_paths, suggest_conce
 from desktop_app.concepts_view import ConceptPage
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.mask_editor import MaskEditor
-from desktop_app.models import AppState
+from desktop_app.observable import AppState
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished

@@ -5,7 +5,7 @@ It reports through `ctx` (progress, log, preview) and calls `ctx.progress(...)` 
 `ctx.check_cancelled()` at every step boundary; when the user cancelled, that raises
 `Cancelled`, which the job boundary records as *cancelled*, never as an error.
 
-The same function runs inline (the CLI, tests) or in the worker process (engine.worker);
+The same function runs inline (the CLI, tests) or in the worker process (engine.jobs.worker);
 only the event sink differs. Events are small picklable dataclasses.
 """
 
@@ -220,16 +220,16 @@ def new_job_id() -> str:
 # Job name -> "module:function". Modules are imported only when a job of theirs runs, so
 # the registry costs nothing at start-up and the worker imports only what it needs.
 JOB_REGISTRY: dict[str, str] = {
-    "ensure-models": "engine.models.jobs:ensure_models_job",
+    "ensure-models": "engine.models.ensure:ensure_models_job",
     "device-info": "engine.device:device_info_job",
-    "plan": "engine.planner:plan_job",
-    "build-dataset": "engine.dataset:build_dataset_job",
-    "export-dataset": "engine.dataset:export_dataset_job",
-    "import-photos": "engine.images:import_photos_job",
-    "segment": "engine.segment_jobs:segment_job",
-    "segment-prompts": "engine.segment_jobs:segment_prompts_job",
-    "paint-mask": "engine.segment_jobs:paint_mask_job",
-    "train": "engine.train.job:train_job",
+    "plan": "engine.plan.planner:plan_job",
+    "build-dataset": "engine.dataset.build:build_dataset_job",
+    "export-dataset": "engine.dataset.build:export_dataset_job",
+    "import-photos": "engine.intake.photos:import_photos_job",
+    "segment": "engine.segment.segment_photos:segment_job",
+    "segment-prompts": "engine.segment.segment_photos:segment_prompts_job",
+    "paint-mask": "engine.segment.segment_photos:paint_mask_job",
+    "train": "engine.train.training_job:train_job",
     "repair-project": "engine.project.repair:repair_project_job",
 }
 

@@ -36,12 +36,12 @@ from engine.project import DatasetItem, Layout, Mask, Project
 if TYPE_CHECKING:
     from PIL import Image
 
-    from engine.compose import Composition, Cutout
-    from engine.inpaint import Inpainter, InpaintSettings, StepCallback
+    from engine.dataset.compose import Composition, Cutout
+    from engine.dataset.inpaint import Inpainter, InpaintSettings, StepCallback
+    from engine.dataset.quality import ClipJudge
     from engine.jobs import JobContext
     from engine.models.profiles import Profile
     from engine.project import Concept
-    from engine.quality import ClipJudge
 
 MAX_ITEMS = 100_000
 EXPORT_STATES: tuple[str, ...] = ("auto-kept", "accepted")
@@ -90,7 +90,7 @@ def usable_layouts(project: Project) -> list[Layout]:
 
 def cutouts_by_concept(project: Project, layouts: Iterable[Layout]) -> dict[int, list[Mask]]:
     """Each concept the layouts use -> its cut-outs; a concept without one is an error."""
-    from engine.compose import concept_cutout_masks
+    from engine.dataset.compose import concept_cutout_masks
 
     needed = sorted({obj.concept_id for layout in layouts for obj in layout.objects})
     found = {concept_id: concept_cutout_masks(project, concept_id) for concept_id in needed}
@@ -124,7 +124,7 @@ class _Build:
     loaded: dict[int, Cutout]
 
     def cutout(self, mask_id: int) -> Cutout:
-        from engine.compose import load_cutout
+        from engine.dataset.compose import load_cutout
 
         if mask_id not in self.loaded:
             self.loaded[mask_id] = load_cutout(self.project, self.masks[mask_id])
@@ -149,8 +149,8 @@ def _png(image: Image.Image) -> bytes:
 
 def _load_background(project: Project, path: str, size: int) -> tuple[Image.Image, str]:
     """The user's background photo, checked like any photo, stored in the project."""
-    from engine.compose import photo_background
-    from engine.images import read_image_file
+    from engine.dataset.compose import photo_background
+    from engine.intake.photos import read_image_file
 
     _data, decoded = read_image_file(path)
     rel = project.put_bytes(_png(decoded.rgb), "png")
@@ -164,8 +164,8 @@ def _load_judge(ctx: JobContext, profile: Profile, overrides: dict[str, str] | N
     if not role_status(profile, "clip", overrides).present:
         ctx.log("No CLIP model on this computer for this profile: the CLIP check is skipped")
         return None
+    from engine.dataset.quality import ClipJudge
     from engine.models.loaders import load_clip
-    from engine.quality import ClipJudge
 
     path = resolve_role(profile, "clip", overrides)
     key = ("clip", profile.name, str(path), device, dtype)
@@ -176,9 +176,9 @@ def _load_judge(ctx: JobContext, profile: Profile, overrides: dict[str, str] | N
 
 
 def _build_item(build: _Build, plan: ItemPlan, on_step: StepCallback) -> DatasetItem:
-    from engine.caption import background_prompt, captions_for
-    from engine.compose import compose, mask_to_image
-    from engine.quality import assess
+    from engine.dataset.caption import background_prompt, captions_for
+    from engine.dataset.compose import compose, mask_to_image
+    from engine.dataset.quality import assess
 
     layout = build.layouts[plan.layout_id]
     cutouts = {cid: build.cutout(mask_id) for cid, mask_id in plan.cutouts.items()}
@@ -231,7 +231,7 @@ def build_dataset_job(
     resolution: int | None = None, overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Job: make sure dataset items #0..count-1 exist, building the missing ones."""
-    from engine.inpaint import DEFAULT_GUIDANCE, DEFAULT_STRENGTH, InpaintSettings
+    from engine.dataset.inpaint import DEFAULT_GUIDANCE, DEFAULT_STRENGTH, InpaintSettings
     from engine.models.profiles import get_profile
     from engine.settings import load_settings
 
@@ -261,7 +261,7 @@ def build_dataset_job(
         if background:
             bg_image, bg_file = _load_background(proj, background, size)
         ctx.progress(0, len(missing), "loading models")
-        from engine.inpaint import load_inpainter
+        from engine.dataset.inpaint import load_inpainter
 
         inpainter = load_inpainter(ctx.cache, prof.name, overrides, device or user.device,
                                    ctx.log)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.segment_masks import Box, Point, _cv2
+from engine.segment.cleanup import Box, Point, _cv2
 
 AUTO_MARGIN = 0.15
 CLICK_RADIUS = 0.02  # of the work image's diagonal

@@ -6,12 +6,12 @@ Two segmenters share one interface (`auto`, `prompted`):
   The image embedding (the expensive encoder pass) is cached per photo, keyed by the photo's
   content hash, so refining a mask with clicks or a box, or segmenting several concepts in one
   photo, costs only the small prompt decoder.
-* GrabCutSegmenter (engine.segment_fallback): the classical fallback when no SAM weights are
+* GrabCutSegmenter (engine.segment.grabcut): the classical fallback when no SAM weights are
   present, labelled as such wherever its masks appear.
 
 Prompts are in the photo's pixels (upright, as `load_photo` gives it). Masks are computed on a
-work copy of at most WORK_SIDE pixels, cleaned (engine.segment_masks), and scaled back to the
-photo's size. engine.segment_jobs stores the results in a project.
+work copy of at most WORK_SIDE pixels, cleaned (engine.segment.cleanup), and scaled back to the
+photo's size. engine.segment.segment_photos stores the results in a project.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from engine.errors import InputError, ModelMissingError
-from engine.segment_masks import Box, Point, clean_mask, resize_mask
+from engine.segment.cleanup import Box, Point, clean_mask, resize_mask
 
 if TYPE_CHECKING:
-    from engine.images import DecodedImage
+    from engine.intake.photos import DecodedImage
 
 WORK_SIDE = 1024  # SAM's own input size; larger work copies only cost time
 AUTO_BOX_MARGIN = 0.1
@@ -231,7 +231,7 @@ class SamSegmenter:
 
     def _upscale(self, low_res: np.ndarray) -> np.ndarray:
         """Logits at the image's size, the way Sam.postprocess_masks computes them."""
-        from engine.segment_masks import _cv2
+        from engine.segment.cleanup import _cv2
 
         cv2 = _cv2()
         side = self.predictor.model.image_encoder.img_size
@@ -291,7 +291,7 @@ def load_segmenter_for(profile: str | None = None, device: str | None = None,
     prof = get_profile(profile)
     dev = plan_device(device).device
     if method == "fallback":
-        from engine.segment_fallback import GrabCutSegmenter
+        from engine.segment.grabcut import GrabCutSegmenter
 
         return GrabCutSegmenter(reason="chosen instead of SAM")
     folder = (overrides or {}).get("segmenter") or ""
@@ -303,7 +303,7 @@ def load_segmenter_for(profile: str | None = None, device: str | None = None,
     except ModelMissingError as exc:
         if method == "sam":
             raise
-        from engine.segment_fallback import GrabCutSegmenter
+        from engine.segment.grabcut import GrabCutSegmenter
 
         # Not cached: once the weights are downloaded, the next job picks SAM up.
         return GrabCutSegmenter(
@@ -341,7 +341,7 @@ def _work_copy(image: DecodedImage) -> tuple[np.ndarray, float]:
     scale = min(1.0, WORK_SIDE / max(h, w))
     if scale >= 1.0:
         return rgb, 1.0
-    from engine.segment_masks import _cv2
+    from engine.segment.cleanup import _cv2
 
     cv2 = _cv2()
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -409,7 +409,7 @@ def segment_concepts(segmenter: Segmenter, image: DecodedImage, key: str,
                for soft, p, a in zip(softs, local, answers, strict=True)]
     if len(ids) > 1:
         # Cleaning fills holes and smooths edges, which can take back a neighbour's pixels.
-        from engine.segment_masks import _cv2
+        from engine.segment.cleanup import _cv2
 
         cv2 = _cv2()
         owner = cv2.resize(winner.astype(np.uint8), image.size, interpolation=cv2.INTER_NEAREST)

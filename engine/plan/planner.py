@@ -3,8 +3,8 @@
 For each layout the planner picks a group of concepts (2-4; the LLM proposes groups when a
 project has more than four), a background scene for the group (the LLM proposes a few per
 group), asks the LLM for a detailed caption of the group in that scene, reads the caption's
-spatial relations and size words, and has engine.layout_solver place the boxes so that they
-honour them. Every LLM answer is checked (engine.planner_text), asked again once, and else
+spatial relations and size words, and has engine.plan.layout_solver place the boxes so that they
+honour them. Every LLM answer is checked (engine.plan.answers), asked again once, and else
 replaced by a deterministic fallback: a scene from resources/planner_fallbacks.json and a
 caption describing the solved boxes. So every stored layout is valid, whatever the model
 said. `mycanvas plan PROJECT --count N` runs the `plan` job below inline; the app runs it in
@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cli import EXIT_OK, arguments, command, run_job_in_cli
 from engine.errors import InputError, ModelMissingError
-from engine.layout_solver import LayoutSolver, Relation, Solution, SolverConfig, SolverObject
-from engine.planner_llm import (
+from engine.plan.answers import FallbackScene, object_labels, object_list, vocabulary
+from engine.plan.layout_solver import LayoutSolver, Relation, Solution, SolverConfig, SolverObject
+from engine.plan.llm import (
     Answer,
     CaptionPlan,
     LlamaTextModel,
@@ -34,7 +35,6 @@ from engine.planner_llm import (
     TextModel,
     stable_seed,
 )
-from engine.planner_text import FallbackScene, object_labels, object_list, vocabulary
 from engine.project import Layout, LayoutObject, Project
 
 if TYPE_CHECKING:

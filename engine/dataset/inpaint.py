@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.compose import Composition, erode, mask_to_image
+from engine.dataset.compose import Composition, erode, mask_to_image
 from engine.errors import InputError, MyCanvasError
 
 if TYPE_CHECKING:

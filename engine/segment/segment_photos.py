@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.errors import InputError
-from engine.segment import (
+from engine.segment.sam import (
     Prompt,
     Segmenter,
     SegmentResult,
@@ -27,7 +27,7 @@ from engine.segment import (
 )
 
 if TYPE_CHECKING:
-    from engine.images import DecodedImage
+    from engine.intake.photos import DecodedImage
     from engine.jobs import JobContext
     from engine.project import Mask, Photo, Project
 
@@ -43,8 +43,8 @@ def current_masks(project: Project, concept_id: int) -> dict[int, Mask]:
 def save_result(project: Project, photo: Photo, concept_id: int, result: SegmentResult,
                 image: DecodedImage) -> Mask:
     """Store the mask (L PNG) and cut-out (RGBA PNG) and record them; all or nothing."""
-    from engine.images import put_tracked
-    from engine.segment_masks import make_cutout, mask_png, png_bytes
+    from engine.intake.photos import put_tracked
+    from engine.segment.cleanup import make_cutout, mask_png, png_bytes
 
     if result.empty:
         raise InputError(f"{photo.original_name or photo.file}: no object found; draw a box "
@@ -95,7 +95,7 @@ def segment_job(ctx: JobContext, project: str, concept: int | str | None = None,
                 ) -> dict[str, Any]:
     """Job "segment": automatic foreground of every photo (of one concept, or all) that has
     no mask yet (or every photo, with redo)."""
-    from engine.images import load_photo
+    from engine.intake.photos import load_photo
     from engine.project import Project
 
     with Project.open(project) as proj:
@@ -158,7 +158,7 @@ def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
     several give each concept its own mask from the same photo. The photo's embedding is
     computed once (and stays cached in a warm worker for the next click).
     """
-    from engine.images import load_photo
+    from engine.intake.photos import load_photo
     from engine.project import Project
 
     if not prompts:
@@ -188,7 +188,7 @@ def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
             previous = current_masks(proj, cid).get(photo.id)
             previous_mask = None
             if previous is not None and segmenter.fallback:
-                from engine.segment_masks import read_mask
+                from engine.segment.cleanup import read_mask
 
                 previous_mask = read_mask(str(proj.abspath(previous.file)))
             results = {cid: segment_image(segmenter, image, photo.sha256, prompt,
@@ -228,11 +228,11 @@ def apply_stroke(base: Any, stroke: Any, mode: str) -> Any:
 def paint_mask_job(ctx: JobContext, project: str, photo_id: int, concept_id: int, mode: str,
                    stroke: bytes, width: int, height: int, stride: int,
                    base_mask_id: int | None = None) -> dict[str, Any]:
-    from engine.images import load_photo
+    from engine.intake.photos import load_photo
     from engine.project import Project
-    from engine.segment import SegmentResult
-    from engine.segment_jobs import save_result
-    from engine.segment_masks import read_mask, resize_mask
+    from engine.segment.cleanup import read_mask, resize_mask
+    from engine.segment.sam import SegmentResult
+    from engine.segment.segment_photos import save_result
 
     if len(stroke) < stride * height or stride < width:
         raise InputError("The brush stroke is damaged (wrong size); paint it again")

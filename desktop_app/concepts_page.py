@@ -22,18 +22,20 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.concept_drop import NewConceptForm, expand_paths, suggest_concept
-from desktop_app.concepts_view import ConceptPage
+from desktop_app.concepts_view import ConceptPhotosView
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.mask_editor import MaskEditor
 from desktop_app.observable import AppState
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
+from engine.intake.jobs import IMPORT_PHOTOS
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
+from engine.segment.jobs import SEGMENT
 
 ERROR_COLOUR = QColor(179, 38, 30)
 
 
-class ConceptsTab(QWidget):
+class ConceptsPage(QWidget):
     message = Signal(str)
 
     def __init__(self, state: AppState, jobs: JobsBridge, thumbs: BackgroundLoader) -> None:
@@ -41,7 +43,7 @@ class ConceptsTab(QWidget):
         self.state, self.jobs = state, jobs
         self.form = NewConceptForm()
         self.form.create_requested.connect(self.import_new)
-        self.page = ConceptPage(state, thumbs)
+        self.page = ConceptPhotosView(state, thumbs)
         self.page.files_dropped.connect(self.handle_drop)
         self.page.photo_activated.connect(self.open_editor)
         self.page.add_photos_requested.connect(self._choose_photos)
@@ -95,13 +97,11 @@ class ConceptsTab(QWidget):
             self.import_into(concept_id, files)
 
     def import_new(self, name: str, token: str, class_word: str, files: list[Path]) -> None:
-        self._import({"concept": name, "class_word": class_word, "token": token}, files,
-                     f"Import {len(files)} photos as {name}")
+        self._import({"concept": name, "class_word": class_word, "token": token}, files)
 
     def import_into(self, concept_id: int, files: list[Path]) -> None:
         concept = self.state.project.concept(concept_id)
-        self._import({"concept": concept.name}, files,
-                     f"Add {len(files)} photos to {concept.name}")
+        self._import({"concept": concept.name}, files)
 
     def _choose_photos(self, concept_id: int) -> None:
         names = QFileDialog.getOpenFileNames(self, "Add photos", "",
@@ -110,11 +110,11 @@ class ConceptsTab(QWidget):
         if names:
             self.import_into(concept_id, [Path(n) for n in names])
 
-    def _import(self, params: dict[str, Any], files: list[Path], title: str) -> None:
-        params = {"project": str(self.state.project.root),
-                  "paths": [str(f) for f in files], **params}
+    def _import(self, fields: dict[str, Any], files: list[Path]) -> None:
         try:
-            self.jobs.submit("import-photos", params, title, on_event=self._import_event)
+            params = self.state.job_params(IMPORT_PHOTOS, paths=[str(f) for f in files],
+                                           **fields)
+            self.jobs.submit(IMPORT_PHOTOS, params, on_event=self._import_event)
         except MyCanvasError as exc:
             self.add_problems([("", str(exc))])
 
@@ -124,16 +124,15 @@ class ConceptsTab(QWidget):
         if not isinstance(event, JobFinished):
             return
         result = event.result
-        self.add_problems([(f["path"], f["reason"]) for f in result["failed"]])
-        concept = result["concept"]
+        self.add_problems([(f["path"], f["reason"]) for f in result.failed])
         self.state.touch("concepts", "photos")
-        if result["imported"] or result["duplicates"]:
-            self.state.selected_concept = concept["id"]
-        if result["imported"]:
-            self.segment(concept["id"], False)
-        count = len(result["imported"])
-        self.message.emit(f"{count} photo{'s' * (count != 1)} added to {concept['name']}"
-                          + (f"; {len(result['failed'])} refused" if result["failed"] else ""))
+        if result.imported or result.duplicates:
+            self.state.selected_concept = result.concept_id
+        if result.imported:
+            self.segment(result.concept_id, False)
+        count = len(result.imported)
+        self.message.emit(f"{count} photo{'s' * (count != 1)} added to {result.name}"
+                          + (f"; {len(result.failed)} refused" if result.failed else ""))
 
     # ------------------------------------------------------------------ segmentation
 
@@ -141,9 +140,9 @@ class ConceptsTab(QWidget):
         if self.state.project is None:
             return
         name = self.state.project.concept(concept_id).name
-        params = self.state.job_params(concept=concept_id, redo=redo)
         try:
-            self.jobs.submit("segment", params, f"Find {name} in the photos",
+            params = self.state.job_params(SEGMENT, concept=concept_id, redo=redo)
+            self.jobs.submit(SEGMENT, params, f"Find {name} in the photos",
                              on_event=self._segment_event)
         except MyCanvasError as exc:
             self.add_problems([("", str(exc))])
@@ -155,9 +154,9 @@ class ConceptsTab(QWidget):
             self.state.touch("photos")
         elif isinstance(event, JobFinished):
             result = event.result
-            self.add_problems([(f["photo"], f["reason"]) for f in result.get("failed", [])])
-            if result.get("fallback") or result.get("test_model"):
-                self.message.emit(f"Masks made by: {result['segmenter']}")
+            self.add_problems([(f["photo"], f["reason"]) for f in result.failed])
+            if result.fallback or result.test_model:
+                self.message.emit(f"Masks made by: {result.segmenter}")
             self.state.touch("photos", "concepts")
 
     # ------------------------------------------------------------------ editor, problems

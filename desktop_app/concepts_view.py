@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.concept_drop import paths_from_mime
 from desktop_app.observable import AppState, Bindings
-from desktop_app.project_reads import current_masks, method_label
+from desktop_app.project_reads import method_label
 from desktop_app.thumbnails import BackgroundLoader, render_photo
 from engine.errors import MyCanvasError
 from engine.models.profiles import get_profile
@@ -101,7 +101,7 @@ class ConceptList(_DropList):
         if project is not None:
             for concept in project.concepts():
                 photos = project.photos(concept.id)
-                masks = current_masks(project, concept.id)
+                masks = project.current_masks(concept.id)
                 item = QListWidgetItem(f"{concept.name}\n{concept.token} · {concept.class_word}"
                                        f" · {len(photos)} photo{'s' * (len(photos) != 1)}")
                 item.setData(CONCEPT_ID, concept.id)
@@ -162,7 +162,7 @@ class PhotoGrid(_DropList):
         return self.concept_id
 
 
-class ConceptPage(QWidget):
+class ConceptPhotosView(QWidget):
     """One concept: editable name and class word, its photos with masks, and actions."""
 
     photo_activated = Signal(int)  # photo id: open the mask editor
@@ -261,7 +261,7 @@ class ConceptPage(QWidget):
         self.token_label.setText(concept.token)
         test = get_profile(self.state.settings.profile or None).test_models
         photos = project.photos(concept.id)
-        masks = current_masks(project, concept.id)
+        masks = project.current_masks(concept.id)
         self.grid.clear()
         self._keys.clear()
         for photo in photos:

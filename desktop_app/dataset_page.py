@@ -22,6 +22,7 @@ from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.jobs_panel import show_preview
 from desktop_app.observable import AppState, Bindings
 from desktop_app.thumbnails import BackgroundLoader
+from engine.dataset.jobs import BUILD_DATASET, EXPORT_DATASET
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
 
@@ -148,13 +149,10 @@ class DatasetPage(QWidget):
     def build(self) -> None:
         if self.state.project is None or self.build_job is not None:
             return
-        params = self.state.job_params(count=self.count.value())
-        if self.steps.value():
-            params["steps"] = self.steps.value()
         try:
-            handle = self.jobs.submit("build-dataset", params,
-                                      f"Build {self.count.value()} dataset items",
-                                      on_event=self._build_event)
+            params = self.state.job_params(BUILD_DATASET, count=self.count.value(),
+                                           steps=self.steps.value() or None)
+            handle = self.jobs.submit(BUILD_DATASET, params, on_event=self._build_event)
         except MyCanvasError as exc:
             self.status.setText(str(exc))
             return
@@ -180,8 +178,8 @@ class DatasetPage(QWidget):
             self.cancel_button.setEnabled(False)
             if isinstance(event, JobFinished):
                 r = event.result
-                self.status.setText(f"Done: {r['built']} built now ({r['kept']} kept, "
-                                    f"{r['rejected']} rejected), {r['already']} were there.")
+                self.status.setText(f"Done: {r.built} built now ({r.kept} kept, "
+                                    f"{r.rejected} rejected), {r.already} were there.")
             elif isinstance(event, JobFailed):
                 self.status.setText(event.reason)
             else:
@@ -198,17 +196,15 @@ class DatasetPage(QWidget):
             self.export(Path(folder))
 
     def export(self, folder: Path) -> None:
-        params = {"project": str(self.state.project.root), "out_dir": str(folder)}
-
         def done(event: JobEvent) -> None:
             if isinstance(event, JobFinished):
-                self.status.setText(f"Exported {event.result['items']} items to "
-                                    f"{event.result['path']}")
+                self.status.setText(event.result.summary())
             elif isinstance(event, JobFailed):
                 self.status.setText(event.reason)
 
         try:
-            self.jobs.submit("export-dataset", params, "Export the dataset", on_event=done)
+            params = self.state.job_params(EXPORT_DATASET, out_dir=str(folder))
+            self.jobs.submit(EXPORT_DATASET, params, on_event=done)
         except MyCanvasError as exc:
             self.status.setText(str(exc))
 

@@ -13,7 +13,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.jobs import TERMINAL_EVENTS, JobEvent, JobProgress, JobQueued, JobStarted, format_eta
+from engine.jobs import (
+    TERMINAL_EVENTS,
+    JobDeclaration,
+    JobEvent,
+    JobParams,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    format_eta,
+)
 from engine.jobs.journal import JournalWriter
 from engine.jobs.worker import JobHandle, JobRunner
 
@@ -38,11 +47,12 @@ class JobsBridge(QObject):
         self.event.connect(self._route)
         self._remove = self.runner.add_listener(self.event.emit)
 
-    def submit(self, name: str, params: dict[str, Any] | None = None, title: str = "",
-               on_event: JobCallback | None = None) -> JobHandle:
-        """Queue a job in the worker process. Raises MyCanvasError for an unknown job name or
-        after shutdown. `on_event` hears every later event of this job on the GUI thread."""
-        handle = self.runner.submit(name, params, title)
+    def submit(self, job: JobDeclaration | str, params: JobParams | dict[str, Any] | None = None,
+               title: str = "", on_event: JobCallback | None = None) -> JobHandle:
+        """Queue a job in the worker process (its title defaults to the declaration's).
+        Raises MyCanvasError for an unknown job, parameters that do not fit, or after
+        shutdown. `on_event` hears every later event of this job on the GUI thread."""
+        handle = self.runner.submit(job, params, title)
         # Only JobQueued was delivered before this line (synchronously, inside submit); every
         # later event crosses threads and arrives through the event loop, after it.
         if on_event is not None:

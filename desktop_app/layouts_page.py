@@ -41,6 +41,7 @@ from desktop_app.project_reads import concept_cutout
 from desktop_app.thumbnails import BackgroundLoader, render_cutout
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
+from engine.plan.jobs import PLAN
 from engine.project import Layout, LayoutObject
 
 CUTOUT_SIDE = 384
@@ -313,12 +314,9 @@ class LayoutsPage(QWidget):
     def plan_layouts(self) -> None:
         if self.state.project is None or self._plan_job is not None:
             return
-        count = self.plan_count.value()
-        params = {"project": str(self.state.project.root), "count": count,
-                  "profile": self.state.settings.profile or None}
         try:
-            handle = self.jobs.submit("plan", params, f"Plan {count} layouts",
-                                      on_event=self._plan_event)
+            params = self.state.job_params(PLAN, count=self.plan_count.value())
+            handle = self.jobs.submit(PLAN, params, on_event=self._plan_event)
         except MyCanvasError as exc:
             self.plan_status.setText(str(exc))
             return
@@ -331,7 +329,7 @@ class LayoutsPage(QWidget):
             return
         self._plan_job = None
         if isinstance(event, JobFinished):
-            ids = event.result.get("layout_ids", [])
+            ids = event.result.layout_ids
             self.plan_status.setText(f"{len(ids)} new layout{'s' * (len(ids) != 1)}.")
             self.state.touch("layouts")
             if ids:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.concept_drop import paths_from_mime
-from desktop_app.concepts_page import ConceptsTab
+from desktop_app.concepts_page import ConceptsPage
 from desktop_app.concepts_view import ConceptList
 from desktop_app.dataset_page import DatasetPage
 from desktop_app.jobs_bridge import JobsBridge
@@ -71,13 +71,13 @@ class MainWindow(QMainWindow):
         left.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
 
-        self.concepts_tab = ConceptsTab(self.state, self.jobs, self.thumbs)
-        self.concepts_tab.message.connect(self.show_message)
+        self.concepts_page = ConceptsPage(self.state, self.jobs, self.thumbs)
+        self.concepts_page.message.connect(self.show_message)
         self.layouts_page = LayoutsPage(self.state, self.jobs, self.thumbs)
         self.dataset_page = DatasetPage(self.state, self.jobs, self.thumbs)
         self.steps = QTabWidget()
         self.steps.setObjectName("steps")
-        for widget, name in ((self.concepts_tab, STEPS[0]), (self.layouts_page, STEPS[1]),
+        for widget, name in ((self.concepts_page, STEPS[0]), (self.layouts_page, STEPS[1]),
                              (self.dataset_page, STEPS[2])):
             self.steps.addTab(widget, f"{self.steps.count() + 1}. {name}")
         # Not built yet: shown so the path is clear, disabled so nothing pretends to work.
@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
 
         def done(event: JobEvent) -> None:
             if isinstance(event, JobFinished):
-                QMessageBox.information(self, APP_TITLE, event.result["summary"])
+                QMessageBox.information(self, APP_TITLE, event.result.summary())
                 self._open(folder, create=False)
             elif isinstance(event, JobFailed):
                 QMessageBox.warning(self, APP_TITLE, f"The repair failed: {event.reason}")
@@ -304,8 +304,8 @@ class MainWindow(QMainWindow):
 
     def drop_files(self, paths: list[Path], concept_id: int | None) -> None:
         """Dropped on a concept: added to it. Anywhere else: a new concept."""
-        self.steps.setCurrentWidget(self.concepts_tab)
-        self.concepts_tab.handle_drop(paths, concept_id)
+        self.steps.setCurrentWidget(self.concepts_page)
+        self.concepts_page.handle_drop(paths, concept_id)
 
     # ------------------------------------------------------------ view updates
 
@@ -347,7 +347,7 @@ class MainWindow(QMainWindow):
         if titles and not self.ask_before_quit(titles):
             event.ignore()
             return
-        for view in (self.concepts, self.concepts_tab, self.layouts_page, self.dataset_page,
+        for view in (self.concepts, self.concepts_page, self.layouts_page, self.dataset_page,
                      self.model_manager):
             view.teardown()
         self.bindings.clear()

@@ -31,12 +31,13 @@ from PySide6.QtWidgets import (
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.mask_canvas import TOOLS, MaskCanvas, Prompts
 from desktop_app.observable import AppState
-from desktop_app.project_reads import current_masks, method_label
+from desktop_app.project_reads import method_label
 from desktop_app.thumbnails import BackgroundLoader, render_editor_images
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
+from engine.jobs import JobCancelled, JobDeclaration, JobEvent, JobFailed, JobFinished
 from engine.models.profiles import get_profile
 from engine.project import Mask
+from engine.segment.jobs import PAINT_MASK, SEGMENT_PROMPTS
 
 EDITOR_SIDE = 1024
 
@@ -141,7 +142,7 @@ class MaskEditor(QWidget):
     def open_photo(self, photo_id: int) -> None:
         project = self.state.project
         photo = project.photo(photo_id)
-        mask = current_masks(project, photo.concept_id).get(photo.id)
+        mask = project.current_masks(photo.concept_id).get(photo.id)
         self.current = _Open(photo.id, photo.concept_id, photo.original_name, photo.file,
                              mask=mask)
         self.undo_stack.clear()
@@ -215,9 +216,9 @@ class MaskEditor(QWidget):
         if cur is None or self._busy():
             return
         self.canvas.show_prompts(prompts, cur.scale)
-        params = self.state.job_params(photo_id=cur.photo_id,
-                                       prompts=[prompts.to_dict(cur.concept_id)])
-        self._start("segment-prompts", params, f"Fix the mask of {cur.name}", prompts,
+        self._start(SEGMENT_PROMPTS, {"photo_id": cur.photo_id,
+                                      "prompts": [prompts.to_dict(cur.concept_id)]},
+                    f"Fix the mask of {cur.name}", prompts,
                     "Finding the object where you pointed…")
 
     def _stroked(self, mode: str, stroke: QImage) -> None:
@@ -226,22 +227,21 @@ class MaskEditor(QWidget):
             self._load_images()  # show the stored mask again, without the refused stroke
             return
         data = bytes(stroke.constBits())
-        params = self.state.job_params(
-            photo_id=cur.photo_id, concept_id=cur.concept_id, mode=mode, stroke=data,
-            width=stroke.width(), height=stroke.height(), stride=stroke.bytesPerLine(),
-            base_mask_id=cur.mask.id if cur.mask else None)
-        params.pop("profile", None)
-        params.pop("device", None)
-        self._start("paint-mask", params, f"Paint the mask of {cur.name}", cur.prompts,
+        fields = {"photo_id": cur.photo_id, "concept_id": cur.concept_id, "mode": mode,
+                  "stroke": data, "width": stroke.width(), "height": stroke.height(),
+                  "stride": stroke.bytesPerLine(),
+                  "base_mask_id": cur.mask.id if cur.mask else None}
+        self._start(PAINT_MASK, fields, f"Paint the mask of {cur.name}", cur.prompts,
                     "Saving the painted mask…")
 
-    def _start(self, name: str, params: dict[str, Any], title: str, prompts: Prompts,
-               doing: str) -> None:
+    def _start(self, decl: JobDeclaration, fields: dict[str, Any], title: str,
+               prompts: Prompts, doing: str) -> None:
         cur = self.current
         assert cur is not None
         before = (cur.mask, cur.prompts)
         try:
-            handle = self.jobs.submit(name, params, title,
+            params = self.state.job_params(decl, **fields)
+            handle = self.jobs.submit(decl, params, title,
                                       on_event=lambda e: self._job_event(e, before, prompts))
         except MyCanvasError as exc:
             self.status.setText(str(exc))
@@ -260,7 +260,7 @@ class MaskEditor(QWidget):
         if isinstance(event, JobFinished):
             self.state.touch("photos")
             result = event.result
-            mask_id = result["masks"][0]["mask_id"] if "masks" in result else result["mask_id"]
+            mask_id = result.masks[0]["mask_id"] if hasattr(result, "masks") else result.mask_id
             after = next(m for m in self.state.project.masks(photo_id=cur.photo_id)
                      if m.id == mask_id)
             cur.mask, cur.prompts = after, prompts

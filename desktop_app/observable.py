@@ -15,11 +15,13 @@ state lives in `AppState`, the canvas's in `LayoutDocument` (layout_editor.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.jobs.declaration import JobDeclaration
 from engine.settings import Settings
 
 
@@ -130,11 +132,14 @@ class AppState(Evented):
             name = f"{part}_rev"
             setattr(self, name, getattr(self, name) + 1)
 
-    def job_params(self, **params: Any) -> dict[str, Any]:
-        """Parameters every stage job takes from the settings: project, profile, device."""
+    def job_params(self, decl: JobDeclaration, **fields: Any) -> Any:
+        """The typed parameters of a job: what the window's settings say (project, profile,
+        device, model overrides: only the fields the job declares), then `fields`."""
         settings: Settings = self.settings
-        base: dict[str, Any] = {"profile": settings.profile or None, "device": settings.device}
+        known = {f.name for f in dataclasses.fields(decl.params)}  # type: ignore[arg-type]
+        base: dict[str, Any] = {"profile": settings.profile or None, "device": settings.device,
+                                "overrides": dict(settings.role_overrides)}
         if self.project is not None:
             base["project"] = str(self.project.root)
-        base.update(params)
-        return base
+        base = {k: v for k, v in base.items() if k in known}
+        return decl.params(**{**base, **fields})

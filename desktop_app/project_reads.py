@@ -24,18 +24,9 @@ def method_label(method: str, test_models: bool = False) -> str:
     return text
 
 
-def current_masks(project: Project, concept_id: int) -> dict[int, Mask]:
-    """The latest mask of each photo of a concept (photo id -> mask); the catalogue keeps
-    every mask ever made and the newest one is the current one."""
-    latest: dict[int, Mask] = {}
-    for mask in project.masks(concept_id=concept_id):  # ordered by id
-        latest[mask.photo_id] = mask
-    return latest
-
-
 def concept_cutout(project: Project, concept_id: int) -> Mask | None:
     """The cut-out that stands for a concept on the canvas: its first photo's current one."""
-    masks = current_masks(project, concept_id)
+    masks = project.current_masks(concept_id)
     for photo_id in sorted(masks):
         if masks[photo_id].cutout_file:
             return masks[photo_id]

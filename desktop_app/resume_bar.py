@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
 
-from engine.jobs.journal import RESUMABLE_JOBS
+from engine.jobs.journal import resumable as is_resumable
 from engine.project.job_journal import JournalEntry
 
 
@@ -54,7 +54,7 @@ class ResumeBar(QFrame):
             return
         entry = self.entries[0]
         more = f" {len(self.entries) - 1} more after this one." if len(self.entries) > 1 else ""
-        resumable = entry.name in RESUMABLE_JOBS
+        resumable = is_resumable(entry.name)
         hint = " Resume continues where it stopped." if resumable else ""
         self.label.setText(describe(entry) + hint + more)
         self.resume_button.setVisible(resumable)

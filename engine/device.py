@@ -67,6 +67,16 @@ def _system_available() -> int | None:
         return None
 
 
+def free_memory(device: str) -> int | None:
+    """Bytes `device` can still give (CUDA: its own memory; CPU and MPS: the system's)."""
+    if device.startswith("cuda"):
+        import torch
+
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        return _cuda_free(torch, index) if torch.cuda.is_available() else None
+    return _system_available()
+
+
 def plan_device(requested: str | None = "auto", *, lean: bool = False) -> DevicePlan:
     """Choose device, dtype and memory savers. `requested`: auto, cuda, cuda:N, mps or cpu."""
     import torch
@@ -150,14 +160,18 @@ def free_device_memory() -> None:
 
 
 def retry_on_oom(
-    fn: Callable[[DevicePlan], T], plan: DevicePlan, log: Callable[[str], None] | None = None
+    fn: Callable[[DevicePlan], T], plan: DevicePlan, log: Callable[[str], None] | None = None,
+    before_retry: Callable[[], None] | None = None,
 ) -> T:
-    """Run fn(plan); on out-of-memory free caches and retry once with every saver on."""
+    """Run fn(plan); on out-of-memory free what `before_retry` frees (the warm models), empty
+    the caches and retry once with every saver on."""
     try:
         return fn(plan)
     except Exception as exc:
         if not is_out_of_memory(exc) or plan.lean:
             raise
+    if before_retry is not None:
+        before_retry()
     free_device_memory()
     lean = plan.leaner()
     if log:
@@ -172,9 +186,3 @@ def retry_on_oom(
                 "programs, lower the resolution or pick a smaller model profile."
             ) from exc
         raise
-
-
-def device_info_job(ctx: Any, requested: str = "auto") -> str:
-    """Job: describe the device plan (the GUI runs it in the worker, so it never loads torch)."""
-    ctx.progress(0, 1, "detecting device")
-    return plan_device(requested).describe()

@@ -156,19 +156,19 @@ def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> Non
     shots.shoot(window, "1-concepts")
 
     drop(window, [photos["astronaut"], photos["bad"]])
-    form = window.concepts_tab.form
+    form = window.concepts_page.form
     form.class_edit.setText("person")
     shots.shoot(window, "2-new-concept")
     form.submit()
-    shots.wait_until(lambda: window.concepts_tab.problems.count() > 0
+    shots.wait_until(lambda: window.concepts_page.problems.count() > 0
                      and not window.jobs.has_running_jobs())
     shots.wait_until(lambda: not window.thumbs.busy())
     shots.shoot(window, "3-import-errors")
 
     window.state.selected_concept = window.project.concept_by_name("Rocket").id
     rocket_photo = window.project.photos(window.state.selected_concept)[0].id
-    window.concepts_tab.open_editor(rocket_photo)
-    editor = window.concepts_tab.editor
+    window.concepts_page.open_editor(rocket_photo)
+    editor = window.concepts_page.editor
     shots.wait_until(lambda: not editor.canvas.mask.isNull())
     editor.set_tool("box")
     shots.shoot(window, "4-mask-editor")

@@ -12,12 +12,10 @@ from engine.dataset.compose import (
     box_pixels,
     compose,
     concept_cutout_masks,
-    dilate,
-    erode,
     load_cutout,
-    mask_box,
 )
 from engine.errors import InputError
+from engine.masks import dilate, erode, mask_box
 from engine.project import Layout, LayoutObject, Project
 
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from engine.atomic import TEMP_MARK
-from engine.dataset.compose import box_pixels, compose, erode, load_cutout, mask_box
+from engine.dataset.compose import box_pixels, compose, load_cutout
 from engine.dataset.inpaint import InpaintSettings
 from engine.errors import InputError
 from engine.jobs import (
@@ -29,6 +29,7 @@ from engine.jobs import (
     JobProgress,
     run_inline,
 )
+from engine.masks import erode, mask_box
 from engine.project import DatasetItem, Layout, LayoutObject, Project
 from engine.project.schema import apply_migrations
 
@@ -69,8 +70,8 @@ def test_build_twelve_items_end_to_end(project_dir, tmp_path, monkeypatch):
     # interior beyond the repainted seam, where identity is checked.
     end = build(project_dir, 12, events.append, resolution=128)
     assert isinstance(end, JobFinished), getattr(end, "detail", end)
-    assert end.result["built"] == 12 and end.result["count"] == 12
-    assert end.result["kept"] + end.result["rejected"] == 12
+    assert end.result.built == 12 and end.result.count == 12
+    assert end.result.kept + end.result.rejected == 12
     previews = [e for e in events if isinstance(e, JobPreview)]
     assert len(previews) == 12 and previews[0].caption.startswith("a photo of <mochi> cat")
     progress = [e for e in events if isinstance(e, JobProgress)]
@@ -118,7 +119,8 @@ def test_build_twelve_items_end_to_end(project_dir, tmp_path, monkeypatch):
         project.set_review_state(items[0].id, "rejected")
         project.set_review_state(items[1].id, "accepted")
     rerun = build(project_dir, 12, resolution=128).result
-    assert rerun == {"count": 12, "already": 12, "built": 0, "kept": 0, "rejected": 0}
+    assert rerun.to_dict() == {"count": 12, "already": 12, "built": 0, "kept": 0,
+                               "rejected": 0}
     with Project.open(project_dir) as project:
         assert project.dataset_item(items[0].id).review_state == "rejected"
         assert project.dataset_item(items[0].id).reasons == items[0].reasons
@@ -127,13 +129,13 @@ def test_build_twelve_items_end_to_end(project_dir, tmp_path, monkeypatch):
     # Export: kept + accepted by default; everything on request; loads with `datasets`.
     end = run_inline("export-dataset", {"project": str(project_dir),
                                         "out_dir": str(tmp_path / "kept")})
-    assert end.result["items"] == len(exported_states)
+    assert end.result.items == len(exported_states)
     lines = (tmp_path / "kept" / "metadata.jsonl").read_text().splitlines()
     assert len(lines) == len(exported_states)
     assert all(json.loads(line)["review_state"] != "rejected" for line in lines)
     out = tmp_path / "all"
     assert run_inline("export-dataset", {"project": str(project_dir), "out_dir": str(out),
-                                         "include_rejected": True}).result["items"] == 12
+                                         "include_rejected": True}).result.items == 12
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     check_export_loads(out, items)
 
@@ -171,8 +173,7 @@ def test_cancel_mid_build_discards_the_item_and_a_rerun_finishes_exactly(project
     assert isinstance(end, JobCancelled)
     first = assert_sound(project_dir, 2)
     end = build(project_dir, 6)
-    assert end.result == {"count": 6, "already": 2, "built": 4, "kept": end.result["kept"],
-                          "rejected": end.result["rejected"]}
+    assert (end.result.count, end.result.already, end.result.built) == (6, 2, 4)
     items = assert_sound(project_dir, 6)
     assert [(i.id, i.image_file) for i in items[:2]] == [(i.id, i.image_file) for i in first]
     # Resuming builds the same items an uninterrupted build makes.
@@ -202,7 +203,7 @@ def test_killed_worker_then_rerun_finishes_with_exactly_n_items(project_dir):
         assert 2 <= partial < 16
         again = runner.submit("build-dataset", params).wait(300)
         assert isinstance(again, JobFinished), getattr(again, "detail", again)
-        assert again.result["already"] == partial and again.result["built"] == 16 - partial
+        assert again.result.already == partial and again.result.built == 16 - partial
     assert_sound(project_dir, 16)
 
 
@@ -211,13 +212,14 @@ def test_clear_errors_for_missing_inputs(tmp_path, tiny_models):
     Project.create(folder, "empty").close()
     end = build(folder, 2)
     assert isinstance(end, JobFailed) and "no layouts yet" in end.reason
-    end = build(folder, 0)
-    assert isinstance(end, JobFailed) and "--count" in end.reason
+    # Parameters are checked before anything runs, with the field named.
+    with pytest.raises(InputError, match="count must be at least 1"):
+        build(folder, 0)
     project_dir = make_dataset_project(tmp_path / "p", photo_side=48)
-    end = build(project_dir, 1, resolution=60)
-    assert isinstance(end, JobFailed) and "--resolution" in end.reason
-    end = build(project_dir, 1, strength=0.0)
-    assert isinstance(end, JobFailed) and "--strength" in end.reason
+    with pytest.raises(InputError, match="resolution must be a multiple of 8"):
+        build(project_dir, 1, resolution=60)
+    with pytest.raises(InputError, match="strength must be at least"):
+        build(project_dir, 1, strength=0.0)
     with Project.open(project_dir) as project:
         extra = project.add_concept("Plant", "cactus")
         project.add_layout(Layout(scene="x", objects=(LayoutObject(extra.id, 0, 0, 1, 1),)))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.dataset.compose import erode
 from engine.dataset.inpaint import InpaintSettings
 from engine.jobs import JobFinished, run_inline
+from engine.masks import erode
 from engine.project import Project
 
 from dataset_project import make_dataset_project  # isort: skip

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from engine.errors import InputError
+from engine.intake.import_photos import import_photos, import_photos_job
+from engine.intake.jobs import ImportPhotosParams
 from engine.intake.photos import (
     MAX_PHOTOS_PER_CONCEPT,
     decode_image,
-    import_photos,
-    import_photos_job,
     load_photo,
     read_image_file,
 )
@@ -327,10 +327,11 @@ def test_import_job_creates_the_concept_and_reports(project, corpus):
     project.close()
     events = []
     ctx = inline_context(events.append)
-    result = import_photos_job(ctx, root, "Mochi", [str(corpus["rotated.jpg"]),
-                                                    str(corpus["zero.jpg"])], class_word="cat")
-    assert result["concept"]["created"] and result["concept"]["token"] == "<mochi>"
-    assert len(result["imported"]) == 1 and len(result["failed"]) == 1
+    result = import_photos_job(ctx, ImportPhotosParams(
+        project=root, concept="Mochi", paths=[str(corpus["rotated.jpg"]), str(corpus["zero.jpg"])],
+        class_word="cat"))
+    assert result.created and result.token == "<mochi>"
+    assert len(result.imported) == 1 and len(result.failed) == 1
     assert any("zero.jpg" in getattr(e, "text", "") for e in events)
 
 
@@ -338,9 +339,9 @@ def test_import_job_with_only_bad_files_leaves_no_concept(project, corpus):
     root = str(project.root)
     before = project_state(project)
     project.close()
-    result = import_photos_job(inline_context(), root, "Ghost", [str(corpus["zero.jpg"])],
-                               class_word="cat")
-    assert not result["concept"]["created"]
+    result = import_photos_job(inline_context(), ImportPhotosParams(
+        project=root, concept="Ghost", paths=[str(corpus["zero.jpg"])], class_word="cat"))
+    assert not result.created
     with Project.open(root) as reopened:
         assert reopened.concepts() == []
         assert project_state(reopened) == before
@@ -350,7 +351,8 @@ def test_import_job_needs_a_class_word_for_a_new_concept(project, corpus):
     root = str(project.root)
     project.close()
     with pytest.raises(InputError, match="class word"):
-        import_photos_job(inline_context(), root, "Mochi", [str(corpus["rotated.jpg"])])
+        import_photos_job(inline_context(), ImportPhotosParams(
+            project=root, concept="Mochi", paths=[str(corpus["rotated.jpg"])]))
 
 
 def test_an_avif_original_is_kept_untouched(project, tmp_path):
@@ -385,7 +387,7 @@ def test_import_job_updates_the_class_word_of_an_existing_concept(project, corpu
     root = str(project.root)
     project.close()
     events = []
-    result = import_photos_job(inline_context(events.append), root, "Mochi",
-                               [str(corpus["rotated.jpg"])], class_word="cat")
-    assert result["concept"]["class_word"] == "cat" and not result["concept"]["created"]
+    result = import_photos_job(inline_context(events.append), ImportPhotosParams(
+        project=root, concept="Mochi", paths=[str(corpus["rotated.jpg"])], class_word="cat"))
+    assert result.class_word == "cat" and not result.created
     assert any("Class word" in getattr(e, "text", "") for e in events)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_compose import CUTOUTS, LAYOUT
 
-from engine.dataset.compose import compose, erode
+from engine.dataset.compose import compose
 from engine.dataset.inpaint import (
     Inpainter,
     InpaintSettings,
@@ -18,6 +18,8 @@ from engine.dataset.inpaint import (
 )
 from engine.device import DevicePlan
 from engine.errors import Cancelled, InputError, MyCanvasError
+from engine.jobs.warm_cache import ModelKey, WarmCache
+from engine.masks import erode
 from engine.project import Layout, LayoutObject
 
 CPU = DevicePlan(device="cpu", dtype="float32", free_memory=None, attention_slicing=False,
@@ -70,10 +72,22 @@ def test_settings_defaults_follow_gen4gen_with_fewer_steps_on_cpu():
     assert InpaintSettings(steps=7).to_dict("cpu")["steps"] == 7
 
 
+def tiny_inpainter(ctx=None):
+    from engine.dataset.jobs import BuildDatasetParams
+    from engine.jobs import inline_context
+    from engine.jobs.stage_setup import resolve_stage
+
+    setup = resolve_stage(BuildDatasetParams(project="unused", count=1, profile="tiny",
+                                             device="cpu", overrides={}))
+    return load_inpainter(ctx or inline_context(), setup)
+
+
 def test_tiny_pipeline_keeps_the_objects_pixels_exactly(tiny_models):
-    cache: dict = {}
-    inpainter = load_inpainter(cache, "tiny", None, "cpu")
-    assert load_inpainter(cache, "tiny", None, "cpu") is inpainter  # warm in the cache
+    from engine.jobs import inline_context
+
+    ctx = inline_context()
+    inpainter = tiny_inpainter(ctx)
+    assert tiny_inpainter(ctx) is inpainter  # warm in the worker's cache
     for size in (64, 128):
         comp = compose(LAYOUT, CUTOUTS, size, 5)
         steps: list[tuple[int, int]] = []
@@ -95,7 +109,7 @@ def test_tiny_pipeline_keeps_the_objects_pixels_exactly(tiny_models):
 
 
 def test_cancel_from_a_step_stops_the_pipeline(tiny_models):
-    inpainter = load_inpainter({}, "tiny", None, "cpu")
+    inpainter = tiny_inpainter()
     comp = compose(LAYOUT, CUTOUTS, 64, 0)
 
     def cancel_at_two(step: int, _total: int) -> None:
@@ -136,10 +150,17 @@ def test_out_of_memory_is_retried_once_in_lean_mode_and_stays_lean():
                    {1: CUTOUTS[1]}, 64, 0)
     pipe = FakePipe(np.full((1, 64, 64, 3), 0.5, dtype=np.float32))
     logs: list[str] = []
-    inpainter = Inpainter(pipe, CPU, logs.append)
+    # Two warm models sit in the worker's cache: the retry must not run beside them.
+    models = WarmCache(budget=lambda _device, _held: None, measure=lambda _m: 1)
+    for role in ("clip", "segmenter"):
+        models.load(ModelKey(role, "tiny", "cpu"), object)
+    inpainter = Inpainter(pipe, CPU, models, logs.append)
     result = inpainter.paint(comp, "x", InpaintSettings(steps=2), 0)
     assert pipe.calls == 2 and inpainter.plan.lean and inpainter.plan.attention_slicing
-    assert "retrying once in lean mode" in logs[0]
+    assert models.loaded_keys() == [] and [k.role for k in models.evicted] == ["clip",
+                                                                              "segmenter"]
+    assert "unloaded 2 warm model(s)" in logs[0]
+    assert "retrying once in lean mode" in logs[1]
     assert (np.asarray(result.painted) == 128).all()
     inpainter.paint(comp, "x", InpaintSettings(steps=2), 0)
     assert pipe.calls == 3  # the next item starts lean

@@ -33,6 +33,7 @@ from engine.plan.answers import (
     scene_head,
     vocabulary,
 )
+from engine.plan.jobs import PlanParams
 from engine.plan.layout_solver import Box, Relation, layout_problems
 from engine.plan.llm import Semantics, check_chat_format, template_renderer_is_sandboxed
 from engine.plan.planner import LayoutPlanner, PlanConcept, cutout_aspect
@@ -355,14 +356,14 @@ def fake_planner_model(monkeypatch):
     model = ScriptedModel(on_call=answer)
     loads = []
     monkeypatch.setattr(planner, "resolve_planner_model",
-                        lambda settings, profile=None: (Path("scripted.gguf"), ""))
+                        lambda setup, path=None, fmt=None: (Path("scripted.gguf"), ""))
 
-    def load(ctx, path, fmt):
-        key = ("planner-model", "scripted")
-        if key not in ctx.cache:
+    def load(ctx, setup, path, fmt):
+        def first_load():
             loads.append(path)
-            ctx.cache[key] = model
-        return ctx.cache[key]
+            return model
+
+        return ctx.models.load(setup.model_key("planner", "scripted"), first_load, size=0)
 
     monkeypatch.setattr(planner, "load_planner_model", load)
     model.loads = loads
@@ -374,13 +375,13 @@ def test_plan_job_stores_valid_layouts_and_reuses_the_model(tmp_path, fake_plann
 
     folder = make_project(tmp_path / "p")
     ctx = JobContext("job", lambda _e: None)
-    first = plan_job(ctx, str(folder), count=3, seed=11)
-    second = plan_job(ctx, str(folder), count=2, seed=20)
+    first = plan_job(ctx, PlanParams(project=str(folder), count=3, seed=11))
+    second = plan_job(ctx, PlanParams(project=str(folder), count=2, seed=20))
     assert len(fake_planner_model.loads) == 1  # warm across jobs in one worker
     with Project.open(folder) as project:
         layouts = project.layouts()
         ids = [c.id for c in project.concepts()]
-    assert [x.id for x in layouts] == first["layout_ids"] + second["layout_ids"]
+    assert [x.id for x in layouts] == first.layout_ids + second.layout_ids
     for layout in layouts:
         assert_valid_layout(layout, ids, ["cat", "cactus"])
         assert "caption llm" in layout.source
@@ -413,11 +414,13 @@ def test_plan_job_refuses_bad_requests(tmp_path, fake_planner_model):
     end = run_inline("plan", {"project": str(folder), "count": 2})
     assert "at least two concepts" in end.reason
     folder = make_project(tmp_path / "q")
-    for params, reason in (({"count": 0}, "number of layouts"),
-                           ({"concepts": ["Nobody"]}, "No concept named"),
-                           ({"max_iou": 2.0}, "max IoU")):
-        end = run_inline("plan", {"project": str(folder), **params})
-        assert reason in end.reason, end
+    end = run_inline("plan", {"project": str(folder), "concepts": ["Nobody"]})
+    assert "No concept named" in end.reason, end
+    # Parameters are checked before anything runs, with the field named.
+    for params, reason in (({"count": 0}, "count must be at least 1"),
+                           ({"max_iou": 2.0}, "max-iou must be at most")):
+        with pytest.raises(InputError, match=reason):
+            run_inline("plan", {"project": str(folder), **params})
 
 
 # --------------------------------------------------------------------------- the real model

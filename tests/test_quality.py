@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.dataset.compose import Composition, dilate
+from engine.dataset.compose import Composition
 from engine.dataset.quality import ClipJudge, QualityThresholds, assess, seam_scores
+from engine.masks import dilate
 
 SIZE = 64
 

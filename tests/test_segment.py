@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from engine.errors import Cancelled, InputError, ModelMissingError
-from engine.intake.photos import DecodedImage, import_photos, load_photo
+from engine.intake.import_photos import import_photos
+from engine.intake.photos import DecodedImage, load_photo
 from engine.jobs import CancelToken, JobContext, JobLog, JobPreview, JobProgress, inline_context
+from engine.masks import mask_box as mask_bbox
+from engine.masks import mask_iou, mask_png, read_mask
 from engine.project import Project
 from engine.segment.cleanup import (
     clean_mask,
@@ -25,12 +28,9 @@ from engine.segment.cleanup import (
     fill_holes,
     keep_main_component,
     make_cutout,
-    mask_bbox,
-    mask_iou,
-    mask_png,
-    read_mask,
 )
 from engine.segment.grabcut import GrabCutSegmenter
+from engine.segment.jobs import SegmentParams, SegmentPromptsParams
 from engine.segment.sam import (
     Prompt,
     SamSegmenter,
@@ -39,7 +39,7 @@ from engine.segment.sam import (
     segment_concepts,
     segment_image,
 )
-from engine.segment.segment_photos import current_masks, segment_job, segment_prompts_job
+from engine.segment.segment_photos import segment_job, segment_prompts_job
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).parent / "data" / "reference_masks"
@@ -47,8 +47,7 @@ SKIMAGE = {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket"}
 # Floors a little under what the fallback measures (benchmark: cat 0.85, coffee 0.89), so a
 # regression fails while the float noise of OpenCV builds does not.
 FALLBACK_AUTO_FLOOR = {"cat": 0.78, "coffee": 0.82}
-USER_BOXES = {"cat": (0, 0, 400, 300), "coffee": (70, 10, 485, 395),
-              "rocket": (300, 120, 345, 410)}
+USER_BOXES = {"cat": (0, 0, 400, 300), "coffee": (70, 10, 485, 395), "rocket": (300, 120, 345, 410)}
 
 
 def photo_array(name: str) -> np.ndarray:
@@ -61,13 +60,21 @@ def decoded(array: np.ndarray) -> DecodedImage:
     return DecodedImage(Image.fromarray(array), None, "PNG")
 
 
+def setup_for(profile: str, overrides: dict[str, str] | None = None):
+    from engine.jobs.stage_setup import resolve_stage
+
+    return resolve_stage(
+        SegmentParams(project="unused", profile=profile, device="cpu", overrides=overrides or {})
+    )
+
+
 def reference(name: str) -> np.ndarray:
     return np.asarray(Image.open(REFERENCE / f"{name}.png")) >= 128
 
 
 @pytest.fixture(scope="module")
 def tiny_sam(tiny_models) -> SamSegmenter:
-    segmenter = load_segmenter_for("tiny", "cpu", "sam")
+    segmenter = load_segmenter_for(setup_for("tiny"), "sam")
     assert isinstance(segmenter, SamSegmenter)
     return segmenter
 
@@ -180,8 +187,9 @@ def test_fallback_finds_the_object_of_a_close_up(name):
 @pytest.mark.parametrize("name", sorted(USER_BOXES))
 def test_fallback_with_a_user_box(name):
     floor = {"cat": 0.9, "coffee": 0.93, "rocket": 0.65}[name]
-    result = segment_image(GrabCutSegmenter(), decoded(photo_array(name)), name,
-                           Prompt(box=USER_BOXES[name]))
+    result = segment_image(
+        GrabCutSegmenter(), decoded(photo_array(name)), name, Prompt(box=USER_BOXES[name])
+    )
     assert result.method == "fallback-grabcut-refined"
     assert mask_iou(result.mask, reference(name)) >= floor
 
@@ -191,9 +199,13 @@ def test_fallback_refinement_respects_clicks():
     seg = GrabCutSegmenter()
     first = segment_image(seg, image, "coffee")
     # "not this": a click on the table right of the saucer; "this": on the spoon's bowl.
-    refined = segment_image(seg, image, "coffee",
-                            Prompt(points=((560, 200), (365, 285)), labels=(0, 1)),
-                            previous_mask=first.mask)
+    refined = segment_image(
+        seg,
+        image,
+        "coffee",
+        Prompt(points=((560, 200), (365, 285)), labels=(0, 1)),
+        previous_mask=first.mask,
+    )
     assert not refined.mask[200, 560] and refined.mask[285, 365]
 
 
@@ -214,11 +226,16 @@ def test_decoding_matches_the_sam_predictor(tiny_sam):
     image = np.asarray(decoded(photo_array("coffee")).rgb)
     tiny_sam.embed(image, "predictor-check")
     point, box = np.array([[300.0, 200.0]]), np.array([70.0, 10.0, 485.0, 395.0])
-    ours, our_score, our_low = tiny_sam.prompted(image, "predictor-check", [(300.0, 200.0)],
-                                                 [1], (70.0, 10.0, 485.0, 395.0))
-    masks, scores, low = tiny_sam.predictor.predict(point_coords=point,
-                                                    point_labels=np.array([1]), box=box,
-                                                    multimask_output=False, return_logits=True)
+    ours, our_score, our_low = tiny_sam.prompted(
+        image, "predictor-check", [(300.0, 200.0)], [1], (70.0, 10.0, 485.0, 395.0)
+    )
+    masks, scores, low = tiny_sam.predictor.predict(
+        point_coords=point,
+        point_labels=np.array([1]),
+        box=box,
+        multimask_output=False,
+        return_logits=True,
+    )
     assert our_score == pytest.approx(float(scores[0]), abs=1e-5)
     np.testing.assert_allclose(our_low, low[0], atol=1e-4)
     assert np.mean((ours > 0.5) == (masks[0] > 0)) > 0.998
@@ -235,14 +252,20 @@ def test_embedding_is_cached_and_refinement_skips_the_encoder(tiny_sam, monkeypa
         raise AssertionError("the image encoder ran for a refinement")
 
     monkeypatch.setattr(tiny_sam.predictor.model.image_encoder, "forward", no_encoder)
-    first = segment_image(tiny_sam, image, "coffee-sha", Prompt(points=((300, 200),),
-                                                                labels=(1,)))
-    again = segment_image(tiny_sam, image, "coffee-sha",
-                          Prompt(points=((300, 200), (50, 50)), labels=(1, 0), box=(60, 10, 500,
-                                                                                    390)),
-                          previous_logits=first.low_res_logits)
-    boxes = segment_concepts(tiny_sam, image, "coffee-sha",
-                             {1: Prompt(box=(0, 0, 300, 400)), 2: Prompt(box=(300, 0, 600, 400))})
+    first = segment_image(tiny_sam, image, "coffee-sha", Prompt(points=((300, 200),), labels=(1,)))
+    again = segment_image(
+        tiny_sam,
+        image,
+        "coffee-sha",
+        Prompt(points=((300, 200), (50, 50)), labels=(1, 0), box=(60, 10, 500, 390)),
+        previous_logits=first.low_res_logits,
+    )
+    boxes = segment_concepts(
+        tiny_sam,
+        image,
+        "coffee-sha",
+        {1: Prompt(box=(0, 0, 300, 400)), 2: Prompt(box=(300, 0, 600, 400))},
+    )
     assert tiny_sam.encoder_runs == runs + 1
     assert first.method == again.method == "sam-refined"
     assert first.low_res_logits.shape == (32, 32)  # tiny SAM: 64-px input, 4× down
@@ -264,17 +287,19 @@ def test_embedding_cache_is_keyed_by_photo_and_bounded(tiny_sam):
 
 
 def test_segmenter_choice_and_labels(tiny_models):
-    cache: dict = {}
-    sam = load_segmenter_for("tiny", "cpu", "auto", cache=cache)
+    from engine.jobs.warm_cache import WarmCache
+
+    models = WarmCache()
+    sam = load_segmenter_for(setup_for("tiny"), "auto", models)
     assert isinstance(sam, SamSegmenter)
-    assert load_segmenter_for("tiny", "cpu", "auto", cache=cache) is sam  # kept warm
-    fallback = load_segmenter_for("sd15", "cpu", "auto")  # no real weights on this machine
+    assert load_segmenter_for(setup_for("tiny"), "auto", models) is sam  # kept warm
+    fallback = load_segmenter_for(setup_for("sd15"), "auto")  # no real weights here
     assert isinstance(fallback, GrabCutSegmenter) and fallback.fallback
     assert "mycanvas models download sd15" in fallback.label
     with pytest.raises(ModelMissingError):
-        load_segmenter_for("sd15", "cpu", "sam")
+        load_segmenter_for(setup_for("sd15"), "sam")
     with pytest.raises(InputError):
-        load_segmenter_for("tiny", "cpu", "magic")
+        load_segmenter_for(setup_for("tiny"), "magic")
 
 
 def test_prompts_are_validated():
@@ -301,15 +326,19 @@ def project_with_photos(project: Project, tmp_path: Path) -> tuple[int, int]:
 def test_segment_job_with_the_fallback_stores_masks_and_cutouts(project, tmp_path):
     mochi, cup = project_with_photos(project, tmp_path)
     events: list = []
-    result = segment_job(inline_context(events.append), str(project.root), method="auto",
-                         overrides={})
-    assert result["fallback"] and len(result["masks"]) == 2 and not result["failed"]
-    assert any(isinstance(e, JobLog) and "fallback" in e.text.lower() and e.level == "warning"
-               for e in events)
+    result = segment_job(
+        inline_context(events.append),
+        SegmentParams(project=str(project.root), method="auto", overrides={}),
+    )
+    assert result.fallback and len(result.masks) == 2 and not result.failed
+    assert any(
+        isinstance(e, JobLog) and "fallback" in e.text.lower() and e.level == "warning"
+        for e in events
+    )
     assert any(isinstance(e, JobPreview) for e in events)
     assert [e.step for e in events if isinstance(e, JobProgress)][-1] == 2
     for concept_id, name in ((mochi, "cat"), (cup, "coffee")):
-        (mask,) = current_masks(project, concept_id).values()
+        (mask,) = project.current_masks(concept_id).values()
         photo = project.photo(mask.photo_id)
         assert mask.method == "fallback-grabcut"
         stored = read_mask(str(project.abspath(mask.file)))
@@ -318,30 +347,40 @@ def test_segment_job_with_the_fallback_stores_masks_and_cutouts(project, tmp_pat
         with Image.open(project.abspath(mask.cutout_file)) as cut:
             x0, y0, x1, y1 = mask_bbox(stored)
             assert cut.mode == "RGBA" and cut.size == (x1 - x0, y1 - y0)
-    again = segment_job(inline_context(), str(project.root), concept="Mochi", overrides={})
-    assert again["skipped"] == 1 and not again["masks"]
-    redo = segment_job(inline_context(), str(project.root), concept="Mochi", redo=True,
-                       overrides={})
-    assert len(redo["masks"]) == 1 and len(project.masks(concept_id=mochi)) == 2
+    again = segment_job(
+        inline_context(), SegmentParams(project=str(project.root), concept="Mochi", overrides={})
+    )
+    assert again.skipped == 1 and not again.masks
+    redo = segment_job(
+        inline_context(),
+        SegmentParams(project=str(project.root), concept="Mochi", redo=True, overrides={}),
+    )
+    assert len(redo.masks) == 1 and len(project.masks(concept_id=mochi)) == 2
 
 
 def test_a_photo_whose_file_is_gone_is_reported_and_the_others_done(project, tmp_path):
     mochi, cup = project_with_photos(project, tmp_path)
     (lost,) = project.photos(mochi)
     project.abspath(lost.file).unlink()
-    result = segment_job(inline_context(), str(project.root), method="fallback", overrides={})
-    assert [f["photo"] for f in result["failed"]] == ["cat.png"]
-    assert "missing" in result["failed"][0]["reason"]
-    assert [m["concept_id"] for m in result["masks"]] == [cup]
+    result = segment_job(
+        inline_context(), SegmentParams(project=str(project.root), method="fallback", overrides={})
+    )
+    assert [f["photo"] for f in result.failed] == ["cat.png"]
+    assert "missing" in result.failed[0]["reason"]
+    assert [m["concept_id"] for m in result.masks] == [cup]
 
 
 def test_segment_job_with_tiny_sam(project, tmp_path, tiny_models):
     project_with_photos(project, tmp_path)
     events: list = []
-    result = segment_job(inline_context(events.append), str(project.root), concept="Mochi",
-                         profile="tiny", device="cpu", overrides={})
-    assert not result["fallback"] and result["test_model"]
-    assert [m["method"] for m in result["masks"]] == ["sam"] and not result["failed"]
+    result = segment_job(
+        inline_context(events.append),
+        SegmentParams(
+            project=str(project.root), concept="Mochi", profile="tiny", device="cpu", overrides={}
+        ),
+    )
+    assert not result.fallback and result.test_model
+    assert [m["method"] for m in result.masks] == ["sam"] and not result.failed
     assert any(isinstance(e, JobLog) and "random weights" in e.text for e in events)
 
 
@@ -351,12 +390,23 @@ def test_multi_concept_photo_gives_each_concept_its_own_mask(project, tmp_path):
     (photo,) = project.photos(cup)  # the coffee photo shows the cup and the spoon
     spoon_box = (320, 55, 430, 335)
     result = segment_prompts_job(
-        inline_context(), str(project.root), photo.id,
-        [{"concept": "Cup", "box": [70, 10, 485, 395]}, {"concept": spoon, "box": spoon_box}],
-        method="fallback", overrides={})
-    assert {m["concept_id"] for m in result["masks"]} == {spoon, cup}
-    masks = {m.concept_id: read_mask(str(project.abspath(m.file)))
-             for m in project.masks(photo_id=photo.id)}
+        inline_context(),
+        SegmentPromptsParams(
+            project=str(project.root),
+            photo_id=photo.id,
+            prompts=[
+                {"concept": "Cup", "box": [70, 10, 485, 395]},
+                {"concept": spoon, "box": spoon_box},
+            ],
+            method="fallback",
+            overrides={},
+        ),
+    )
+    assert {m["concept_id"] for m in result.masks} == {spoon, cup}
+    masks = {
+        m.concept_id: read_mask(str(project.abspath(m.file)))
+        for m in project.masks(photo_id=photo.id)
+    }
     assert set(masks) == {spoon, cup}
     assert not (masks[spoon] & masks[cup]).any()
     x0, _, x1, y1 = mask_bbox(masks[spoon])
@@ -371,22 +421,39 @@ def test_a_multi_concept_prompt_that_finds_nothing_saves_nothing(project, tmp_pa
     (photo,) = project.photos(cup)
     with pytest.raises(InputError, match="found nothing for Mochi"):
         segment_prompts_job(  # the top-right corner of the coffee photo is bare table
-            inline_context(), str(project.root), photo.id,
-            [{"concept": "Cup", "box": [70, 10, 485, 395]},
-             {"concept": mochi, "box": [480, 0, 600, 120]}],
-            method="fallback", overrides={})
+            inline_context(),
+            SegmentPromptsParams(
+                project=str(project.root),
+                photo_id=photo.id,
+                prompts=[
+                    {"concept": "Cup", "box": [70, 10, 485, 395]},
+                    {"concept": mochi, "box": [480, 0, 600, 120]},
+                ],
+                method="fallback",
+                overrides={},
+            ),
+        )
     assert project.masks() == []
 
 
 def test_refinement_job_seeds_from_the_current_mask(project, tmp_path):
     _, cup = project_with_photos(project, tmp_path)
-    segment_job(inline_context(), str(project.root), concept="Cup", method="fallback",
-                overrides={})
+    segment_job(
+        inline_context(),
+        SegmentParams(project=str(project.root), concept="Cup", method="fallback", overrides={}),
+    )
     (photo,) = project.photos(cup)
-    segment_prompts_job(inline_context(), str(project.root), photo.id,
-                        [{"concept": "Cup", "points": [[560, 200]], "labels": [0]}],
-                        method="fallback", overrides={})
-    latest = current_masks(project, cup)[photo.id]
+    segment_prompts_job(
+        inline_context(),
+        SegmentPromptsParams(
+            project=str(project.root),
+            photo_id=photo.id,
+            prompts=[{"concept": "Cup", "points": [[560, 200]], "labels": [0]}],
+            method="fallback",
+            overrides={},
+        ),
+    )
+    latest = project.current_masks(cup)[photo.id]
     assert latest.method == "fallback-grabcut-refined"
     refined = read_mask(str(project.abspath(latest.file)))
     assert not refined[200, 560] and mask_iou(refined, reference("coffee")) > 0.8
@@ -396,12 +463,22 @@ def test_bad_prompts_fail_with_a_reason_and_write_nothing(project, tmp_path):
     _, cup = project_with_photos(project, tmp_path)
     (photo,) = project.photos(cup)
     before = project.summary()
-    for prompts, message in (([], "at least one"),
-                             ([{"concept": "Nobody", "box": [1, 1, 50, 50]}], "No concept"),
-                             ([{"concept": "Cup", "box": [900, 900, 990, 990]}], "outside")):
+    for prompts, message in (
+        ([], "at least one"),
+        ([{"concept": "Nobody", "box": [1, 1, 50, 50]}], "No concept"),
+        ([{"concept": "Cup", "box": [900, 900, 990, 990]}], "outside"),
+    ):
         with pytest.raises(InputError, match=message):
-            segment_prompts_job(inline_context(), str(project.root), photo.id, prompts,
-                                method="fallback", overrides={})
+            segment_prompts_job(
+                inline_context(),
+                SegmentPromptsParams(
+                    project=str(project.root),
+                    photo_id=photo.id,
+                    prompts=prompts,
+                    method="fallback",
+                    overrides={},
+                ),
+            )
     assert project.summary() == before
 
 
@@ -417,7 +494,7 @@ def test_cancelling_segmentation_keeps_the_project_consistent(project, tmp_path)
 
     ctx = JobContext("job", sink, token)
     with pytest.raises(Cancelled):
-        segment_job(ctx, str(project.root), method="fallback", overrides={})
+        segment_job(ctx, SegmentParams(project=str(project.root), method="fallback", overrides={}))
     masks = project.masks()
     assert len(masks) == 1
     assert project.abspath(masks[0].file).is_file()
@@ -431,7 +508,9 @@ def test_an_exif_rotated_photo_is_segmented_upright(project, tmp_path):
     path = tmp_path / "rotated.jpg"
     Image.fromarray(photo_array("cat")).save(path, quality=92, exif=exif.tobytes())
     import_photos(project, concept.id, [path])
-    segment_job(inline_context(), str(project.root), method="fallback", overrides={})
+    segment_job(
+        inline_context(), SegmentParams(project=str(project.root), method="fallback", overrides={})
+    )
     (mask,) = project.masks()
     photo = project.photo(mask.photo_id)
     assert (photo.width, photo.height) == (300, 451)
@@ -443,25 +522,51 @@ def test_an_exif_rotated_photo_is_segmented_upright(project, tmp_path):
 
 
 def mycanvas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "desktop_app.launcher", *args],
-                          capture_output=True, text=True, cwd=REPO, env=os.environ.copy(),
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop_app.launcher", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+        timeout=300,
+    )
 
 
 def test_cli_add_concept_and_segment(tmp_path):
     cat = save_photo(tmp_path, "cat", photo_array("cat"))
     (tmp_path / "notes.png").write_text("not a photo")
     assert mycanvas("new", str(tmp_path / "p")).returncode == 0
-    added = mycanvas("add-concept", str(tmp_path / "p"), "Mochi", "--class", "cat", str(cat),
-                     str(tmp_path / "notes.png"))
+    added = mycanvas(
+        "add-concept",
+        str(tmp_path / "p"),
+        "Mochi",
+        "--class",
+        "cat",
+        str(cat),
+        str(tmp_path / "notes.png"),
+    )
     assert added.returncode == 1
     assert "<mochi> Mochi (cat, new concept): 1 photo(s) imported" in added.stdout
     assert "notes.png: not an image" in added.stderr
     seg = mycanvas("segment", str(tmp_path / "p"), "--concept", "Mochi", "--device", "cpu")
     assert seg.returncode == 0, seg.stderr
     assert "fallback-grabcut" in seg.stdout and "Classical fallback" in seg.stderr
-    refine = mycanvas("segment", str(tmp_path / "p"), "--photo", "1", "--concept", "Mochi",
-                      "--box", "0", "0", "400", "300", "--neg-point", "430", "150")
+    refine = mycanvas(
+        "segment",
+        str(tmp_path / "p"),
+        "--photo",
+        "1",
+        "--concept",
+        "Mochi",
+        "--box",
+        "0",
+        "0",
+        "400",
+        "300",
+        "--neg-point",
+        "430",
+        "150",
+    )
     assert refine.returncode == 0, refine.stderr
     assert "fallback-grabcut-refined" in refine.stdout
     usage = mycanvas("segment", str(tmp_path / "p"), "--box", "0", "0", "9", "9")
@@ -469,11 +574,14 @@ def test_cli_add_concept_and_segment(tmp_path):
 
 
 def test_cli_module_is_cheap_to_import():
-    code = ("import sys, engine.cli.segment\n"
-            "print([m for m in ('torch', 'cv2', 'PIL', 'numpy', 'segment_anything') "
-            "if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                         timeout=60)
+    code = (
+        "import sys, engine.cli.segment\n"
+        "print([m for m in ('torch', 'cv2', 'PIL', 'numpy', 'segment_anything') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert out.stdout.strip() == "[]", out.stderr
 
 
@@ -498,15 +606,14 @@ def test_full_size_vit_b_with_random_weights(tmp_path, monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", weights_only_load)
-    segmenter = load_segmenter_for("sd15", "cpu", "sam", overrides={"segmenter": str(folder)})
+    segmenter = load_segmenter_for(setup_for("sd15", {"segmenter": str(folder)}), "sam")
     assert isinstance(segmenter, SamSegmenter) and not segmenter.test_model
     image = decoded(photo_array("coffee"))
     t0 = time.perf_counter()
     auto = segment_image(segmenter, image, "coffee")
     encode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    refined = segment_image(segmenter, image, "coffee", Prompt(points=((300, 200),),
-                                                               labels=(1,)))
+    refined = segment_image(segmenter, image, "coffee", Prompt(points=((300, 200),), labels=(1,)))
     refine_s = time.perf_counter() - t0
     assert auto.mask.shape == refined.mask.shape == (400, 600)
     assert refined.low_res_logits.shape == (256, 256)

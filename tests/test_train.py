@@ -94,7 +94,8 @@ def project_dir(project_template, tmp_path) -> Path:
 
 def _model(tiny_models, tokens, words, **changes):
     from engine.models.loaders import load_text_to_image
-    from engine.train.custom_diffusion import CustomDiffusionModel, plan_precision
+    from engine.train.custom_diffusion import CustomDiffusionModel
+    from engine.train.precision import plan_precision
 
     cfg = TrainConfig(**{"learning_rate": 1e-3, "resolution": 64, **changes})
     pipe = load_text_to_image(tiny_models["base"])
@@ -105,7 +106,8 @@ def _data(project_dir, model, cfg, tmp_path, class_sets=None):
     from engine.jobs import inline_context
     from engine.project import Project
     from engine.train.data import take_snapshot
-    from engine.train.runner import RunPaths, prepare_data, training_prompts
+    from engine.train.runner import prepare_data, training_prompts
+    from engine.train.runs import RunPaths
 
     with Project.open(project_dir) as project:
         snapshot = take_snapshot(project)
@@ -216,12 +218,17 @@ def test_masked_loss_weights_objects(tiny_models, project_dir, tmp_path):
     assert torch.allclose(weights[3], torch.ones(8)) and torch.allclose(weights[0],
                                                                         torch.full((8,), 0.25))
     assert torch.equal(data.weights[0, 1], data.weights[0, 0].flip(-1))
-    from engine.train.custom_diffusion import weighted_mse
+    from engine.train.diffusion_step import weighted_mse
 
-    error = torch.rand(1, 4, 8, 8)
-    w = data.weights[0, 0][None]
-    assert float(weighted_mse(error, w)) == pytest.approx(float((error * w).sum() / (w.sum() * 4)))
-    assert float(weighted_mse(error, torch.ones(1, 1, 8, 8))) == pytest.approx(float(error.mean()))
+    # Worked on paper: channel 0 [[1, 2], [3, 4]] and channel 1 [[5, 6], [7, 8]], weights
+    # [[1, 0], [0.5, 0.5]] for both. Channel 0: 1 + 0 + 1.5 + 2 = 4.5; channel 1:
+    # 5 + 0 + 3.5 + 4 = 12.5; the weights sum to 2 per channel: (4.5 + 12.5) / 4 = 4.25.
+    error = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]])
+    w = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]]])
+    assert float(weighted_mse(error[:, :1], w)) == pytest.approx(2.25)
+    assert float(weighted_mse(error, w)) == pytest.approx(4.25)
+    assert float(weighted_mse(error, torch.ones(1, 1, 2, 2))) == pytest.approx(4.5)  # the mean
+    assert float(weighted_mse(error, torch.zeros(1, 1, 2, 2))) == 0.0  # no weight: 0, not nan
 
 
 def test_steps_use_the_caches_not_the_vae(tiny_models, project_dir, tmp_path):
@@ -263,7 +270,8 @@ def test_too_long_prompts_are_reported(tiny_models, project_dir, tmp_path):
     from engine.jobs import JobLog, inline_context
     from engine.project import Project
     from engine.train.data import take_snapshot
-    from engine.train.runner import RunPaths, prepare_data
+    from engine.train.runner import prepare_data
+    from engine.train.runs import RunPaths
 
     model, cfg = _model(tiny_models, ["<mochi>"], ["cat"])
     logs = []
@@ -333,9 +341,9 @@ def test_train_job_records_run_and_exports(tiny_models, project_dir):
     end = _train(project_dir, FAST, sink=events.append)
     assert isinstance(end, JobFinished), getattr(end, "detail", end)
     result = end.result
-    run_dir = Path(result["run_dir"])
+    run_dir = Path(result.run_dir)
     with Project.open(project_dir) as project:
-        run = project.run(result["run_id"])
+        run = project.run(result.run_id)
     assert run.status == "finished" and run.kind == "custom-diffusion"
     assert run.output_dir == f"runs/{run.id}" and run.metrics_file.endswith("metrics.jsonl")
     assert run.config["train"]["resolution"] == 64 and run.config["global_token"]
@@ -366,7 +374,7 @@ def test_export_loads_in_plain_diffusers(tiny_models, project_dir):
     from engine.train.export import WEIGHTS_NAME, apply_concepts, read_manifest
 
     end = _train(project_dir, {**FAST, "steps": 4, "sample_every": 0})
-    export = Path(end.result["export_dir"])
+    export = Path(end.result.export_dir)
     manifest = read_manifest(export)
     trained = _export_tensors(export)
 
@@ -427,15 +435,15 @@ def test_cancel_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "step-0000004", "step-0000007"]
     resumed = _train(project_dir, {}, run_id=run.id)
-    assert isinstance(resumed, JobFinished) and resumed.result["resumed_from"] == 7
-    assert _losses(run_dir) == _losses(Path(straight.result["run_dir"]))
-    a, b = _export_tensors(run_dir / "export"), _export_tensors(straight.result["export_dir"])
+    assert isinstance(resumed, JobFinished) and resumed.result.resumed_from == 7
+    assert _losses(run_dir) == _losses(Path(straight.result.run_dir))
+    a, b = _export_tensors(run_dir / "export"), _export_tensors(straight.result.export_dir)
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
 
 
 def test_resume_refuses_changed_settings(project_dir, tiny_models):
     end = _train(project_dir, {**FAST, "steps": 2, "sample_every": 0})
-    run_id = end.result["run_id"]
+    run_id = end.result.run_id
     failed = _train(project_dir, {"learning_rate": 0.1}, run_id=run_id)
     assert "only" in failed.reason and "learning_rate" in failed.reason
 
@@ -476,10 +484,10 @@ def test_resume_after_the_worker_is_killed_repeats_the_uninterrupted_run(
         assert 20 <= last_saved < 60
         resumed = runner.submit("train", {**params, "config": {}, "run_id": run.id}).wait(300)
         assert isinstance(resumed, JobFinished), getattr(resumed, "detail", resumed)
-        assert resumed.result["resumed_from"] == last_saved
+        assert resumed.result.resumed_from == last_saved
     straight = _train(twin, config)
-    assert _losses(run_dir) == _losses(Path(straight.result["run_dir"]))
-    a, b = _export_tensors(run_dir / "export"), _export_tensors(straight.result["export_dir"])
+    assert _losses(run_dir) == _losses(Path(straight.result.run_dir))
+    a, b = _export_tensors(run_dir / "export"), _export_tensors(straight.result.export_dir)
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
 
 
@@ -496,7 +504,7 @@ def test_prior_preservation_makes_and_reuses_class_images(tiny_models, project_d
     second = _train(project_dir, config)
     assert isinstance(second, JobFinished)
     assert [p.stat().st_mtime_ns for p in made] == stamps  # reused, not remade
-    records = (Path(second.result["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    records = (Path(second.result.run_dir) / "metrics.jsonl").read_text().splitlines()
     assert all("prior_loss" in json.loads(line) for line in records)
 
 
@@ -538,9 +546,10 @@ def test_full_size_sd15_architecture_trains_one_step(tmp_path):
     from PIL import Image
     from sd15_text2image import build_sd15_pipeline
 
-    from engine.train.custom_diffusion import CustomDiffusionModel, plan_precision
+    from engine.train.custom_diffusion import CustomDiffusionModel
     from engine.train.data import TrainingData
     from engine.train.export import export_concepts
+    from engine.train.precision import plan_precision
 
     pipe = build_sd15_pipeline()
     cfg = TrainConfig(batch_size=1, resolution=512, gradient_checkpointing=True)

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.errors import InputError
+from engine.masks import THRESHOLD, mask_box
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from engine.project import Layout, Mask, Project
 
-ALPHA_CUT = 128  # alpha at or above this is object, below is background
+ALPHA_CUT = THRESHOLD  # alpha at or above this is object, below is background
 
 
 @dataclass(frozen=True)
@@ -92,56 +93,13 @@ class Composition:
 # --------------------------------------------------------------------------- masks
 
 
-def _shifted_max(mask: np.ndarray, radius: int, axis: int) -> np.ndarray:
-    padded = np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in range(2)],
-                    mode="edge")
-    n = mask.shape[axis]
-    out = np.zeros_like(mask)
-    for offset in range(2 * radius + 1):
-        out |= padded[offset:offset + n] if axis == 0 else padded[:, offset:offset + n]
-    return out
-
-
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Grow a bool mask by `radius` pixels (square neighbourhood; edges repeat outward)."""
-    if radius <= 0:
-        return mask.copy()
-    return _shifted_max(_shifted_max(mask, radius, 0), radius, 1)
-
-
-def erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Shrink a bool mask by `radius` pixels (the dual of dilate)."""
-    return ~dilate(~mask, radius)
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of the True pixels, end exclusive; None for an empty mask."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def mask_to_image(mask: np.ndarray) -> Image.Image:
-    from PIL import Image
-
-    return Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L")
-
-
-def image_to_mask(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("L")) >= ALPHA_CUT
-
-
 # --------------------------------------------------------------------------- cut-outs
 
 
 def concept_cutout_masks(project: Project, concept_id: int) -> list[Mask]:
-    """The newest mask with a cut-out of each of the concept's photos, by photo id."""
-    newest: dict[int, Mask] = {}
-    for mask in project.masks(concept_id=concept_id):
-        if mask.cutout_file and (mask.photo_id not in newest or mask.id > newest[mask.photo_id].id):
-            newest[mask.photo_id] = mask
-    return [newest[photo_id] for photo_id in sorted(newest)]
+    """The current mask of each of the concept's photos that has a cut-out, by photo id."""
+    current = project.current_masks(concept_id)
+    return [current[photo_id] for photo_id in sorted(current) if current[photo_id].cutout_file]
 
 
 def load_cutout(project: Project, mask: Mask) -> Cutout:

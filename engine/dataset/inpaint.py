@@ -6,35 +6,36 @@ The repaint mask is everything but the objects, grown a few pixels into them and
 objects' pixels bit for bit, so an object's identity never drifts through the VAE.
 
 Defaults follow Gen4Gen (guidance ~6, strength 0.9, ~60 steps), with fewer steps on a CPU.
-Memory savers come from the device plan; an out-of-memory is retried once in lean mode
-(engine.device.retry_on_oom). `on_step` is called after every denoising step; raising from
-it (Cancelled) stops the pipeline and nothing is returned.
+The pipeline runs through engine.jobs.pipelines: memory savers from the device plan, one
+retry in lean mode on out-of-memory (warm models unloaded first), and `on_step` after every
+denoising step; raising from it (Cancelled) stops the pipeline and nothing is returned.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.dataset.compose import Composition, erode, mask_to_image
+from engine.dataset.compose import Composition
 from engine.errors import InputError, MyCanvasError
+from engine.jobs.pipelines import PipelineRunner, StepCallback
+from engine.masks import erode, mask_to_image
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from engine.device import DevicePlan
+    from engine.jobs import JobContext
+    from engine.jobs.stage_setup import StageSetup
 
 DEFAULT_GUIDANCE = 6.0
 DEFAULT_STRENGTH = 0.9
 ACCELERATOR_STEPS = 60  # Gen4Gen's step count
 CPU_STEPS = 20  # a CPU takes seconds per step at 512 px; fewer steps keep an item in minutes
 DEFAULT_NEGATIVE = "blurry, low quality, distorted, deformed, watermark, text"
-
-StepCallback = Callable[[int, int], None]
 
 
 def default_steps(device: str) -> int:
@@ -129,29 +130,14 @@ def _to_uint8(images: Any) -> np.ndarray:
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-class Inpainter:
-    """A loaded inpainting pipeline and the device plan its memory savers follow."""
-
-    def __init__(self, pipe: Any, plan: DevicePlan, log: Callable[[str], None] | None = None):
-        self.pipe = pipe
-        self.plan = plan
-        self.log = log
-        self._applied: DevicePlan | None = None
-
-    def _apply(self, plan: DevicePlan) -> None:
-        if plan != self._applied:
-            from engine.device import apply_memory_savers
-
-            apply_memory_savers(self.pipe, plan)
-            self._applied = self.plan = plan
+class Inpainter(PipelineRunner):
+    """A loaded inpainting pipeline, run with the device plan's memory savers."""
 
     def paint(self, composition: Composition, prompt: str, settings: InpaintSettings,
               seed: int, on_step: StepCallback | None = None) -> InpaintResult:
         """Repaint everything but the objects; the objects' pixels are pasted back."""
         import torch
         from PIL import Image
-
-        from engine.device import retry_on_oom
 
         size = composition.size
         scale = getattr(self.pipe, "vae_scale_factor", 8)
@@ -164,14 +150,9 @@ class Inpainter:
             raise InputError(f"{steps} steps at strength {settings.strength} leave no step to "
                              "run; raise --steps or --strength")
 
-        def step_end(pipe: Any, index: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                # The scheduler decides the exact count (PNDM adds one); the pipeline knows it.
-                on_step(index + 1, int(getattr(pipe, "num_timesteps", 0) or total))
-            return tensors
+        step_end = self.step_callback(on_step, None, total)
 
         def attempt(plan: DevicePlan) -> Any:
-            self._apply(plan)
             # A fresh generator per attempt: the lean retry paints the same picture.
             generator = torch.Generator("cpu").manual_seed(seed)
             with torch.inference_mode():
@@ -183,32 +164,29 @@ class Inpainter:
                     callback_on_step_end=step_end,
                 ).images
 
-        painted = _to_uint8(retry_on_oom(attempt, self.plan, self.log))
+        painted = self.run(attempt, check=_to_uint8)
         composite = np.asarray(composition.image, dtype=np.uint8)
         final = paste_back(composite, painted, masks.paste_alpha)
         return InpaintResult(image=Image.fromarray(final), painted=Image.fromarray(painted),
                              paste_alpha=masks.paste_alpha)
 
 
-def load_inpainter(cache: dict[Any, Any], profile_name: str | None,
-                   overrides: dict[str, str] | None, device: str | None,
-                   log: Callable[[str], None] | None = None) -> Inpainter:
-    """The profile's inpainting pipeline on the planned device, kept warm in `cache`."""
-    from engine.device import plan_device
+def load_inpainter(ctx: JobContext, setup: StageSetup) -> Inpainter:
+    """The profile's inpainting pipeline on the planned device, kept warm in the worker."""
     from engine.models.loaders import load_inpaint
-    from engine.models.profiles import get_profile, resolve_role
 
-    profile = get_profile(profile_name)
-    plan = plan_device(device)
-    path = resolve_role(profile, "inpaint", overrides)
-    key = ("inpaint", profile.name, str(path), plan.device, plan.dtype)
-    inpainter = cache.get(key)
-    if inpainter is None:
-        if log:
-            log(f"Loading the inpainting model of profile {profile.name!r} on {plan.describe()}")
+    plan = setup.device
+    assert plan is not None, "inpainting runs on a device"
+    path = setup.role_path("inpaint")
+    key = setup.model_key("inpaint", str(path))
+
+    def load() -> Inpainter:
+        ctx.log(f"Loading the inpainting model of profile {setup.profile.name!r} on "
+                f"{plan.describe()}")
         # With offload the pipeline starts on the CPU and moves per model while it runs.
         pipe = load_inpaint(path, "cpu" if plan.cpu_offload else plan.device, plan.dtype)
-        inpainter = Inpainter(pipe, plan, log)
-        cache[key] = inpainter
-    inpainter.log = log
+        return Inpainter(pipe, plan, ctx.models, ctx.log)
+
+    inpainter = ctx.models.load(key, load)
+    inpainter.log = ctx.log
     return inpainter

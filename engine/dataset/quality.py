@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.dataset.compose import Composition, dilate, mask_box
+from engine.dataset.compose import Composition
+from engine.masks import dilate, mask_box
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -116,10 +117,13 @@ def _square_on_grey(image: Image.Image) -> Image.Image:
 class ClipJudge:
     """CLIP image similarity between an object's crop and its concept's cut-outs."""
 
-    def __init__(self, model: Any, preprocess: Any, device: str = "cpu") -> None:
+    def __init__(self, model: Any, preprocess: Any, device: str = "cpu",
+                 test_model: bool = False) -> None:
         self.model = model
         self.preprocess = preprocess
         self.device = device
+        # A test profile's CLIP has random weights: its scores say nothing, and say so.
+        self.test_model = test_model
         self._references: dict[int, Any] = {}
 
     def embed(self, images: Sequence[Image.Image]) -> Any:
@@ -173,6 +177,8 @@ def assess(composition: Composition, image: Image.Image, names: Mapping[int, str
             if similarity is not None:
                 scores[f"clip:{concept_id}"] = round(similarity, 4)
                 if similarity < thresholds.min_clip_similarity:
+                    source = " from the test model, which says nothing" \
+                        if judge.test_model else ""
                     reasons.append(f"{name} does not look like its photos "
-                                   f"(CLIP similarity {similarity:.2f})")
+                                   f"(CLIP similarity {similarity:.2f}{source})")
     return QualityReport(scores=scores, reasons=tuple(reasons))

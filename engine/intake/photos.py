@@ -16,21 +16,18 @@ re-applies the same deterministic normalisation when a stage needs the pixels.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.errors import InputError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from engine.jobs import JobContext
     from engine.project import Photo, Project
 
 MAX_PIXELS = 64_000_000  # a 64-megapixel photo decodes to ~200 MB of RGB; more is refused
@@ -293,122 +290,3 @@ def load_photo(project: Project, photo: Photo) -> DecodedImage:
 
 
 # --------------------------------------------------------------------------- import
-
-
-@dataclass(frozen=True)
-class ImportFailure:
-    path: str
-    reason: str  # "<file name>: <why>", one line
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
-
-
-@dataclass
-class ImportReport:
-    """What importing a batch did: one failed file never stops the others."""
-
-    imported: list[Photo] = field(default_factory=list)
-    duplicates: list[Photo] = field(default_factory=list)  # already in this concept
-    failed: list[ImportFailure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # "<file name>: <what was normalised>"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "imported": [{"id": p.id, "name": p.original_name, "width": p.width,
-                          "height": p.height} for p in self.imported],
-            "duplicates": [{"id": p.id, "name": p.original_name} for p in self.duplicates],
-            "failed": [f.to_dict() for f in self.failed],
-            "notes": list(self.notes),
-        }
-
-
-def put_tracked(project: Project, data: bytes, ext: str) -> tuple[str, bool]:
-    """Put bytes in the content store; (relative path, whether this call wrote the file), so a
-    caller whose catalogue write then fails can remove what it added and only that."""
-    from engine.project.files import FileStore
-
-    sha = hashlib.sha256(data).hexdigest()
-    existed = project.abspath(FileStore.rel_for(sha, ext)).exists()
-    return project.put_bytes(data, ext), not existed
-
-
-def import_one(project: Project, concept_id: int, path: str | Path,
-               report: ImportReport) -> None:
-    """Check, copy and record one file; raises InputError naming it (nothing written)."""
-    name = Path(path).name
-    data, image = read_image_file(path)
-    ext = FORMAT_EXTENSIONS.get(image.format, "png")
-    rel, created = put_tracked(project, data, ext)
-    sha = hashlib.sha256(data).hexdigest()
-    known = {p.sha256 for p in project.photos(concept_id)}
-    try:
-        photo = project.add_photo(concept_id, rel, sha, name, *image.size)
-    except BaseException:
-        if created:  # leave the project as it was: no orphan file
-            project.abspath(rel).unlink(missing_ok=True)
-        raise
-    if sha in known:
-        report.duplicates.append(photo)
-        return
-    report.imported.append(photo)
-    report.notes.extend(f"{name}: {note}" for note in image.notes)
-
-
-def import_photos(project: Project, concept_id: int, paths: Sequence[str | Path],
-                  ctx: JobContext | None = None) -> ImportReport:
-    """Import photos into a concept. Files that fail are reported and leave no trace."""
-    project.concept(concept_id)  # a clear error for an unknown concept, before any work
-    report = ImportReport()
-    total = len(paths)
-    for step, path in enumerate(paths):
-        name = Path(path).name
-        if ctx is not None:
-            ctx.progress(step, total, f"importing {name}")
-        if len(project.photos(concept_id)) >= MAX_PHOTOS_PER_CONCEPT:
-            report.failed.append(ImportFailure(str(path), (
-                f"{name}: the concept already has {MAX_PHOTOS_PER_CONCEPT} photos, the most "
-                "it takes")))
-            continue
-        try:
-            import_one(project, concept_id, path, report)
-        except InputError as exc:
-            report.failed.append(ImportFailure(str(path), str(exc)))
-    if ctx is not None:
-        ctx.progress(total, total, "imported")
-    return report
-
-
-def import_photos_job(ctx: JobContext, project: str, concept: str, paths: Iterable[str],
-                      class_word: str | None = None, token: str | None = None) -> dict[str, Any]:
-    """Job "import-photos": create the concept if new, then import. A new concept that ends
-    up with no photo is removed again, so a wholly failed batch changes nothing."""
-    from engine.project import Project
-
-    files = [str(p) for p in paths]
-    with Project.open(project) as proj:
-        existing = proj.concept_by_name(concept)
-        if existing is None:
-            if not class_word:
-                raise InputError(f"Concept {concept!r} is new: give its class word "
-                                 "(e.g. --class cat)")
-            target = proj.add_concept(concept, class_word, token)
-        else:
-            target = existing
-            if class_word and class_word != existing.class_word:
-                target = proj.set_class_word(existing.id, class_word)
-                ctx.log(f"Class word of {existing.name!r} changed to {class_word!r}")
-        report = ImportReport()
-        try:
-            report = import_photos(proj, target.id, files, ctx)
-        finally:
-            if existing is None and not proj.photos(target.id):
-                proj.delete_concept(target.id)
-        for failure in report.failed:
-            ctx.log(failure.reason, "warning")
-        for note in report.notes:
-            ctx.log(note)
-        created = existing is None and bool(report.imported or report.duplicates)
-        return {"concept": {"id": target.id, "name": target.name, "token": target.token,
-                            "class_word": target.class_word, "created": created},
-                **report.to_dict()}

@@ -15,13 +15,17 @@ import threading
 from typing import Any
 
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobStarted
-
-# Jobs that continue where they stopped when run again with the journal's resume parameters.
-RESUMABLE_JOBS = frozenset({"build-dataset", "train", "segment", "import-photos"})
+from engine.jobs.events import JobCancelled, JobEvent, JobFailed, JobFinished, JobStarted
+from engine.jobs.registry import declaration
 
 # Jobs that must not hold the project open while they run.
 UNJOURNALED_JOBS = frozenset({"repair-project"})
+
+
+def resumable(name: str) -> bool:
+    """Whether running the job again with its journal's resume parameters continues it."""
+    decl = declaration(name)
+    return decl is not None and decl.resumable
 
 _log = logging.getLogger(__name__)
 

@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import MyCanvasError
-from engine.jobs import (
+from engine.jobs.context import CancelToken, JobContext
+from engine.jobs.declaration import JobDeclaration, JobParams
+from engine.jobs.events import (
     TERMINAL_EVENTS,
-    CancelToken,
     EventSink,
     JobCancelled,
-    JobContext,
     JobEvent,
     JobFailed,
     JobQueued,
-    JobSpec,
-    run_job,
 )
+from engine.jobs.running import JobSpec, run_job
+from engine.jobs.warm_cache import WarmCache
 
 _READY = "ready"
 _STOP = "stop"
@@ -46,6 +46,7 @@ def _worker_main(requests: Any, events: Any, cancel_event: Any) -> None:
     # Ctrl-C in a terminal reaches the whole process group; cancelling is the parent's call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cache: dict[Any, Any] = {}
+    models = WarmCache()  # loaded models stay between jobs, under the device's budget
     parent = mp.parent_process()
     events.put((_READY, os.getpid()))
     while True:
@@ -58,7 +59,7 @@ def _worker_main(requests: Any, events: Any, cancel_event: Any) -> None:
         if spec == _STOP:
             return
         cancel_event.clear()
-        ctx = JobContext(spec.job_id, events.put, CancelToken(cancel_event), cache)
+        ctx = JobContext(spec.job_id, events.put, CancelToken(cancel_event), cache, models)
         try:
             run_job(spec, ctx)
         except BaseException:
@@ -160,14 +161,22 @@ class JobRunner:
         if not self._ready.wait(timeout):
             raise MyCanvasError("The worker process did not start in time")
 
-    def submit(self, name: str, params: dict[str, Any] | None = None, title: str = "") -> JobHandle:
+    def submit(self, job: str | JobDeclaration,
+               params: JobParams | dict[str, Any] | None = None, title: str = "") -> JobHandle:
+        """Queue a job: a declaration (or its name) with its typed parameters (a dict is made
+        into them, and refused with a readable InputError if it does not fit)."""
         if self._closed:
             raise MyCanvasError("The job runner has been shut down")
-        handle = JobHandle(JobSpec(name, dict(params or {}), title), self)
+        name = job.name if isinstance(job, JobDeclaration) else job
+        if params is None:
+            params = {}
+        elif isinstance(params, dict):
+            params = dict(params)
+        handle = JobHandle(JobSpec(name, params, title), self)
         with self._lock:
             self._handles[handle.job_id] = handle
             self._pending.append(handle)
-            self._emit(JobQueued(handle.job_id, name, title or name))
+            self._emit(JobQueued(handle.job_id, name, handle.spec.title or name))
             self._ensure_worker()
             self._maybe_dispatch()
         return handle

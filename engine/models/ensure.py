@@ -1,21 +1,19 @@
-"""The job that makes a profile's models present: build tiny ones, assemble the GGUF,
-download the rest. Shared by `mycanvas models download` and the GUI's model manager."""
+"""Make a profile's models present: build tiny ones, assemble the GGUF, download the rest.
+The `ensure-models` job (engine.jobs.builtin) runs it for `mycanvas models download` and the
+window's model manager."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from engine.jobs import JobContext
 from engine.models.profiles import get_profile, role_status
+from engine.reporting import Reporter
 
 
-def ensure_models_job(
-    ctx: JobContext, profile: str | None = None, roles: list[str] | None = None,
-    overrides: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def ensure_models(ctx: Reporter, profile: str | None = None, roles: list[str] | None = None,
+                  overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Role -> local path of every wanted role of `profile`, fetching what is missing."""
     prof = get_profile(profile)
     wanted = roles or list(prof.roles)
-    result: dict[str, Any] = {}
+    result: dict[str, str] = {}
     for i, role in enumerate(wanted):
         spec = prof.role(role)
         status = role_status(prof, role, overrides)

@@ -13,7 +13,6 @@ its worker process, where the loaded model stays warm between jobs.
 
 from __future__ import annotations
 
-import argparse
 import random
 import secrets
 import statistics
@@ -23,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.cli import EXIT_OK, arguments, command, run_job_in_cli
 from engine.errors import InputError, ModelMissingError
+from engine.masks import image_to_mask, mask_box
 from engine.plan.answers import FallbackScene, object_labels, object_list, vocabulary
 from engine.plan.layout_solver import LayoutSolver, Relation, Solution, SolverConfig, SolverObject
 from engine.plan.llm import (
@@ -39,9 +38,9 @@ from engine.project import Layout, LayoutObject, Project
 
 if TYPE_CHECKING:
     from engine.jobs import JobContext
-    from engine.settings import Settings
+    from engine.jobs.stage_setup import StageSetup
+    from engine.plan.jobs import PlannedLayouts, PlanParams
 
-MAX_COUNT = 10_000
 MAX_GROUP = 4
 _CUTOUTS_PER_CONCEPT = 4  # enough for a typical aspect without reading every photo
 
@@ -215,18 +214,19 @@ def describe_layout(solution: Solution, labels: Sequence[str], scene: FallbackSc
 
 
 def cutout_aspect(project: Project, concept_id: int) -> float | None:
-    """Median width/height of the concept's newest cut-outs (visible pixels), else of its
-    masks; None when it has neither or none can be read."""
+    """Median width/height of the visible pixels of the concept's current cut-outs (newest
+    photos first), else of its masks; None when it has neither or none can be read."""
     from PIL import Image
 
-    masks = sorted(project.masks(concept_id=concept_id), key=lambda m: -m.id)
+    current = project.current_masks(concept_id)
     aspects = []
-    for mask in masks[:_CUTOUTS_PER_CONCEPT]:
+    for photo_id in sorted(current, reverse=True)[:_CUTOUTS_PER_CONCEPT]:
+        mask = current[photo_id]
         rel = mask.cutout_file or mask.file
         try:
             with Image.open(project.abspath(rel)) as im:
                 band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
-                box = band.point(lambda a: 255 if a >= 128 else 0).getbbox()
+                box = mask_box(image_to_mask(band))
         except Exception:  # an unreadable file only costs us its aspect
             continue
         if box:
@@ -234,32 +234,35 @@ def cutout_aspect(project: Project, concept_id: int) -> float | None:
     return statistics.median(aspects) if aspects else None
 
 
-def resolve_planner_model(settings: Settings, profile: str | None = None) -> tuple[Path, str]:
-    """The GGUF to load and its chat format: the settings' file, else the profile's planner
-    (the embedded model, assembled from its package on first use)."""
-    from engine.models.profiles import get_profile, resolve_role
-
-    if settings.planner_gguf:
-        path = Path(settings.planner_gguf).expanduser()
+def resolve_planner_model(setup: StageSetup, model_path: str | None = None,
+                          chat_format: str | None = None) -> tuple[Path, str]:
+    """The GGUF to load and its chat format: the job's, else the settings' file, else the
+    profile's planner (the embedded model, assembled from its package on first use)."""
+    settings = setup.settings
+    fmt = settings.planner_chat_format if chat_format is None else chat_format
+    chosen = model_path or settings.planner_gguf
+    if chosen:
+        path = Path(chosen).expanduser()
         if not path.is_file():
             raise ModelMissingError(f"The planner model set in Settings does not exist: {path}")
-        return path, settings.planner_chat_format
-    path = resolve_role(get_profile(profile or settings.profile or None), "planner",
-                        settings.role_overrides)
-    return path, settings.planner_chat_format
+        return path, fmt
+    return setup.role_path("planner"), fmt
 
 
-def load_planner_model(ctx: JobContext, path: Path, chat_format: str) -> TextModel:
-    """The loaded model, kept in the worker's cache so the next plan job starts warm."""
+def load_planner_model(ctx: JobContext, setup: StageSetup, path: Path,
+                       chat_format: str) -> TextModel:
+    """The loaded model, kept warm in the worker so the next plan job starts at once; one
+    planner model in memory at a time."""
     st = path.stat()
-    key = ("planner-model", str(path.resolve()), st.st_size, st.st_mtime_ns, chat_format)
-    if key not in ctx.cache:
-        for old in [k for k in ctx.cache if isinstance(k, tuple) and k[:1] == ("planner-model",)]:
-            del ctx.cache[old]  # one planner model in memory at a time
-        ctx.cache[key] = LlamaTextModel.load(path, chat_format)
-    else:
-        ctx.cache[key].use_free_cores()
-    return ctx.cache[key]
+    variant = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{chat_format}"
+    key = setup.model_key("planner", variant)
+    model = ctx.models.get(key)
+    if model is not None:
+        model.use_free_cores()
+        return model  # type: ignore[no-any-return]
+    ctx.models.evict_where(lambda k: k.role == "planner")
+    return ctx.models.load(key, lambda: LlamaTextModel.load(path, chat_format),
+                           size=st.st_size)
 
 
 def _project_concepts(project: Project, names: Sequence[str] | None) -> list[PlanConcept]:
@@ -280,29 +283,22 @@ def _project_concepts(project: Project, names: Sequence[str] | None) -> list[Pla
             for c in concepts]
 
 
-def plan_job(ctx: JobContext, project: str, count: int = 8, seed: int | None = None,
-             concepts: list[str] | None = None, max_iou: float = 0.1,
-             profile: str | None = None, model_path: str | None = None,
-             chat_format: str | None = None) -> dict[str, Any]:
+def plan_job(ctx: JobContext, params: PlanParams) -> PlannedLayouts:
     """Plan `count` layouts into the project. Each layout is stored as soon as it is made,
     so a cancelled job leaves only complete layouts behind."""
-    from engine.settings import load_settings
+    from engine.jobs.stage_setup import resolve_stage
+    from engine.plan.jobs import PlannedLayouts
 
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-        raise InputError(f"The number of layouts must be 1 to {MAX_COUNT}, got {count!r}")
-    config = SolverConfig(max_iou=max_iou)
-    base_seed = secrets.randbelow(1 << 31) if seed is None else int(seed)
-    settings = load_settings()
-    if model_path:
-        settings.planner_gguf = model_path
-    if chat_format is not None:
-        settings.planner_chat_format = chat_format
+    count = params.count
+    config = SolverConfig(max_iou=params.max_iou)
+    base_seed = secrets.randbelow(1 << 31) if params.seed is None else params.seed
+    setup = resolve_stage(params)
     started = time.monotonic()
-    with Project.open(project) as proj:
-        plan_concepts = _project_concepts(proj, concepts)
+    with Project.open(params.project) as proj:
+        plan_concepts = _project_concepts(proj, params.concepts)
         ctx.progress(0, count, "loading the planner model")
-        path, fmt = resolve_planner_model(settings, profile)
-        model = load_planner_model(ctx, path, fmt)
+        path, fmt = resolve_planner_model(setup, params.model_path, params.chat_format)
+        model = load_planner_model(ctx, setup, path, fmt)
         semantics = Semantics(model, vocabulary(), should_stop=lambda: ctx.cancelled)
         planner = LayoutPlanner(semantics, config, ctx.check_cancelled)
         ids, from_llm, any_llm = [], 0, False
@@ -316,29 +312,5 @@ def plan_job(ctx: JobContext, project: str, count: int = 8, seed: int | None = N
     if not any_llm:
         ctx.log(f"None of {path.name}'s answers passed the checks; these layouts use fallback "
                 "scenes and captions.", "warning")
-    return {"layout_ids": ids, "seed": base_seed, "model": path.name,
-            "llm_without_fallback": from_llm, "seconds": round(time.monotonic() - started, 2)}
-
-
-# --------------------------------------------------------------------------- the command
-
-
-@command("plan", "plan layouts: scenes and captions from the local LLM, boxes from a solver",
-         stage=True)
-@arguments(lambda p: (
-    p.add_argument("project", type=Path),
-    p.add_argument("--count", type=int, default=8, help="how many layouts (default 8)"),
-    p.add_argument("--seed", type=int, help="seed of the first layout (default: random)"),
-    p.add_argument("--concepts", help="comma-separated concept names (default: all)"),
-    p.add_argument("--max-iou", type=float, default=0.1,
-                   help="largest overlap allowed between two boxes (default 0.1)"),
-))
-def cmd_plan(args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts else None
-    params = {"project": str(args.project), "count": args.count, "seed": args.seed,
-              "concepts": names, "max_iou": args.max_iou, "profile": args.profile}
-    result = run_job_in_cli("plan", params, args)
-    ids = result["layout_ids"]
-    print(f"Planned {len(ids)} layout(s) with {result['model']} in {result['seconds']} s "
-          f"(seed {result['seed']}; {result['llm_without_fallback']} fully from the LLM).")
-    return EXIT_OK
+    return PlannedLayouts(ids, base_seed, path.name, from_llm,
+                          round(time.monotonic() - started, 2))

@@ -315,6 +315,11 @@ class Project(PipelineRecords, JobJournal):
     def put_bytes(self, data: bytes, ext: str) -> str:
         return self.files.put_bytes(data, ext)
 
+    def put_bytes_tracked(self, data: bytes, ext: str) -> tuple[str, bool]:
+        """put_bytes, and whether this call wrote the file: a caller whose catalogue write
+        then fails removes what it added, and only that."""
+        return self.files.put_bytes_tracked(data, ext)
+
     def put_file(self, src_path: str | os.PathLike[str], ext: str | None = None) -> str:
         return self.files.put_file(src_path, ext)
 
@@ -470,6 +475,14 @@ class Project(PipelineRecords, JobJournal):
             )
             return _mask(conn.execute("SELECT * FROM masks WHERE id = ?",
                                       (cur.lastrowid,)).fetchone())
+
+    def current_masks(self, concept_id: int) -> dict[int, Mask]:
+        """The current mask of each photo of a concept, by photo id: the newest one. Every
+        mask ever made is kept (an edit adds a row), so "current" means the latest row."""
+        rows = self._rows(
+            "SELECT * FROM masks WHERE id IN (SELECT MAX(id) FROM masks WHERE concept_id = ?"
+            " GROUP BY photo_id) ORDER BY photo_id", (concept_id,))
+        return {r["photo_id"]: _mask(r) for r in rows}
 
     def masks(self, photo_id: int | None = None, concept_id: int | None = None) -> list[Mask]:
         clauses, params = [], []

@@ -84,6 +84,13 @@ class FileStore:
                 raise ProjectError(f"Could not write {target}: {exc.strerror or exc}") from exc
         return rel
 
+    def put_bytes_tracked(self, data: bytes, ext: str) -> tuple[str, bool]:
+        """put_bytes, and whether this call created the file (it was not stored before)."""
+        clean_ext = normalise_ext(ext)
+        sha = hashlib.sha256(bytes(data)).hexdigest()
+        existed = self.abspath(self.rel_for(sha, clean_ext)).exists()
+        return self.put_bytes(data, clean_ext), not existed
+
     def put_file(self, src: str | os.PathLike[str], ext: str | None = None) -> str:
         """Copy a file in, hashing while copying (one read); returns its relative path."""
         src_path = Path(src)

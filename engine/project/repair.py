@@ -66,6 +66,9 @@ class RepairReport:
     lost_and_found: str | None = None
     dry_run: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def summary(self) -> str:
         """What was saved and what was lost, in a few lines for a person."""
         if not self.damaged and not self.rows:
@@ -466,11 +469,3 @@ def repair_project(folder: str | os.PathLike[str], *, dry_run: bool = False,
                 leftover.unlink()
     return report
 
-
-def repair_project_job(ctx: Any, project: str, dry_run: bool = False,
-                       force: bool = False) -> dict[str, Any]:
-    """Job: repair the project's catalogue; returns the report as a dict (with "summary")."""
-    ctx.progress(0, 1, "Reading what is left of the catalogue")
-    report = repair_project(project, dry_run=dry_run, force=force)
-    ctx.progress(1, 1, "Done")
-    return {**asdict(report), "summary": report.summary()}

@@ -9,11 +9,12 @@ on a new one.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from engine.masks import mask_box
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -93,18 +94,6 @@ def clean_mask(mask: np.ndarray, *, positive: Sequence[Point] = (),
     return fill_holes(keep_main_component(out, positive), negative)
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale a mask to (width, height) with smooth edges (linear, then threshold)."""
-    w, h = size
-    if mask.shape == (h, w):
-        return mask.astype(bool)
-    cv2 = _cv2()
-    soft = mask.astype(np.float32)
-    if w < mask.shape[1]:  # shrinking: average, so thin parts fade instead of aliasing
-        return cv2.resize(soft, (w, h), interpolation=cv2.INTER_AREA) >= 0.5
-    return cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
-
-
 def feathered_alpha(mask: np.ndarray, radius: float | None = None) -> np.ndarray:
     """uint8 alpha that falls from 255 inside to 0 at the mask's edge (feathered inwards)."""
     if not mask.any():
@@ -121,19 +110,10 @@ def feathered_alpha(mask: np.ndarray, radius: float | None = None) -> np.ndarray
     return np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8)
 
 
-def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) with x1/y1 exclusive, or None for an empty mask."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    if not len(xs):
-        return None
-    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
-
-
 def make_cutout(rgb: Image.Image, mask: np.ndarray, alpha: Image.Image | None = None,
                 feather: float | None = None) -> Image.Image:
     """RGBA cut-out cropped to the object; the photo's own transparency is kept."""
-    box = mask_bbox(mask)
+    box = mask_box(mask)
     if box is None:
         raise ValueError("cannot cut out an empty mask")
     a = feathered_alpha(mask, feather)
@@ -142,25 +122,3 @@ def make_cutout(rgb: Image.Image, mask: np.ndarray, alpha: Image.Image | None = 
     rgba = np.dstack([np.asarray(rgb.convert("RGB")), a])
     x0, y0, x1, y1 = box
     return Image.fromarray(rgba[y0:y1, x0:x1], "RGBA")
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
-
-
-def mask_png(mask: np.ndarray) -> bytes:
-    """A mask as an L-mode PNG, 0 outside and 255 inside."""
-    return png_bytes(Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), "L"))
-
-
-def read_mask(path_or_bytes: str | bytes | io.BytesIO) -> np.ndarray:
-    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
-    with Image.open(source) as im:
-        return np.asarray(im.convert("L")) >= 128
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0

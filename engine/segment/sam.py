@@ -24,14 +24,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from engine.errors import InputError, ModelMissingError
-from engine.segment.cleanup import Box, Point, clean_mask, resize_mask
+from engine.masks import resize_mask
+from engine.segment.cleanup import Box, Point, clean_mask
+from engine.segment.jobs import METHODS
 
 if TYPE_CHECKING:
-    from engine.intake.photos import DecodedImage
+    from engine.intake import DecodedImage
+    from engine.jobs.stage_setup import StageSetup
+    from engine.jobs.warm_cache import WarmCache
 
 WORK_SIDE = 1024  # SAM's own input size; larger work copies only cost time
 AUTO_BOX_MARGIN = 0.1
-METHODS = ("auto", "sam", "fallback")
 
 
 @dataclass(frozen=True)
@@ -273,11 +276,9 @@ class SamSegmenter:
 # --------------------------------------------------------------------------- choosing
 
 
-def load_segmenter_for(profile: str | None = None, device: str | None = None,
-                       method: str = "auto", overrides: Mapping[str, str] | None = None,
-                       cache: dict[Any, Any] | None = None) -> Segmenter:
-    """The segmenter to use; a loaded SAM is kept in `cache` (the worker's warm dict) per
-    profile, device and weights folder.
+def load_segmenter_for(setup: StageSetup, method: str = "auto",
+                       models: WarmCache | None = None) -> Segmenter:
+    """The segmenter to use; a loaded SAM stays warm in `models` (the worker's cache).
 
     method "auto": SAM if its weights are here, else the labelled GrabCut fallback; "sam": SAM
     or ModelMissingError; "fallback": always GrabCut.
@@ -285,21 +286,19 @@ def load_segmenter_for(profile: str | None = None, device: str | None = None,
     if method not in METHODS:
         raise InputError(f"Segmentation method must be one of {', '.join(METHODS)}, "
                          f"got {method!r}")
-    from engine.device import plan_device
-    from engine.models.profiles import get_profile
-
-    prof = get_profile(profile)
-    dev = plan_device(device).device
+    prof = setup.profile
     if method == "fallback":
         from engine.segment.grabcut import GrabCutSegmenter
 
         return GrabCutSegmenter(reason="chosen instead of SAM")
-    folder = (overrides or {}).get("segmenter") or ""
-    key = ("segmenter", prof.name, dev, folder)
-    if cache is not None and key in cache:
-        return cache[key]
+    # SAM is small enough to run in fp32 everywhere; half precision only costs accuracy.
+    key = replace(setup.model_key("segmenter", setup.overrides.get("segmenter", "")),
+                  dtype="float32")
+    warm = models.get(key) if models is not None else None
+    if warm is not None:
+        return warm  # type: ignore[no-any-return]
     try:
-        segmenter = _load_sam(prof, dev, overrides)
+        path = setup.role_path("segmenter")
     except ModelMissingError as exc:
         if method == "sam":
             raise
@@ -309,21 +308,20 @@ def load_segmenter_for(profile: str | None = None, device: str | None = None,
         return GrabCutSegmenter(
             reason=f"no SAM weights for profile {prof.name!r} (`mycanvas models download "
                    f"{prof.name}` gets them)", detail=str(exc))
-    if cache is not None:
-        cache[key] = segmenter
-    return segmenter
+
+    def load() -> SamSegmenter:
+        return _load_sam(prof, path, setup.device_name, bool(setup.overrides.get("segmenter")))
+
+    return models.load(key, load) if models is not None else load()
 
 
-def _load_sam(prof: Any, device: str, overrides: Mapping[str, str] | None) -> SamSegmenter:
+def _load_sam(prof: Any, path: Any, device: str, user_weights: bool) -> SamSegmenter:
     from engine.models.loaders import load_segmenter
-    from engine.models.profiles import resolve_role
 
     spec = prof.role("segmenter")
-    path = resolve_role(prof, "segmenter", dict(overrides or {}))
     # A folder or file the user chose says its own architecture (config.json, or the weights'
     # shapes); the profile's arch describes only the profile's own download.
-    arch = None if (overrides or {}).get("segmenter") else spec.arch
-    # SAM is small enough to run in fp32 everywhere; half precision only costs accuracy.
+    arch = None if user_weights else spec.arch
     sam = load_segmenter(path, arch=arch, device=device, dtype="float32")
     if prof.test_models:
         label = f"SAM from the {prof.name!r} test profile: random weights, masks are noise"

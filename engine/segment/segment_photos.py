@@ -11,7 +11,6 @@ A new mask never overwrites an old one: the catalogue keeps each, and the latest
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,24 +26,23 @@ from engine.segment.sam import (
 )
 
 if TYPE_CHECKING:
-    from engine.intake.photos import DecodedImage
+    from engine.intake import DecodedImage
     from engine.jobs import JobContext
     from engine.project import Mask, Photo, Project
-
-
-def current_masks(project: Project, concept_id: int) -> dict[int, Mask]:
-    """The latest mask of each photo for a concept (photo id -> mask)."""
-    latest: dict[int, Mask] = {}
-    for mask in project.masks(concept_id=concept_id):  # ordered by id: later ones win
-        latest[mask.photo_id] = mask
-    return latest
+    from engine.segment.jobs import (
+        PaintedMask,
+        PaintMaskParams,
+        SegmentedPhotos,
+        SegmentParams,
+        SegmentPromptsParams,
+    )
 
 
 def save_result(project: Project, photo: Photo, concept_id: int, result: SegmentResult,
                 image: DecodedImage) -> Mask:
     """Store the mask (L PNG) and cut-out (RGBA PNG) and record them; all or nothing."""
-    from engine.intake.photos import put_tracked
-    from engine.segment.cleanup import make_cutout, mask_png, png_bytes
+    from engine.masks import mask_png, png_bytes
+    from engine.segment.cleanup import make_cutout
 
     if result.empty:
         raise InputError(f"{photo.original_name or photo.file}: no object found; draw a box "
@@ -52,9 +50,9 @@ def save_result(project: Project, photo: Photo, concept_id: int, result: Segment
     cutout = png_bytes(make_cutout(image.rgb, result.mask, image.alpha))
     written: list[str] = []
     try:
-        mask_rel, created = put_tracked(project, mask_png(result.mask), "png")
+        mask_rel, created = project.put_bytes_tracked(mask_png(result.mask), "png")
         written += [mask_rel] if created else []
-        cut_rel, created = put_tracked(project, cutout, "png")
+        cut_rel, created = project.put_bytes_tracked(cutout, "png")
         written += [cut_rel] if created else []
         return project.add_mask(photo.id, concept_id, mask_rel, result.method,
                                 cutout_file=cut_rel, quality=result.score)
@@ -74,14 +72,6 @@ def _concept_id(project: Project, concept: int | str) -> int:
     return found.id
 
 
-def _settings_overrides(overrides: Mapping[str, str] | None) -> dict[str, str]:
-    if overrides is not None:
-        return dict(overrides)
-    from engine.settings import load_settings
-
-    return dict(load_settings().role_overrides)
-
-
 def _announce(ctx: JobContext, segmenter: Segmenter) -> None:
     level = "warning" if segmenter.fallback or segmenter.test_model else "info"
     ctx.log(f"Segmenter: {segmenter.label}", level)
@@ -89,33 +79,30 @@ def _announce(ctx: JobContext, segmenter: Segmenter) -> None:
         ctx.log(segmenter.detail)
 
 
-def segment_job(ctx: JobContext, project: str, concept: int | str | None = None,
-                profile: str | None = None, device: str | None = None, method: str = "auto",
-                redo: bool = False, overrides: Mapping[str, str] | None = None,
-                ) -> dict[str, Any]:
+def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
     """Job "segment": automatic foreground of every photo (of one concept, or all) that has
     no mask yet (or every photo, with redo)."""
-    from engine.intake.photos import load_photo
+    from engine.intake import load_photo
+    from engine.jobs.stage_setup import resolve_stage
     from engine.project import Project
+    from engine.segment.jobs import SegmentedPhotos
 
-    with Project.open(project) as proj:
-        concept_ids = ([_concept_id(proj, concept)] if concept is not None
+    with Project.open(params.project) as proj:
+        concept_ids = ([_concept_id(proj, params.concept)] if params.concept is not None
                        else [c.id for c in proj.concepts()])
         todo = []
         skipped = 0
         for cid in concept_ids:
-            done = current_masks(proj, cid)
+            done = proj.current_masks(cid)
             for photo in proj.photos(cid):
-                if redo or photo.id not in done:
+                if params.redo or photo.id not in done:
                     todo.append((cid, photo))
                 else:
                     skipped += 1
         if not todo:  # loading SAM would cost seconds for nothing
             ctx.log("Every photo already has a mask (redo to make new ones)")
-            return {"segmenter": None, "fallback": False, "test_model": False, "masks": [],
-                    "skipped": skipped, "failed": []}
-        segmenter = load_segmenter_for(profile, device, method,
-                                       _settings_overrides(overrides), ctx.cache)
+            return SegmentedPhotos(None, False, False, skipped=skipped)
+        segmenter = load_segmenter_for(resolve_stage(params), params.method, ctx.models)
         _announce(ctx, segmenter)
         made: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
@@ -133,9 +120,8 @@ def segment_job(ctx: JobContext, project: str, concept: int | str | None = None,
                          "method": mask.method, "area": float(result.mask.mean())})
             ctx.preview(_preview(image, result), photo.original_name)
         ctx.progress(len(todo), len(todo), "segmented")
-        return {"segmenter": segmenter.label, "fallback": segmenter.fallback,
-                "test_model": segmenter.test_model, "masks": made, "skipped": skipped,
-                "failed": failed}
+        return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model,
+                               made, skipped, failed)
 
 
 def _preview(image: DecodedImage, result: SegmentResult) -> Any:
@@ -147,32 +133,27 @@ def _preview(image: DecodedImage, result: SegmentResult) -> Any:
     return Image.fromarray(shown.astype(np.uint8), "RGB")
 
 
-def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
-                        prompts: Sequence[Mapping[str, Any]], profile: str | None = None,
-                        device: str | None = None, method: str = "auto",
-                        overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+def segment_prompts_job(ctx: JobContext, params: SegmentPromptsParams) -> SegmentedPhotos:
     """Job "segment-prompts": masks for the concepts the user pointed at in one photo.
 
-    Each prompt is {"concept": id or name, "box": [x0, y0, x1, y1], "points": [[x, y], ...],
-    "labels": [1 or 0, ...]} in the photo's pixels. One prompt refines that concept's mask;
-    several give each concept its own mask from the same photo. The photo's embedding is
-    computed once (and stays cached in a warm worker for the next click).
+    One prompt refines that concept's mask; several give each concept its own mask from the
+    same photo. The photo's embedding is computed once (and stays cached in a warm worker for
+    the next click).
     """
-    from engine.intake.photos import load_photo
+    from engine.intake import load_photo
+    from engine.jobs.stage_setup import resolve_stage
     from engine.project import Project
+    from engine.segment.jobs import SegmentedPhotos
 
-    if not prompts:
-        raise InputError("Point at something: give a box or a click for at least one concept")
-    with Project.open(project) as proj:
-        photo = proj.photo(photo_id)
+    with Project.open(params.project) as proj:
+        photo = proj.photo(params.photo_id)
         by_concept: dict[int, Prompt] = {}
-        for raw in prompts:
+        for raw in params.prompts:
             cid = _concept_id(proj, raw["concept"])
             if cid in by_concept:
                 raise InputError(f"Two prompts for concept {raw['concept']!r}; give one")
             by_concept[cid] = Prompt.from_dict(raw)
-        segmenter = load_segmenter_for(profile, device, method,
-                                       _settings_overrides(overrides), ctx.cache)
+        segmenter = load_segmenter_for(resolve_stage(params), params.method, ctx.models)
         _announce(ctx, segmenter)
         ctx.progress(0, 2, "reading the photo")
         image = load_photo(proj, photo)
@@ -185,10 +166,10 @@ def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
         ctx.progress(1, 2, "segmenting")
         if len(by_concept) == 1:
             (cid, prompt), = by_concept.items()
-            previous = current_masks(proj, cid).get(photo.id)
+            previous = proj.current_masks(cid).get(photo.id)
             previous_mask = None
             if previous is not None and segmenter.fallback:
-                from engine.segment.cleanup import read_mask
+                from engine.masks import read_mask
 
                 previous_mask = read_mask(str(proj.abspath(previous.file)))
             results = {cid: segment_image(segmenter, image, photo.sha256, prompt,
@@ -206,8 +187,7 @@ def segment_prompts_job(ctx: JobContext, project: str, photo_id: int,
                          "method": mask.method, "area": float(result.mask.mean())})
             ctx.preview(_preview(image, result), proj.concept(cid).name)
         ctx.progress(2, 2, "saved")
-        return {"segmenter": segmenter.label, "fallback": segmenter.fallback,
-                "test_model": segmenter.test_model, "masks": made}
+        return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model, made)
 
 
 # --------------------------------------------------------------------------- the brush
@@ -225,18 +205,18 @@ def apply_stroke(base: Any, stroke: Any, mode: str) -> Any:
     raise InputError(f"A brush stroke adds or erases, got {mode!r}")
 
 
-def paint_mask_job(ctx: JobContext, project: str, photo_id: int, concept_id: int, mode: str,
-                   stroke: bytes, width: int, height: int, stride: int,
-                   base_mask_id: int | None = None) -> dict[str, Any]:
-    from engine.intake.photos import load_photo
+def paint_mask_job(ctx: JobContext, params: PaintMaskParams) -> PaintedMask:
+    from engine.intake import load_photo
+    from engine.masks import read_mask, resize_mask
     from engine.project import Project
-    from engine.segment.cleanup import read_mask, resize_mask
+    from engine.segment.jobs import PaintedMask
     from engine.segment.sam import SegmentResult
-    from engine.segment.segment_photos import save_result
 
+    width, height, stride, stroke = params.width, params.height, params.stride, params.stroke
+    photo_id, base_mask_id = params.photo_id, params.base_mask_id
     if len(stroke) < stride * height or stride < width:
         raise InputError("The brush stroke is damaged (wrong size); paint it again")
-    with Project.open(project) as proj:
+    with Project.open(params.project) as proj:
         photo = proj.photo(photo_id)
         ctx.progress(0, 2, "reading the photo")
         image = load_photo(proj, photo)
@@ -248,12 +228,12 @@ def paint_mask_job(ctx: JobContext, project: str, photo_id: int, concept_id: int
             base = resize_mask(read_mask(str(proj.abspath(found[0].file))), image.size)
         drawn = np.frombuffer(stroke, np.uint8)[:stride * height].reshape(height, stride)
         painted = resize_mask(drawn[:, :width] >= 128, image.size)
-        mask = apply_stroke(base, painted, mode)
+        mask = apply_stroke(base, painted, params.mode)
         if not mask.any():
             raise InputError("Nothing is left of the mask: paint over the object to keep it")
         ctx.progress(1, 2, "saving")
         result = SegmentResult(mask=mask, method="painted", fallback=False,
                                label="painted by hand")
-        saved = save_result(proj, photo, concept_id, result, image)
+        saved = save_result(proj, photo, params.concept_id, result, image)
         ctx.progress(2, 2, "saved")
-        return {"mask_id": saved.id, "method": saved.method, "area": float(mask.mean())}
+        return PaintedMask(saved.id, saved.method, float(mask.mean()))

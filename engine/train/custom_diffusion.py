@@ -1,4 +1,4 @@
-"""Custom Diffusion: what trains, and one optimisation step.
+"""Custom Diffusion: what trains, its loss, and one optimisation step.
 
 Trainable, and nothing else:
 
@@ -7,23 +7,18 @@ Trainable, and nothing else:
   precision. As in Custom Diffusion, the start token's key and value get no gradient: its
   text feature is the same for every prompt.
 * one new embedding row per learned token (each concept's token, and Gen4Gen's global
-  token), a parameter of its own appended after the tokenizer's vocabulary. The text
-  encoder's embedding matrix itself is frozen and never handed to the optimiser, so weight
-  decay or a stray gradient cannot move any other row (a known trap: AdamW's decay on the
-  whole matrix moves every row). Each row starts as its init word's embedding (the mean
-  over the word's sub-tokens).
+  token), added by engine.train.tokens; the embedding matrix stays frozen and out of the
+  optimiser.
 
-Everything else (VAE, text encoder, the rest of the UNet) is frozen. Precision: float32 on
-CPU and MPS; on CUDA the frozen weights are half precision and the step runs under autocast
-(bf16 where the GPU has it, else fp16 with a gradient scaler).
+Everything else (VAE, text encoder, the rest of the UNet) is frozen. Precision: see
+engine.train.precision. The loss is the diffusion MSE (engine.train.diffusion_step), weighted
+by the object masks when masked_loss is on, plus prior preservation on class images; the
+step is engine.train.optimiser's (AdamW, weight decay on the k/v weights only).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,56 +27,12 @@ from torch import nn
 from engine.errors import InputError
 from engine.train.config import TrainConfig
 from engine.train.data import step_generator
+from engine.train.diffusion_step import draw_latents, noised_prediction, weighted_mse
+from engine.train.optimiser import OptimiserStep
+from engine.train.precision import Precision
+from engine.train.tokens import add_concept_tokens
 
 TOKEN_ROWS_KEY = "token_embeddings"
-
-
-class ConceptTokenEmbedding(nn.Module):
-    """The frozen token embedding, extended by trainable rows for ids past its vocabulary."""
-
-    def __init__(self, base: nn.Embedding, new_rows: torch.Tensor) -> None:
-        super().__init__()
-        self.base = base
-        self.first_new_id = base.num_embeddings
-        self.new_rows = nn.Parameter(new_rows.detach().float().clone())
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The merged matrix (frozen rows, then the learned ones), for code that reads it."""
-        return torch.cat([self.base.weight, self.new_rows.detach().to(self.base.weight.dtype)])
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        is_new = input_ids >= self.first_new_id
-        known = self.base(input_ids.clamp(max=self.first_new_id - 1))
-        learned = self.new_rows[(input_ids - self.first_new_id).clamp(min=0)]
-        return torch.where(is_new.unsqueeze(-1), learned.to(known.dtype), known)
-
-
-@dataclass(frozen=True)
-class Precision:
-    device: torch.device
-    weight_dtype: torch.dtype  # of the frozen weights
-    autocast_dtype: torch.dtype | None  # None: no autocast (float32 throughout)
-
-    @property
-    def needs_scaler(self) -> bool:
-        return self.autocast_dtype == torch.float16
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-
-def plan_precision(device: str, setting: str) -> Precision:
-    """Mixed precision on CUDA only; `setting` is TrainConfig.mixed_precision."""
-    dev = torch.device(device)
-    if dev.type != "cuda" or setting == "no":
-        return Precision(dev, torch.float32, None)
-    if setting == "auto":
-        setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = torch.bfloat16 if setting == "bf16" else torch.float16
-    return Precision(dev, dtype, dtype)
 
 
 def cross_attention_kv(unet: nn.Module) -> dict[str, nn.Linear]:
@@ -103,13 +54,6 @@ def _start_token_gets_no_gradient(_module: nn.Module, _inputs: Any,
     return torch.cat([output[:, :1].detach(), output[:, 1:]], dim=1)
 
 
-def init_word_embedding(tokenizer: Any, table: torch.Tensor, word: str) -> torch.Tensor:
-    ids = tokenizer(word, add_special_tokens=False).input_ids
-    if not ids:
-        raise InputError(f"The class word {word!r} has no tokens to start a concept from")
-    return table[torch.tensor(ids)].float().mean(dim=0)
-
-
 class CustomDiffusionModel:
     """A loaded StableDiffusionPipeline set up for Custom Diffusion (see the module doc)."""
 
@@ -124,8 +68,10 @@ class CustomDiffusionModel:
         for model in (self.unet, self.vae, self.text_encoder):
             model.requires_grad_(False)
             model.eval()
-        self.tokens = tuple(tokens)
-        self.token_ids = self._add_tokens(self.tokens, init_words)
+        self.added = add_concept_tokens(self.tokenizer, self.text_encoder, tokens, init_words,
+                                        precision.device)
+        self.tokens, self.token_ids, self.embedding = \
+            self.added.tokens, self.added.ids, self.added.embedding
         self.kv_layers = cross_attention_kv(self.unet)
         self._hooks: list[Any] = []
         for layer in self.kv_layers.values():
@@ -135,34 +81,13 @@ class CustomDiffusionModel:
             self.unet.enable_gradient_checkpointing()
         if self.channels_last:
             self.unet.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.AdamW([
+        self.optimiser = OptimiserStep([
             {"params": [layer.weight for layer in self.kv_layers.values()],
              "weight_decay": config.weight_decay},
-            {"params": [self.embedding.new_rows], "weight_decay": 0.0},
-        ], lr=config.effective_learning_rate)
-        self.scaler = torch.amp.GradScaler("cuda") if precision.needs_scaler else None
-
-    # ------------------------------------------------------------------ set-up
-
-    def _add_tokens(self, tokens: Sequence[str], init_words: Sequence[str]) -> tuple[int, ...]:
-        vocab = self.tokenizer.get_vocab()
-        clash = [t for t in tokens if t in vocab]
-        if clash:
-            raise InputError(f"Token {clash[0]} is already a word of the tokenizer; "
-                             "rename the concept's token")
-        base = self.text_encoder.get_input_embeddings()
-        if isinstance(base, ConceptTokenEmbedding):
-            raise InputError("This text encoder already has learned tokens; load a fresh model")
-        rows = torch.stack([init_word_embedding(self.tokenizer, base.weight.detach(), w)
-                            for w in init_words])
-        if self.tokenizer.add_tokens(list(tokens)) != len(tokens):
-            raise InputError("Could not add the concept tokens to the tokenizer")
-        ids = tuple(self.tokenizer.convert_tokens_to_ids(list(tokens)))
-        if ids != tuple(range(base.num_embeddings, base.num_embeddings + len(tokens))):
-            raise InputError("The tokenizer and the text encoder disagree on the vocabulary size")
-        self.embedding = ConceptTokenEmbedding(base, rows.to(self.precision.device))
-        self.text_encoder.set_input_embeddings(self.embedding)
-        return ids
+            {"params": [self.added.rows], "weight_decay": 0.0},
+        ], config.effective_learning_rate, accumulation=config.gradient_accumulation,
+            max_grad_norm=config.max_grad_norm, warmup_steps=config.lr_warmup_steps,
+            fp16_scaler=precision.needs_scaler)
 
     @property
     def channels_last(self) -> bool:
@@ -170,8 +95,7 @@ class CustomDiffusionModel:
         return setting == "on" or (setting == "auto" and self.precision.device.type == "cuda")
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        yield from (layer.weight for layer in self.kv_layers.values())
-        yield self.embedding.new_rows
+        yield from self.optimiser.parameters
 
     # ------------------------------------------------------------------ state
 
@@ -179,7 +103,7 @@ class CustomDiffusionModel:
         """Copies on the CPU: k/v weights by layer name, and the learned token rows."""
         state = {f"{name}.weight": layer.weight.detach().cpu().clone()
                  for name, layer in self.kv_layers.items()}
-        state[TOKEN_ROWS_KEY] = self.embedding.new_rows.detach().cpu().clone()
+        state[TOKEN_ROWS_KEY] = self.added.rows.detach().cpu().clone()
         return state
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -189,11 +113,10 @@ class CustomDiffusionModel:
         with torch.no_grad():
             for name, layer in self.kv_layers.items():
                 layer.weight.copy_(state[f"{name}.weight"])
-            self.embedding.new_rows.copy_(state[TOKEN_ROWS_KEY])
+            self.added.rows.copy_(state[TOKEN_ROWS_KEY])
 
     def token_rows(self) -> dict[str, torch.Tensor]:
-        rows = self.embedding.new_rows.detach().cpu()
-        return {token: rows[i].clone() for i, token in enumerate(self.tokens)}
+        return self.added.rows_by_token()
 
     # ------------------------------------------------------------------ the step
 
@@ -206,12 +129,6 @@ class CustomDiffusionModel:
         with self.precision.autocast():
             return self.text_encoder(input_ids.to(self.precision.device))[0]
 
-    def learning_rate(self, step: int) -> float:
-        """Constant after a linear warm-up over the first lr_warmup_steps steps."""
-        lr = self.config.effective_learning_rate
-        warmup = self.config.lr_warmup_steps
-        return lr * min(1.0, (step + 1) / warmup) if warmup else lr
-
     def loss(self, batch: Any, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Diffusion loss of one micro-batch; every random draw comes from `generator`."""
         dev = self.precision.device
@@ -219,26 +136,13 @@ class CustomDiffusionModel:
         mean, std = batch.latent_mean, batch.latent_std
         if batch.prior_mean is not None:
             mean, std = torch.cat([mean, batch.prior_mean]), torch.cat([std, batch.prior_std])
-        # Draws on the CPU generator, so a run is the same whatever the device.
-        sample_noise = torch.randn(mean.shape, generator=generator)
-        noise = torch.randn(mean.shape, generator=generator)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (mean.shape[0],), generator=generator)
-        latents = (mean + std * sample_noise) * self.vae.config.scaling_factor
-        latents, noise, timesteps = latents.to(dev), noise.to(dev), timesteps.to(dev)
-        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        if self.noise_scheduler.config.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
+        latents = draw_latents(mean, std, generator, self.vae.config.scaling_factor)
         states = self.encode_text(batch.input_ids)
         if batch.prior_states is not None:
             states = torch.cat([states, batch.prior_states.to(dev, states.dtype)])
-        if self.channels_last:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-        with self.precision.autocast():
-            pred = self.unet(noisy.to(self.precision.weight_dtype), timesteps, states).sample
-        error = (pred.float() - target.float()) ** 2
+        out = noised_prediction(self.unet, self.noise_scheduler, latents, states, generator,
+                                precision=self.precision, channels_last=self.channels_last)
+        error = (out.prediction.float() - out.target.float()) ** 2
         if batch.weights is not None:
             instance = weighted_mse(error[:n_inst], batch.weights.to(dev))
         else:
@@ -253,36 +157,12 @@ class CustomDiffusionModel:
 
     def train_step(self, step: int, data: Any) -> dict[str, float]:
         """One optimiser step (over gradient_accumulation micro-batches) at index `step`."""
-        cfg = self.config
-        lr = self.learning_rate(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        totals: dict[str, float] = {}
-        loss_sum = 0.0
-        for micro in range(cfg.gradient_accumulation):
-            generator = step_generator(cfg.seed, step, micro)
-            batch = data.batch(step, micro, generator)
-            loss, parts = self.loss(batch, generator)
-            scaled = loss / cfg.gradient_accumulation
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            loss_sum += float(loss.detach())
-            for key, value in parts.items():
-                totals[key] = totals.get(key, 0.0) + value / cfg.gradient_accumulation
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable_parameters()),
-                                                   cfg.max_grad_norm or math.inf)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_value = loss_sum / cfg.gradient_accumulation
-        if not math.isfinite(loss_value):
-            raise InputError(f"The loss became {loss_value} at step {step + 1}; lower the "
-                             "learning rate or use mixed_precision 'no'")
-        return {"loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), **totals}
+
+        def micro_loss(micro: int) -> tuple[torch.Tensor, dict[str, float]]:
+            generator = step_generator(self.config.seed, step, micro)
+            return self.loss(data.batch(step, micro, generator), generator)
+
+        return self.optimiser.step(step, micro_loss)
 
     # ------------------------------------------------------------------ previews
 
@@ -292,10 +172,3 @@ class CustomDiffusionModel:
         with torch.no_grad(), self.precision.autocast():
             return self.pipe(prompt, num_inference_steps=steps, height=resolution,
                              width=resolution, generator=generator).images[0]
-
-
-def weighted_mse(error: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean of `error` weighted by `weights` (broadcast over channels)."""
-    weights = weights.expand_as(error)
-    return (error * weights).sum() / weights.sum().clamp(min=1e-8)
-

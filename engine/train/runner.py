@@ -1,18 +1,11 @@
-"""One Custom Diffusion run from start (or its last checkpoint) to its export.
-
-    runs/<run id>/
-      dataset.json        the dataset snapshot the run trains on
-      metrics.jsonl       one line per step (loss, lr, grad norm, seconds) and per sample
-      checkpoints/        step-NNNNNNN/ folders (engine.train.checkpoints)
-      samples/            preview images, step-NNNNNNN.png
-      cache/latents.safetensors   the cached latent statistics (re-used by a resume)
-      export/             the learned concepts (engine.train.export)
+"""One Custom Diffusion run from start (or its last checkpoint) to its export: its caches,
+the trainer the loop drives (engine.train.loop), and the export. The run's folder is
+engine.train.runs' RunPaths, plus cache/latents.safetensors (the cached latent statistics,
+re-used by a resume).
 
 Order of work: class images (prior preservation, made by the untouched base model) → the
-model is set up for training → caches → resume from the last complete checkpoint, if any →
-steps. `ctx.progress` at every step boundary is also the cancel check: a cancel saves a
-checkpoint of the steps done and ends the run as cancelled; a killed run resumes from its
-last checkpoint. On a CPU with the same thread count the resumed run repeats the
+model is set up for training → caches → the loop (resume, steps, checkpoints, previews,
+cancel) → export. On a CPU with the same thread count a resumed run repeats the
 uninterrupted one bit for bit (tested): every random draw is derived from (seed, step), the
 optimiser state is restored exactly, and the cached latents are read back as stored. On CUDA
 some kernels (cuDNN convolution backward, atomics) are not deterministic, so the two agree
@@ -21,21 +14,18 @@ only to float rounding, as two uninterrupted CUDA runs do.
 
 from __future__ import annotations
 
-import io
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.atomic import atomic_write_bytes, atomic_write_text
-from engine.errors import Cancelled, InputError
+from engine.atomic import atomic_write_bytes
+from engine.errors import InputError
 from engine.project import Project
 from engine.train import checkpoints as ckpt
 from engine.train.config import TrainConfig
-from engine.train.custom_diffusion import CustomDiffusionModel, Precision
+from engine.train.custom_diffusion import CustomDiffusionModel
 from engine.train.data import (
     DatasetSnapshot,
     PriorData,
@@ -47,37 +37,20 @@ from engine.train.data import (
     square_image,
 )
 from engine.train.export import export_concepts
+from engine.train.loop import LoopSchedule, MetricsLog, TrainerState, run_loop
+from engine.train.precision import Precision
 from engine.train.prompts import (
     GLOBAL_TOKEN_INIT_WORD,
     PromptStrategies,
     class_prompt,
     training_prompt,
 )
+from engine.train.runs import RunPaths
 
 # Settings a resume may change: they do not enter the arithmetic of a step.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "sample_every",
                                "sample_steps"})
 LATENT_CACHE_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @classmethod
-    def of(cls, project: Project, run_id: int) -> RunPaths:
-        return cls(project.root / "runs" / str(run_id))
-
-    @property
-    def rel(self) -> str:
-        return f"runs/{self.root.name}"
-
-    dataset = property(lambda self: self.root / "dataset.json")
-    metrics = property(lambda self: self.root / "metrics.jsonl")
-    checkpoints = property(lambda self: self.root / "checkpoints")
-    samples = property(lambda self: self.root / "samples")
-    latent_cache = property(lambda self: self.root / "cache" / "latents.safetensors")
-    export = property(lambda self: self.root / "export")
 
 
 @dataclass
@@ -88,34 +61,6 @@ class RunSetup:
     precision: Precision
     model_key: str  # identifies the base model (class images are shared per model)
     base_model: dict[str, Any]  # profile and folder, for the manifest
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-class MetricsLog:
-    """metrics.jsonl: appended line by line; on resume, cut back to the checkpoint's step."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def records(self) -> list[dict[str, Any]]:
-        out = []
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue  # a line torn by a kill
-        return out
-
-    def cut_after(self, step: int) -> None:
-        kept = [r for r in self.records() if r.get("step", 0) <= step]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-
-    def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 # --------------------------------------------------------------------------- caches
@@ -191,74 +136,51 @@ def prepare_data(project: Project, paths: RunPaths, model: CustomDiffusionModel,
 # --------------------------------------------------------------------------- the run
 
 
-def _state_json(cfg: TrainConfig, snapshot: DatasetSnapshot, model: CustomDiffusionModel,
-                data: TrainingData, step: int) -> dict[str, Any]:
-    return {"config": cfg.to_dict(), "dataset_snapshot": snapshot.snapshot_id,
-            "tokens": list(model.tokens),
-            "rng": "derived from (seed, step): nothing to restore",
-            "next_data_slot": step * cfg.gradient_accumulation * cfg.batch_size,
-            "scaler": model.scaler.state_dict() if model.scaler else None,
-            "items": len(snapshot.items), "prior_images":
-                0 if data.prior is None else int(data.prior.latent_mean.shape[0])}
+class CustomDiffusionTrainer:
+    """The model and its cached data, as the trainer engine.train.loop drives."""
 
+    def __init__(self, model: CustomDiffusionModel, data: TrainingData, cfg: TrainConfig,
+                 snapshot: DatasetSnapshot, preview_prompt: str) -> None:
+        self.model, self.data, self.cfg = model, data, cfg
+        self.snapshot, self.preview_prompt = snapshot, preview_prompt
 
-def _resume(paths: RunPaths, model: CustomDiffusionModel, cfg: TrainConfig,
-            snapshot: DatasetSnapshot, metrics: MetricsLog, ctx: Any) -> int:
-    ckpt.remove_stale_temp_folders(paths.checkpoints)
-    last = ckpt.latest_checkpoint(paths.checkpoints)
-    if last is None:
-        metrics.cut_after(0)
-        return 0
-    trainable, optimizer_state, state = ckpt.load_checkpoint(last)
-    saved = TrainConfig.from_dict(state.get("config"))
-    changed = {k for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v}
-    if changed - RESUMABLE_CHANGES or state.get("dataset_snapshot") != snapshot.snapshot_id:
-        raise InputError(f"{last.path} was made with other settings "
-                         f"({', '.join(sorted(changed - RESUMABLE_CHANGES)) or 'dataset'}); "
-                         "start a new run instead")
-    model.load_trainable_state(trainable)
-    model.optimizer.load_state_dict(optimizer_state)
-    if model.scaler and state.get("scaler"):
-        model.scaler.load_state_dict(state["scaler"])
-    metrics.cut_after(last.step)
-    ctx.log(f"Resuming from the checkpoint at step {last.step}")
-    return last.step
+    def train_step(self, step: int) -> dict[str, float]:
+        return self.model.train_step(step, self.data)
 
+    def save_state(self, step: int) -> TrainerState:
+        cfg, prior = self.cfg, self.data.prior
+        state = {"config": cfg.to_dict(), "dataset_snapshot": self.snapshot.snapshot_id,
+                 "tokens": list(self.model.tokens),
+                 "rng": "derived from (seed, step): nothing to restore",
+                 "next_data_slot": step * cfg.gradient_accumulation * cfg.batch_size,
+                 "scaler": self.model.optimiser.scaler_state(),
+                 "items": len(self.snapshot.items),
+                 "prior_images": 0 if prior is None else int(prior.latent_mean.shape[0])}
+        return TrainerState(self.model.trainable_state(), self.model.optimiser.state_dict(),
+                            state)
 
-def _save(paths: RunPaths, model: CustomDiffusionModel, cfg: TrainConfig,
-          snapshot: DatasetSnapshot, data: TrainingData, step: int) -> None:
-    ckpt.save_checkpoint(paths.checkpoints, step, model.trainable_state(),
-                         model.optimizer.state_dict(),
-                         _state_json(cfg, snapshot, model, data, step), cfg.keep_checkpoints)
+    def load_state(self, saved: TrainerState, where: Path) -> None:
+        cfg = self.cfg
+        old = TrainConfig.from_dict(saved.state.get("config")).to_dict()
+        changed = {k for k, v in old.items() if cfg.to_dict()[k] != v} - RESUMABLE_CHANGES
+        if changed or saved.state.get("dataset_snapshot") != self.snapshot.snapshot_id:
+            raise InputError(f"{where} was made with other settings "
+                             f"({', '.join(sorted(changed)) or 'dataset'}); "
+                             "start a new run instead")
+        self.model.load_trainable_state(saved.trainable)
+        self.model.optimiser.load_state(saved.optimiser, saved.state.get("scaler"))
 
+    def preview(self, step: int) -> tuple[Any, str]:
+        cfg = self.cfg
+        image = self.model.sample(self.preview_prompt, derived_seed(cfg.seed, "sample") % 2**31,
+                                  cfg.sample_steps, int(cfg.resolution or 0))
+        return image, self.preview_prompt
 
-def _preview(paths: RunPaths, model: CustomDiffusionModel, cfg: TrainConfig, prompt: str,
-             step: int, metrics: MetricsLog, ctx: Any) -> None:
-    image = model.sample(prompt, derived_seed(cfg.seed, "sample") % 2**31, cfg.sample_steps,
-                         int(cfg.resolution or 0))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    name = f"{ckpt.checkpoint_name(step)}.png"
-    atomic_write_bytes(paths.samples / name, buf.getvalue())
-    metrics.append({"step": step, "sample": f"samples/{name}", "prompt": prompt})
-    ctx.preview(image, f"step {step}: {prompt}")
-
-
-def _step_with_oom_retry(model: CustomDiffusionModel, step: int, data: TrainingData,
-                         ctx: Any) -> dict[str, float]:
-    from engine.device import free_device_memory, is_out_of_memory
-
-    try:
-        return model.train_step(step, data)
-    except Exception as exc:
-        if not is_out_of_memory(exc) or model.config.gradient_checkpointing:
-            raise
-    model.optimizer.zero_grad(set_to_none=True)
-    free_device_memory()
-    ctx.log("Out of memory; continuing with gradient checkpointing (slower, leaner)",
-            "warning")
-    model.unet.enable_gradient_checkpointing()
-    return model.train_step(step, data)
+    def go_leaner(self) -> str | None:
+        if self.cfg.gradient_checkpointing:
+            return None
+        self.model.unet.enable_gradient_checkpointing()
+        return "gradient checkpointing (slower, leaner)"
 
 
 def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConfig,
@@ -283,29 +205,10 @@ def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConf
     model = CustomDiffusionModel(setup.pipe, tokens, init_words, setup.precision, cfg)
     prompts = training_prompts(snapshot, cfg, global_token or "")
     data = prepare_data(project, paths, model, snapshot, cfg, prompts, class_sets, ctx)
-    metrics = MetricsLog(paths.metrics)
-    start = _resume(paths, model, cfg, snapshot, metrics, ctx)
-    saved_at, step, loss = start, start, float("nan")
-    try:
-        for step in range(start, cfg.steps):
-            ctx.progress(step, cfg.steps, f"step {step + 1}/{cfg.steps}"
-                         + (f", loss {loss:.4f}" if step > start else ""))
-            began = time.perf_counter()
-            record = _step_with_oom_retry(model, step, data, ctx)
-            loss = record["loss"]
-            metrics.append({"step": step + 1, **record,
-                            "seconds": round(time.perf_counter() - began, 4)})
-            done = step + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                _save(paths, model, cfg, snapshot, data, done)
-                saved_at = done
-            if cfg.sample_every and done % cfg.sample_every == 0:
-                _preview(paths, model, cfg, prompts[0], done, metrics, ctx)
-        step = cfg.steps
-    except Cancelled:
-        if step > saved_at:  # keep what was done: the run can be resumed from here
-            _save(paths, model, cfg, snapshot, data, step)
-        raise
+    trainer = CustomDiffusionTrainer(model, data, cfg, snapshot, prompts[0])
+    schedule = LoopSchedule(cfg.steps, cfg.checkpoint_every, cfg.keep_checkpoints,
+                            cfg.sample_every)
+    start = run_loop(ctx, trainer, schedule, paths)
     ctx.progress(cfg.steps, cfg.steps, "exporting")
     manifest = {
         "run_id": run_id, "steps": cfg.steps, "resolution": resolution,
@@ -319,7 +222,7 @@ def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConf
         "config": cfg.to_dict(),
     }
     export_concepts(model, paths.export, manifest)
-    losses = [r["loss"] for r in metrics.records() if "loss" in r]
+    losses = [r["loss"] for r in MetricsLog(paths.metrics).records() if "loss" in r]
     return {"run_id": run_id, "steps": cfg.steps, "resumed_from": start,
             "final_loss": losses[-1] if losses else None,
             "export_dir": str(paths.export), "run_dir": str(paths.root)}

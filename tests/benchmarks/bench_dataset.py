@@ -61,21 +61,22 @@ def measure_ours(model_dir: str, size: int, steps: int, repeats: int, work: str)
     _setup_child()
     from engine.dataset.build import build_dataset_job
     from engine.dataset.inpaint import InpaintSettings
+    from engine.dataset.jobs import BuildDatasetParams
     from engine.jobs import JobContext
     from engine.models.tiny import ensure_tiny_models
 
     ensure_tiny_models(roles=["clip"])  # the filter's CLIP check runs, as for a user
-    cache: dict = {}
-    ctx = JobContext("bench", lambda _e: None, cache=cache)
+    ctx = JobContext("bench", lambda _e: None)
     params = {"profile": "tiny", "device": "cpu", "steps": steps, "resolution": size,
               "overrides": {"inpaint": model_dir}}
     warm_dir, composite = _project_and_composite(Path(work) / "warm", size)
-    build_dataset_job(ctx, str(warm_dir), 1, **params)  # loads the models: not timed
+    # The first build loads the models: not timed.
+    build_dataset_job(ctx, BuildDatasetParams(project=str(warm_dir), count=1, **params))
     timed_dir, _ = _project_and_composite(Path(work) / "timed", size)
     t0 = time.perf_counter()
-    build_dataset_job(ctx, str(timed_dir), repeats, **params)
+    build_dataset_job(ctx, BuildDatasetParams(project=str(timed_dir), count=repeats, **params))
     builder = (time.perf_counter() - t0) / repeats
-    inpainter = next(v for k, v in cache.items() if k[0] == "inpaint")
+    inpainter = next(ctx.models.get(k) for k in ctx.models.loaded_keys() if k.role == "inpaint")
     settings = InpaintSettings(steps=steps)
     times = []
     for seed in range(repeats):

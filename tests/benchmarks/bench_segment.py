@@ -53,7 +53,7 @@ def _timed(fn, repeats: int = 1) -> tuple[float, object]:
 
 @benchmark("segment-fallback")
 def fallback_quality() -> list[dict]:
-    from engine.segment.cleanup import mask_iou
+    from engine.masks import mask_iou
     from engine.segment.grabcut import GrabCutSegmenter
     from engine.segment.sam import Prompt, segment_image
 

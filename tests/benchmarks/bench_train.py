@@ -93,8 +93,8 @@ def reference_step(model: Any, pixels: list[Any], prompts: list[str], class_pixe
     if after_backward is not None:
         after_backward()
     torch.nn.utils.clip_grad_norm_(list(model.trainable_parameters()), 1.0)
-    model.optimizer.step()
-    model.optimizer.zero_grad(set_to_none=True)
+    model.optimiser.optimizer.step()
+    model.optimiser.optimizer.zero_grad(set_to_none=True)
     return float(loss.detach())
 
 
@@ -151,8 +151,9 @@ def _compare(label: str, pipe: Any, side: int, items: int, batch: int, prior: bo
     import torch
 
     from engine.train.config import TrainConfig
-    from engine.train.custom_diffusion import CustomDiffusionModel, plan_precision
+    from engine.train.custom_diffusion import CustomDiffusionModel
     from engine.train.data import PriorData, TrainingData, encode_latent_stats
+    from engine.train.precision import plan_precision
     from engine.train.prompts import class_prompt
 
     cfg = TrainConfig(batch_size=batch, resolution=side)

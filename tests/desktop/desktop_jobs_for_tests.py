@@ -23,20 +23,22 @@ class ScriptedPlannerModel:
         return ""
 
 
-def scripted_plan_job(ctx: Any, **params: Any) -> dict[str, Any]:
+def scripted_plan_job(ctx: Any, params: Any) -> Any:
     """The real `plan` job (solver, checks, storage) with a scripted language model."""
     import engine.plan.planner as planner
 
     model = ScriptedPlannerModel()
-    planner.resolve_planner_model = lambda settings, profile=None: (Path("scripted.gguf"), "")
-    planner.load_planner_model = lambda ctx, path, fmt: model
-    return planner.plan_job(ctx, **params)
+    planner.resolve_planner_model = lambda setup, path=None, fmt=None: (
+        Path("scripted.gguf"), "")
+    planner.load_planner_model = lambda ctx, setup, path, fmt: model
+    return planner.plan_job(ctx, params)
 
 
-def slow_models_job(ctx: Any, profile: str | None = None, roles: list[str] | None = None,
-                    overrides: Any = None, steps: int = 400) -> dict[str, Any]:
+def slow_models_job(ctx: Any, params: Any, steps: int = 400) -> Any:
     """Reports download progress until cancelled (a real download is 6 GB)."""
+    from engine.jobs.builtin import ModelsReady
+
     for step in range(steps):
-        ctx.progress(step, steps, f"{(roles or ['base'])[0]}: {step} of {steps} MB")
+        ctx.progress(step, steps, f"{(params.roles or ['base'])[0]}: {step} of {steps} MB")
         time.sleep(0.05)
-    return {}
+    return ModelsReady({})

@@ -20,7 +20,7 @@ def empty_space(view) -> QPoint:
 
 
 def create_from_form(qtbot, window, name: str, class_word: str) -> None:
-    form = window.concepts_tab.form
+    form = window.concepts_page.form
     assert form.isVisible()
     form.name_edit.clear()
     qtbot.keyClicks(form.name_edit, name)
@@ -38,7 +38,7 @@ def edge_pixels(item) -> int:
 
 
 def masked_thumbnails(window, count: int) -> bool:
-    grid = window.concepts_tab.page.grid
+    grid = window.concepts_page.page.grid
     items = [grid.item(i) for i in range(grid.count())]
     return len(items) == count and all(i.data(MASK_ID) and not i.icon().isNull() for i in items)
 
@@ -49,13 +49,13 @@ def test_dropping_photos_creates_concepts_with_masked_thumbnails(make_window, qt
     # A folder dropped on the empty part of the concept list: a new concept, named after it.
     assert drop_files(window.concepts.viewport(), [photos["cats"]],
                       empty_space(window.concepts))
-    form = window.concepts_tab.form
+    form = window.concepts_page.form
     assert form.name_edit.text() == "My cat photos" and form.class_edit.text() == "cat"
     assert form.token_edit.text() == "<my-cat-photos>"
     create_from_form(qtbot, window, "Mochi", "cat")
     assert form.token_edit.text() == "<mochi>"  # followed the typed name
     qtbot.waitUntil(lambda: masked_thumbnails(window, 2), timeout=240_000)
-    grid = window.concepts_tab.page.grid
+    grid = window.concepts_page.page.grid
     assert "SAM · test model: noise" in grid.item(0).text()
     assert edge_pixels(grid.item(0)) > 20  # the mask's outline is drawn over the photo
     assert window.concepts.count() == 1 and "<mochi> · cat · 2 photos" in \
@@ -80,22 +80,22 @@ def test_dropping_photos_creates_concepts_with_masked_thumbnails(make_window, qt
         assert (mochi.token, mochi.class_word, cup.token) == ("<mochi>", "cat", "<cup>")
         assert len(project.photos(mochi.id)) == 3 and len(project.photos(cup.id)) == 1
         assert len(project.masks()) == 4
-    assert window.concepts_tab.problems.count() == 0
+    assert window.concepts_page.problems.count() == 0
 
 
 def test_bad_files_become_error_rows(make_window, qtbot, tmp_path, photos, bad_files):
     window = make_window(tmp_path / "P", create=True)
     drop_files(window, [photos["chelsea"], bad_files["text"], bad_files["truncated"]])
     create_from_form(qtbot, window, "Mochi", "cat")
-    problems = window.concepts_tab.problems
+    problems = window.concepts_page.problems
     qtbot.waitUntil(lambda: problems.count() == 2, timeout=240_000)
     rows = [problems.item(i).text() for i in range(2)]
     assert any("notes.jpg" in r for r in rows) and any("broken.png" in r for r in rows)
-    assert window.concepts_tab.problems_box.isVisible()
+    assert window.concepts_page.problems_box.isVisible()
     qtbot.waitUntil(lambda: masked_thumbnails(window, 1), timeout=240_000)
 
     # Only bad files: every one is reported and no empty concept is left behind.
-    window.concepts_tab.clear_problems()
+    window.concepts_page.clear_problems()
     drop_files(window, [bad_files["text"]])
     create_from_form(qtbot, window, "Nothing", "thing")
     qtbot.waitUntil(lambda: problems.count() == 1, timeout=240_000)
@@ -108,13 +108,13 @@ def test_drop_without_a_project_is_explained(make_window, qtbot, photos):
     window = make_window()
     drop_files(window, [photos["chelsea"]])
     assert "Open or create a project" in window.statusBar().currentMessage()
-    assert not window.concepts_tab.form.isVisible()
+    assert not window.concepts_page.form.isVisible()
 
 
 def test_new_concept_form_checks_what_it_sends(make_window, qtbot, tmp_path, photos):
     window = make_window(tmp_path / "P", create=True)
     drop_files(window, [photos["coffee"]])
-    form = window.concepts_tab.form
+    form = window.concepts_page.form
     assert form.class_edit.text() == ""  # "coffee" is no class word: the user says what it is
     assert not form.create_button.isEnabled() and "class word" in form.problem.text()
     form.token_edit.setText("<Bad Token>")
@@ -137,7 +137,7 @@ def test_concept_page_follows_the_selection_while_a_field_has_focus(make_window,
         project.add_concept("Mochi", "cat")
         project.add_concept("Cup", "mug")
     window = make_window(tmp_path / "P")
-    page = window.concepts_tab.page
+    page = window.concepts_page.page
     window.state.selected_concept = 1
     page.name_edit.setFocus()
     qtbot.waitUntil(page.name_edit.hasFocus)

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from engine.jobs import JOB_REGISTRY
+from engine.jobs.registry import target_overrides
 from engine.project import Project
 
 from dataset_project import make_dataset_project  # isort: skip
@@ -137,7 +137,7 @@ def test_add_concept_and_edit_scene_and_caption(layouts_window, qtbot):
 
 
 def test_new_layouts_ask_the_planner(layouts_window, qtbot, monkeypatch):
-    monkeypatch.setitem(JOB_REGISTRY, "plan", "desktop_jobs_for_tests:scripted_plan_job")
+    monkeypatch.setitem(target_overrides, "plan", "desktop_jobs_for_tests:scripted_plan_job")
     page = layouts_window.layouts_page
     page.plan_count.setValue(2)
     qtbot.mouseClick(page.plan_button, Qt.MouseButton.LeftButton)

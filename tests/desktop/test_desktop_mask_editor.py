@@ -11,9 +11,8 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF
 
-from desktop_app.project_reads import current_masks
+from engine.masks import read_mask
 from engine.project import Project
-from engine.segment.cleanup import read_mask
 
 from dataset_project import add_photo_with_cutout  # isort: skip
 from qt_helpers import drag, wait_for_jobs  # isort: skip
@@ -30,7 +29,7 @@ def make_project(folder, side: int = 300):
 
 def current(window):
     project = window.project
-    return current_masks(project, 1)[1]
+    return project.current_masks(1)[1]
 
 
 def mask_of(window, mask) -> np.ndarray:
@@ -45,7 +44,7 @@ def view_point(editor, x: float, y: float) -> QPoint:
 
 def test_click_box_brush_undo_redo(make_window, qtbot, tmp_path):
     window = make_window(make_project(tmp_path / "p"))
-    tab, editor = window.concepts_tab, window.concepts_tab.editor
+    tab, editor = window.concepts_page, window.concepts_page.editor
     grid = tab.page.grid
     assert grid.count() == 1 and "test-ellipse" in grid.item(0).text()
     grid.itemClicked.emit(grid.item(0))
@@ -104,8 +103,8 @@ def test_click_box_brush_undo_redo(make_window, qtbot, tmp_path):
 
 def test_a_refused_prompt_is_reported_and_forgotten(make_window, qtbot, tmp_path):
     window = make_window(make_project(tmp_path / "p"))
-    editor = window.concepts_tab.editor
-    window.concepts_tab.open_editor(1)
+    editor = window.concepts_page.editor
+    window.concepts_page.open_editor(1)
     qtbot.waitUntil(lambda: not editor.canvas.mask.isNull(), timeout=30_000)
     editor.set_tool("erase")
     editor.brush_size.setValue(200)  # erases the whole mask: the engine refuses
@@ -120,22 +119,25 @@ def test_a_refused_prompt_is_reported_and_forgotten(make_window, qtbot, tmp_path
 def test_paint_job_keeps_full_resolution_outside_the_stroke(tmp_path):
     """The brush job on its own: a stroke drawn on a half-size view changes only its pixels."""
     from engine.jobs import inline_context
+    from engine.segment.jobs import PaintMaskParams
     from engine.segment.segment_photos import paint_mask_job
 
     folder = make_project(tmp_path / "p")
     with Project.open(folder) as project:
-        base = current_masks(project, 1)[1]
+        base = project.current_masks(1)[1]
         photo = project.photo(1)
     stroke = np.zeros((photo.height // 2, photo.width // 2), np.uint8)
     stroke[:10, :] = 255
-    result = paint_mask_job(inline_context(), str(folder), 1, 1, "add", stroke.tobytes(),
-                            stroke.shape[1], stroke.shape[0], stroke.shape[1], base.id)
+    result = paint_mask_job(inline_context(), PaintMaskParams(
+        project=str(folder), photo_id=1, concept_id=1, mode="add", stroke=stroke.tobytes(),
+        width=stroke.shape[1], height=stroke.shape[0], stride=stroke.shape[1],
+        base_mask_id=base.id))
     with Project.open(folder) as project:
-        new = current_masks(project, 1)[1]
+        new = project.current_masks(1)[1]
         old_mask = read_mask(str(project.abspath(base.file)))
         new_mask = read_mask(str(project.abspath(new.file)))
         cut = Image.open(io.BytesIO(project.abspath(new.cutout_file).read_bytes()))
         assert hashlib.sha256(project.abspath(new.file).read_bytes()).hexdigest() in new.file
-    assert result["mask_id"] == new.id and new.method == "painted"
+    assert result.mask_id == new.id and new.method == "painted"
     assert new_mask[:18].all() and (new_mask[24:] == old_mask[24:]).all()
     assert cut.mode == "RGBA"

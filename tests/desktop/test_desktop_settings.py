@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 
 from desktop_app.observable import Bindings, Evented, Field, bind
 from desktop_app.settings_dialog import SettingsDialog
-from engine.jobs import JOB_REGISTRY
+from engine.jobs.registry import target_overrides
 from engine.settings import Settings, load_settings
 
 from qt_helpers import wait_for_jobs  # isort: skip
@@ -69,7 +69,7 @@ def test_model_manager_shows_roles_and_the_test_models(make_window, qtbot):
 
 def test_model_download_shows_progress_and_cancels(make_window, qtbot, monkeypatch):
     # A stand-in for the 6 GB download: progress until cancelled.
-    monkeypatch.setitem(JOB_REGISTRY, "ensure-models", "desktop_jobs_for_tests:slow_models_job")
+    monkeypatch.setitem(target_overrides, "ensure-models", "desktop_jobs_for_tests:slow_models_job")
     window = make_window()
     manager = window.model_manager
     manager.profile.setCurrentIndex(manager.profile.findData("sd15"))

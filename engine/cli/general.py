@@ -1,0 +1,142 @@
+"""Commands that are not a stage: doctor, new, info, models, repair."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine import __version__
+from engine.cli.arguments import params_from_args
+from engine.cli.progress import EXIT_OK, run_job_in_cli
+from engine.cli.registry import command, job_command
+from engine.jobs.builtin import ENSURE_MODELS, REPAIR_PROJECT
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0], "mycanvas-studio": __version__}
+    for dist in ("torch", "torchvision", "diffusers", "transformers", "accelerate",
+                 "huggingface_hub", "open_clip_torch", "segment-anything", "llama-cpp-python",
+                 "PySide6-Essentials"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "missing"
+    return out
+
+
+@command("doctor", "device, memory, versions and which models are present", lambda p: (
+    p.add_argument("--json", action="store_true", help="machine-readable output"),
+    p.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu"),
+))
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from engine.device import GIB, plan_device
+    from engine.models.profiles import get_profile, profile_names, role_status
+    from engine.paths import config_dir, data_dir
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    plan = plan_device(args.device or settings.device)
+    report: dict[str, Any] = {
+        "device": plan.device, "dtype": plan.dtype,
+        "free_memory_gib": None if plan.free_memory is None else round(plan.free_memory / GIB, 1),
+        "memory_savers": plan.describe(), "versions": _versions(),
+        "data_dir": str(data_dir()), "config_dir": str(config_dir()),
+        "default_profile": settings.profile or get_profile().name, "profiles": {},
+    }
+    for name in profile_names():
+        prof = get_profile(name)
+        report["profiles"][name] = {
+            role: {"present": st.present, "path": str(st.path) if st.path else None,
+                   "source": st.source, "note": st.note}
+            for role in prof.roles
+            for st in [role_status(prof, role, settings.role_overrides)]
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"MyCanvas Studio {__version__}")
+    print(f"device:   {plan.describe()}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
+    print(f"data:     {report['data_dir']}")
+    for name, roles in report["profiles"].items():
+        tag = " (default)" if name == report["default_profile"] else ""
+        print(f"profile {name}{tag}: {get_profile(name).label}")
+        for role, st in roles.items():
+            mark = "present" if st["present"] else "missing"
+            where = st["path"] or st["source"]
+            note = f" — {st['note']}" if st["note"] else ""
+            print(f"  {role:<10} {mark:<8} {where}{note}")
+    return EXIT_OK
+
+
+@command("new", "create a project folder", lambda p: (
+    p.add_argument("project", type=Path, help="folder to create"),
+    p.add_argument("--name", help="project name (default: the folder's name)"),
+))
+def cmd_new(args: argparse.Namespace) -> int:
+    from engine.project import Project
+
+    with Project.create(args.project, args.name or args.project.name) as project:
+        print(f"Created project {project.meta('name')!r} at {args.project}")
+    return EXIT_OK
+
+
+@command("info", "what a project holds", lambda p: (
+    p.add_argument("project", type=Path),
+    p.add_argument("--json", action="store_true"),
+))
+def cmd_info(args: argparse.Namespace) -> int:
+    from engine.project import Project
+
+    with Project.open(args.project) as project:
+        summary = project.summary()
+        concepts = [
+            {"name": c.name, "token": c.token, "class_word": c.class_word,
+             "photos": len(project.photos(c.id))}
+            for c in project.concepts()
+        ]
+    if args.json:
+        print(json.dumps({**summary, "concepts": concepts}, indent=2, default=str))
+        return EXIT_OK
+    for key, value in summary.items():
+        print(f"{key:>16}: {value}")
+    for c in concepts:
+        print(f"  {c['token']:<16} {c['name']} ({c['class_word']}), {c['photos']} photo(s)")
+    return EXIT_OK
+
+
+@job_command(REPAIR_PROJECT, name="repair", arguments=lambda p: p.add_argument(
+    "--json", action="store_true", help="the full report as JSON"))
+def cmd_repair(args: argparse.Namespace) -> int:
+    report = run_job_in_cli(REPAIR_PROJECT, params_from_args(REPAIR_PROJECT.params, args), args)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return EXIT_OK
+
+
+@command("models", "list profiles, or make a profile's models present (download/build)",
+         lambda p: (
+    p.add_argument("action", choices=["list", "download"]),
+    p.add_argument("profile", nargs="?", help="profile to download (default: the settings' one)"),
+    p.add_argument("--role", action="append", help="only this role (repeatable)"),
+))
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.models.profiles import get_profile, profile_names
+
+    if args.action == "list":
+        for name in profile_names():
+            prof = get_profile(name)
+            tag = " [test models]" if prof.test_models else ""
+            print(f"{name:<8} {prof.label}{tag}: {prof.description}")
+        return EXIT_OK
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    params = ENSURE_MODELS.params(profile=args.profile or settings.profile or None,
+                                  roles=args.role, overrides=dict(settings.role_overrides))
+    print(run_job_in_cli(ENSURE_MODELS, params, args).summary())
+    return EXIT_OK

@@ -1,0 +1,230 @@
+"""Declare a job once: its parameters and its result are dataclasses, its target a function.
+
+    @dataclass(frozen=True, kw_only=True)
+    class PlanParams(ModelParams):
+        count: int = param(8, help="how many layouts", minimum=1, maximum=10_000)
+
+    PLAN = JobDeclaration("plan", "engine.plan.planner:plan_job", PlanParams, PlanResult,
+                          title="Plan layouts", help="plan layouts: scenes, captions, boxes")
+
+From that one declaration the CLI builds its arguments (engine/cli/arguments.py), the window
+builds typed parameters and shows each field's help, the worker calls `target(ctx, params)`,
+and the job journal stores `params.to_dict()` so the job can be resumed later.
+
+Parameters are checked by their annotated types when they are made: a bad value is an
+InputError that names the field, wherever it came from (a flag, a form, a journal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+from engine.errors import InputError
+
+P = TypeVar("P", bound="JobParams")
+
+
+def param(default: Any = MISSING, *, help: str, default_factory: Any = MISSING,
+          flag: str | None = None, positional: bool = False, cli: bool = True,
+          choices: tuple[Any, ...] | None = None, metavar: str | None = None,
+          minimum: float | None = None, maximum: float | None = None,
+          nargs: str | int | None = None) -> Any:
+    """A parameter field. `help` is shown by the CLI and the window; `cli=False` keeps a field
+    off the command line (it is filled from the settings); `minimum`/`maximum` bound numbers,
+    `choices` any value."""
+    meta = {"help": help, "flag": flag, "positional": positional, "cli": cli,
+            "choices": choices, "metavar": metavar, "minimum": minimum, "maximum": maximum,
+            "nargs": nargs}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def field_label(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "text", bool: "true or false",
+            list: "a list", dict: "a mapping", tuple: "a list"}.get(tp, getattr(tp, "__name__",
+                                                                                str(tp)))
+
+
+def _check(value: Any, tp: Any, label: str) -> Any:
+    """`value` checked against the annotation `tp`; returns it (an int made float for a
+    float field). Raises InputError naming `label`."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check(value, option, label)
+            except InputError as exc:
+                errors.append(str(exc))
+        raise InputError(errors[0] if len(errors) == 1 else
+                         f"{label} must be one of {', '.join(map(_type_name, options))}, "
+                         f"got {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            allowed = ", ".join(map(str, typing.get_args(tp)))
+            raise InputError(f"{label} must be one of {allowed}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{label} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        items = [_check(v, inner, f"{label}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise InputError(f"{label} must be a mapping, got {value!r}")
+        key_t, val_t = typing.get_args(tp) or (Any, Any)
+        return {_check(k, key_t, f"{label} key"): _check(v, val_t, f"{label}[{k!r}]")
+                for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{label} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{label} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
+            raise InputError(f"{label} must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise InputError(f"{label} must be text, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise InputError(f"{label} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+class JobParams:
+    """Base of every job's parameters: a frozen, keyword-only dataclass, checked on creation."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            label = field_label(f.name)
+            value = _check(getattr(self, f.name), hints.get(f.name, Any), label)
+            meta = f.metadata
+            if value is not None and meta.get("choices") and value not in meta["choices"]:
+                allowed = ", ".join(map(str, meta["choices"]))
+                raise InputError(f"{label} must be one of {allowed}, got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                low, high = meta.get("minimum"), meta.get("maximum")
+                if low is not None and value < low:
+                    raise InputError(f"{label} must be at least {low:g}, got {value!r}")
+                if high is not None and value > high:
+                    raise InputError(f"{label} must be at most {high:g}, got {value!r}")
+            object.__setattr__(self, f.name, value)
+        self.check()
+
+    def check(self) -> None:
+        """Checks across fields; a subclass raises InputError naming what is wrong."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (the journal stores them)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"Unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**dict(data))
+
+    def replace(self: P, **changes: Any) -> P:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @classmethod
+    def help_for(cls, name: str) -> str:
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name == name:
+                return str(f.metadata.get("help", ""))
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectParams(JobParams):
+    project: str = param(positional=True, help="the project folder")
+
+    def check(self) -> None:
+        if not self.project:
+            raise InputError("project must be the path of a project folder")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelParams(ProjectParams):
+    """A job that loads models: which profile, and the user's per-role model files."""
+
+    profile: str | None = param(None, help="model profile (default: the settings' one)")
+    overrides: dict[str, str] | None = param(
+        None, cli=False, help="a weights folder or file per role (default: the settings')")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageParams(ModelParams):
+    """A job that runs models on a device it can choose."""
+
+    device: str | None = param(None, help="auto, cuda, cuda:N, mps or cpu "
+                                          "(default: the settings' one)")
+
+
+class JobResult:
+    """Base of every job's result: a dataclass the CLI prints and the window shows, through
+    the same `summary()`."""
+
+    def summary(self) -> str:
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class JobDeclaration:
+    name: str  # the registry name, also the CLI command's unless the CLI module says otherwise
+    target: str  # "package.module:function", imported only when the job runs
+    params: type[JobParams]
+    result: type[Any] | None = None
+    title: str | Callable[[Any], str] = ""  # for people; a function of the params, or text
+    help: str = ""  # one line, the CLI's help for the command
+    resumable: bool = False  # running it again with the same params continues the work
+    # What it changes in the project ("concepts", "photos", "layouts", "dataset", "runs",
+    # "generations"): views showing those refresh when it ends.
+    changes: tuple[str, ...] = ()
+
+    KINDS: ClassVar[tuple[str, ...]] = ("concepts", "photos", "layouts", "dataset", "runs",
+                                        "generations")
+
+    def __post_init__(self) -> None:
+        if ":" not in self.target:
+            raise ValueError(f"job target must be 'module:function', got {self.target!r}")
+        bad = set(self.changes) - set(self.KINDS)
+        if bad:
+            raise ValueError(f"job {self.name}: unknown kinds of change {sorted(bad)}")
+
+    def title_for(self, params: Any) -> str:
+        if callable(self.title):
+            return str(self.title(params))
+        return self.title or self.name

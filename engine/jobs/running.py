@@ -1,0 +1,121 @@
+"""The job boundary: run one job, emit started and exactly one terminal event.
+
+The same function runs inline (the CLI, tests) or in the worker process (engine.jobs.worker);
+only the event sink differs.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import Cancelled, MyCanvasError
+from engine.jobs.context import CancelToken, JobContext, new_job_id
+from engine.jobs.declaration import JobDeclaration, JobParams
+from engine.jobs.events import (
+    EventSink,
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+)
+from engine.jobs.registry import declaration, job_target, resolve_job
+
+
+def first_line(exc: BaseException | str) -> str:
+    """The first non-empty line of an error's text (a traceback's detail stays out)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else ""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one-line reason a person reads when a job fails."""
+    if isinstance(exc, MyCanvasError):
+        return str(exc)
+    from engine.device import is_out_of_memory
+
+    if is_out_of_memory(exc):
+        return (
+            "Out of memory. Close other programs, pick a smaller model profile or a lower "
+            "resolution, and try again."
+        )
+    text = first_line(exc)
+    kind = type(exc).__name__
+    return f"Unexpected {kind}: {text}" if text else f"Unexpected {kind}"
+
+
+def params_dict(params: JobParams | dict[str, Any]) -> dict[str, Any]:
+    return params.to_dict() if isinstance(params, JobParams) else dict(params)
+
+
+@dataclass
+class JobSpec:
+    """One job to run. `target` is resolved from the registry where the job is submitted,
+    so a worker process runs exactly what its parent registered. `params` is the job's
+    declared parameters dataclass (or a plain dict for an untyped test job)."""
+
+    name: str
+    params: JobParams | dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+    job_id: str = field(default_factory=new_job_id)
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            self.target = job_target(self.name)
+        decl = declaration(self.name)
+        if decl is not None:
+            if isinstance(self.params, dict):
+                self.params = decl.params.from_dict(self.params)
+            elif not isinstance(self.params, decl.params):
+                raise MyCanvasError(f"Job {self.name} takes {decl.params.__name__}, "
+                                    f"got {type(self.params).__name__}")
+            if not self.title:
+                self.title = decl.title_for(self.params)
+
+    @classmethod
+    def of(cls, decl: JobDeclaration, params: JobParams, title: str = "") -> JobSpec:
+        return cls(decl.name, params, title)
+
+
+def run_job(spec: JobSpec, ctx: JobContext) -> JobEvent:
+    """Run one job at its boundary: emit started and exactly one terminal event, return it.
+
+    Cancelled is recorded as cancelled; any other exception as failed with a readable reason
+    (the traceback goes to `detail`, never to the user's face).
+    """
+    sink = ctx._sink
+    sink(JobStarted(spec.job_id, spec.name, spec.title or spec.name, params_dict(spec.params)))
+    try:
+        fn = resolve_job(spec.target)
+        if isinstance(spec.params, JobParams):
+            result = fn(ctx, spec.params)
+        else:
+            result = fn(ctx, **spec.params)
+        end: JobEvent = JobFinished(spec.job_id, result)
+    except Cancelled:
+        end = JobCancelled(spec.job_id)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and ctx.cancelled:
+            end = JobCancelled(spec.job_id)
+        else:
+            end = JobFailed(spec.job_id, describe_failure(exc), traceback.format_exc())
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                sink(end)
+                raise
+    sink(end)
+    return end
+
+
+def run_inline(
+    name: str | JobDeclaration, params: JobParams | dict[str, Any] | None = None,
+    sink: EventSink | None = None, cancel: CancelToken | None = None, title: str = "",
+) -> JobEvent:
+    """Run a job in this process (the CLI's path); returns the terminal event. An unknown
+    job or parameters that do not fit raise MyCanvasError before anything runs."""
+    job = name.name if isinstance(name, JobDeclaration) else name
+    spec = JobSpec(job, params if params is not None else {}, title)
+    ctx = JobContext(spec.job_id, sink or (lambda _e: None), cancel)
+    return run_job(spec, ctx)

@@ -1,0 +1,100 @@
+"""Masks as the whole engine handles them: bool arrays (True = object) of shape (h, w).
+
+One definition of each conversion, box and encoding: every stage and the window read and
+write masks through these, so a mask file means the same thing everywhere (an L-mode PNG,
+255 inside, 0 outside; read back at >= 128).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+THRESHOLD = 128  # a grey or alpha value at or above this is object
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the True pixels, end exclusive; None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def mask_to_image(mask: np.ndarray) -> Image.Image:
+    from PIL import Image
+
+    return Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L")
+
+
+def image_to_mask(image: Image.Image) -> np.ndarray:
+    """A grey (or colour) image as a mask; for an alpha channel pass image.getchannel("A")."""
+    return np.asarray(image.convert("L")) >= THRESHOLD
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """The one PNG encoder of the engine (the same settings give the same bytes, so the
+    content-addressed store de-duplicates)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A mask as an L-mode PNG, 0 outside and 255 inside."""
+    return png_bytes(mask_to_image(mask))
+
+
+def read_mask(source: str | bytes | io.BytesIO) -> np.ndarray:
+    """A mask file (path or bytes) as a bool array."""
+    from PIL import Image
+
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    with Image.open(stream) as im:
+        return image_to_mask(im)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale a mask to (width, height) with smooth edges (linear, then threshold)."""
+    import cv2
+
+    w, h = size
+    if mask.shape == (h, w):
+        return mask.astype(bool)
+    cv2.setNumThreads(1)  # the job already owns a core; OpenCV's pool only oversubscribes
+    soft = mask.astype(np.float32)
+    if w < mask.shape[1]:  # shrinking: average, so thin parts fade instead of aliasing
+        return cv2.resize(soft, (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+    return cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+
+
+def _shifted_max(mask: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    padded = np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in range(2)],
+                    mode="edge")
+    n = mask.shape[axis]
+    out = np.zeros_like(mask)
+    for offset in range(2 * radius + 1):
+        out |= padded[offset:offset + n] if axis == 0 else padded[:, offset:offset + n]
+    return out
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Grow a bool mask by `radius` pixels (square neighbourhood; edges repeat outward)."""
+    if radius <= 0:
+        return mask.copy()
+    return _shifted_max(_shifted_max(mask, radius, 0), radius, 1)
+
+
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Shrink a bool mask by `radius` pixels (the dual of dilate)."""
+    return ~dilate(~mask, radius)

@@ -29,3 +29,13 @@ class UnsafeModelError(MyCanvasError):
 
 class Cancelled(Exception):
     """Raised at a step boundary when the user cancelled the job. Not an error."""
+
+
+def first_line(error: BaseException | str, limit: int = 240) -> str:
+    """The first non-empty line of an error's text, at most `limit` characters; an error with
+    no text gives its kind. Tracebacks and library detail stay out of what a person reads."""
+    text = error if isinstance(error, str) else str(error)
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return "" if isinstance(error, str) else type(error).__name__

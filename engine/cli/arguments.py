@@ -74,7 +74,7 @@ def add_params_arguments(parser: argparse.ArgumentParser, params: type[JobParams
                 kwargs["action"] = "append"
             else:
                 kwargs["nargs"] = meta.get("nargs") or "+"
-        if f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
+        if f.default is MISSING and f.default_factory is MISSING:
             kwargs["required"] = True
         parser.add_argument(flag, dest=f.name, type=tp, default=None, **kwargs)
 

@@ -11,7 +11,7 @@ from engine.cli.arguments import params_from_args
 from engine.cli.progress import EXIT_FAILED, EXIT_OK, run_job_in_cli
 from engine.cli.registry import job_command
 from engine.errors import InputError
-from engine.segment.jobs import SEGMENT, SEGMENT_PROMPTS
+from engine.segment.jobs import SEGMENT, SEGMENT_PROMPTS, SegmentPromptsParams
 
 
 def _pointing(p: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     else:
         if not prompts:
             raise InputError("--photo needs --concept with --box/--point, or --box-for")
-        params = SEGMENT_PROMPTS.params(
+        params = SegmentPromptsParams(
             project=args.project, profile=args.profile, device=args.device,
             method=args.method or "auto", photo_id=args.photo, prompts=prompts)
         result = run_job_in_cli(SEGMENT_PROMPTS, params, args)

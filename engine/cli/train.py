@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.resume == "last":
             from engine.project import Project
-            from engine.train.training_job import latest_resumable_run
+            from engine.train import latest_resumable_run
 
             with Project.open(args.project) as proj:
                 run_id = latest_resumable_run(proj)

@@ -238,7 +238,7 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
         build = _Build(
             project=proj, ctx=ctx, size=size, settings=settings, inpainter=inpainter,
             judge=judge, background=bg_image, background_file=bg_file, profile=setup.profile.name,
-            build_seed=seed, layouts={layout.id: layout for layout in layouts},
+            build_seed=seed, layouts={int(layout.id or 0): layout for layout in layouts},
             masks={m.id: m for masks in cutouts.values() for m in masks},
             concepts={c.id: c for c in proj.concepts()}, loaded={},
         )

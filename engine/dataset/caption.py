@@ -13,42 +13,18 @@ Two captions per item:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.errors import InputError
 from engine.project import Concept, Layout, LayoutObject
-
-# A scene that starts with one of these already says where; others get "in".
-_PREPOSITIONS = ("on ", "in ", "at ", "by ", "under ", "inside ", "near ", "beside ",
-                 "outside ", "against ", "among ", "over ", "underneath ", "along ", "across ")
+from engine.text import article, bare_scene, join_words, scene_phrase
 
 
 @dataclass(frozen=True)
 class Captions:
     token: str
     plain: str
-
-
-def scene_phrase(scene: str) -> str:
-    """'a sunlit kitchen' -> 'in a sunlit kitchen'; 'on a table' stays; '' -> ''."""
-    text = " ".join(scene.split()).rstrip(".")
-    if not text:
-        return ""
-    lowered = text.lower()
-    if lowered.startswith(_PREPOSITIONS):
-        return lowered[0] + text[1:]
-    return f"in {text}"
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def _join(parts: Sequence[str]) -> str:
-    if len(parts) <= 2:
-        return " and ".join(parts)
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
 def reading_order(layout: Layout) -> list[LayoutObject]:
@@ -81,7 +57,7 @@ def _concepts_of(layout: Layout, concepts: Mapping[int, Concept]) -> list[Concep
 def token_caption(layout: Layout, concepts: Mapping[int, Concept]) -> str:
     names = [f"{c.token} {c.class_word}" for c in _concepts_of(layout, concepts)]
     where = scene_phrase(layout.scene)
-    return f"a photo of {_join(names)}" + (f" {where}" if where else "")
+    return f"a photo of {join_words(names)}" + (f" {where}" if where else "")
 
 
 def template_caption(layout: Layout, concepts: Mapping[int, Concept]) -> str:
@@ -89,9 +65,9 @@ def template_caption(layout: Layout, concepts: Mapping[int, Concept]) -> str:
     'a photo of a cat to the left of a mug, and a rocket to the right of the mug, in ...'."""
     ordered = reading_order(layout)
     words = [c.class_word for c in _concepts_of(layout, concepts)]
-    body = f"{_article(words[0])} {words[0]}" if words else "a scene"
+    body = f"{article(words[0])} {words[0]}" if words else "a scene"
     for k in range(1, len(ordered)):
-        this = f"{_article(words[k])} {words[k]}"
+        this = f"{article(words[k])} {words[k]}"
         if k == 1:
             body = f"{body} {relation(ordered[0], ordered[1])} {this}"
         else:
@@ -109,11 +85,6 @@ def captions_for(layout: Layout, concepts: Mapping[int, Concept]) -> Captions:
 def background_prompt(layout: Layout) -> str:
     """What the inpainting pipeline paints around the objects: the scene alone, so it does
     not paint extra copies of the objects (Gen4Gen separates background and identity)."""
-    scene = " ".join(layout.scene.split()).rstrip(".")
-    lowered = scene.lower()
-    for prep in _PREPOSITIONS:
-        if lowered.startswith(prep):
-            scene = scene[len(prep):]
-            break
+    scene = bare_scene(layout.scene)
     return f"a photo of {scene}, natural light, high quality" if scene else \
         "a photo, natural light, high quality"

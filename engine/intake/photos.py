@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -54,7 +54,7 @@ def readable_formats() -> tuple[str, ...]:
     from PIL import Image, features
 
     try:  # HEIC/HEIF exists only with the pillow-heif plugin
-        import pillow_heif  # type: ignore[import-not-found]
+        import pillow_heif
 
         pillow_heif.register_heif_opener()
     except ImportError:
@@ -131,7 +131,7 @@ def _open_allowed(data: bytes, name: str) -> Image.Image:
         try:
             return factory(io.BytesIO(data), name)
         except _DECODE_ERRORS as exc:
-            damaged = damaged or f"damaged {fmt} header ({_first_line(exc)})"
+            damaged = damaged or f"damaged {fmt} header ({first_line(exc)})"
     if damaged:
         raise InputError(f"{name}: {damaged}")
     reason = _sniff_unsupported(prefix, name)
@@ -141,11 +141,6 @@ def _open_allowed(data: bytes, name: str) -> Image.Image:
         raise InputError(f"{name}: empty file (0 bytes), not an image")
     allowed = ", ".join(FORMAT_EXTENSIONS[f] for f in readable_formats())
     raise InputError(f"{name}: not an image, or not a format read here ({allowed})")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
 
 
 def _check_dimensions(width: int, height: int, name: str) -> None:
@@ -174,7 +169,7 @@ def _to_srgb(im: Image.Image, notes: list[str]) -> Image.Image:
             im, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
         )
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-        notes.append(f"colour profile ignored ({_first_line(exc)})")
+        notes.append(f"colour profile ignored ({first_line(exc)})")
         return im
     return converted if converted is not None else im
 
@@ -239,7 +234,7 @@ def decode_image(data: bytes, name: str) -> DecodedImage:
         im.seek(0)
         im.load()
     except _DECODE_ERRORS as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         truncated = isinstance(exc, EOFError) or "truncat" in text.lower()
         reason = "truncated file" if truncated else f"damaged image data ({text})"
         raise InputError(f"{name}: {reason}") from exc
@@ -247,7 +242,7 @@ def decode_image(data: bytes, name: str) -> DecodedImage:
     try:
         upright = ImageOps.exif_transpose(im)
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        notes.append(f"EXIF orientation ignored ({_first_line(exc)})")
+        notes.append(f"EXIF orientation ignored ({first_line(exc)})")
         upright = im
     if upright.size != im.size:
         notes.append("rotated upright from its EXIF orientation")

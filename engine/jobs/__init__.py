@@ -46,7 +46,7 @@ from engine.jobs.events import (
     JobStarted,
 )
 from engine.jobs.registry import declaration, declarations, job_target, register_job, resolve_job
-from engine.jobs.running import JobSpec, describe_failure, first_line, run_inline, run_job
+from engine.jobs.running import JobSpec, describe_failure, run_inline, run_job
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -73,7 +73,6 @@ __all__ = [
     "declaration",
     "declarations",
     "describe_failure",
-    "first_line",
     "format_eta",
     "inline_context",
     "job_target",

@@ -8,7 +8,6 @@ as an error.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 import uuid
@@ -120,11 +119,11 @@ class JobContext:
 
     def preview(self, image: Any, caption: str = "", max_side: int = 512) -> None:
         """Send a PIL image (downscaled to max_side) as a PNG preview."""
+        from engine.masks import png_bytes  # numpy comes with it: not at import time
+
         img = image.copy()
         img.thumbnail((max_side, max_side))
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        self._sink(JobPreview(self.job_id, buf.getvalue(), caption))
+        self._sink(JobPreview(self.job_id, png_bytes(img), caption))
 
 
 def format_eta(seconds: float | None) -> str:

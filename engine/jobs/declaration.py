@@ -23,7 +23,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from engine.errors import InputError
 
@@ -143,7 +143,7 @@ class JobParams:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (the journal stores them)."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        return dataclasses.asdict(self)  # type: ignore[call-overload]  # a dataclass subclass
 
     @classmethod
     def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:
@@ -198,14 +198,14 @@ class JobResult:
         return ""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        return dataclasses.asdict(self)  # type: ignore[call-overload]  # a dataclass subclass
 
 
 @dataclass(frozen=True)
-class JobDeclaration:
+class JobDeclaration(Generic[P]):
     name: str  # the registry name, also the CLI command's unless the CLI module says otherwise
     target: str  # "package.module:function", imported only when the job runs
-    params: type[JobParams]
+    params: type[P]
     result: type[Any] | None = None
     title: str | Callable[[Any], str] = ""  # for people; a function of the params, or text
     help: str = ""  # one line, the CLI's help for the command

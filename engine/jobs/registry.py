@@ -81,4 +81,4 @@ def job_target(name: str) -> str:
 
 def resolve_job(target: str) -> Callable[..., Any]:
     module_name, func_name = target.split(":", 1)
-    return getattr(importlib.import_module(module_name), func_name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), func_name)

@@ -10,7 +10,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import Cancelled, MyCanvasError
+from engine.errors import Cancelled, MyCanvasError, first_line
 from engine.jobs.context import CancelToken, JobContext, new_job_id
 from engine.jobs.declaration import JobDeclaration, JobParams
 from engine.jobs.events import (
@@ -24,12 +24,6 @@ from engine.jobs.events import (
 from engine.jobs.registry import declaration, job_target, resolve_job
 
 
-def first_line(exc: BaseException | str) -> str:
-    """The first non-empty line of an error's text (a traceback's detail stays out)."""
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else ""
-
-
 def describe_failure(exc: BaseException) -> str:
     """The one-line reason a person reads when a job fails."""
     if isinstance(exc, MyCanvasError):
@@ -41,7 +35,7 @@ def describe_failure(exc: BaseException) -> str:
             "Out of memory. Close other programs, pick a smaller model profile or a lower "
             "resolution, and try again."
         )
-    text = first_line(exc)
+    text = first_line(str(exc))
     kind = type(exc).__name__
     return f"Unexpected {kind}: {text}" if text else f"Unexpected {kind}"
 

@@ -111,7 +111,7 @@ class WarmCache:
         with self._lock:
             warm = self.get(key)
             if warm is not None:
-                return warm  # type: ignore[no-any-return]
+                return warm
         if size is not None:
             self.make_room(key.device, size)
         model = loader()

@@ -118,7 +118,7 @@ class JobRunner:
     """
 
     def __init__(self, *, start_method: str = "spawn", cancel_grace: float | None = None):
-        self._mp = mp.get_context(start_method)
+        self._mp: Any = mp.get_context(start_method)  # a SpawnContext: has Process
         # After a cancel, a job that does not reach a step boundary within `cancel_grace`
         # seconds has its worker stopped; None waits for the job to notice.
         self._cancel_grace = cancel_grace

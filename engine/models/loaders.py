@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputError, ModelMissingError, MyCanvasError, UnsafeModelError
+from engine.errors import InputError, ModelMissingError, MyCanvasError, UnsafeModelError, first_line
 from engine.models.safe_load import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, load_state_dict
 
 if TYPE_CHECKING:
@@ -77,11 +77,6 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
-def _first_line(e: BaseException, limit: int = 240) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:limit]
-
-
 @contextlib.contextmanager
 def _wrap_load_errors(path: Path, what: str) -> Iterator[None]:
     """Library errors while reading `path` become one readable MyCanvasError.
@@ -95,7 +90,7 @@ def _wrap_load_errors(path: Path, what: str) -> Iterator[None]:
     except (MyCanvasError, torch.OutOfMemoryError):
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
-        raise InputError(f"{path}: cannot load {what} ({_first_line(e)})") from e
+        raise InputError(f"{path}: cannot load {what} ({first_line(e)})") from e
 
 
 class _DropOpenClipChatter(logging.Filter):
@@ -120,7 +115,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a readable JSON file ({_first_line(e)})") from e
+        raise InputError(f"{path}: not a readable JSON file ({first_line(e)})") from e
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
     return data
@@ -406,4 +401,4 @@ def load_detector(
             str(p), use_safetensors=True, local_files_only=True, dtype=dt
         )
         processor = OwlViTProcessor.from_pretrained(str(p), local_files_only=True)
-    return model.to(dev).eval(), processor
+    return model.to(dev).eval(), processor  # type: ignore[arg-type]  # torch.device is fine

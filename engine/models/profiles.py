@@ -150,6 +150,8 @@ def _hf_snapshot(spec: RoleSpec) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    if not spec.repo:
+        return None
     try:
         folder = Path(
             snapshot_download(

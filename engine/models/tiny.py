@@ -149,8 +149,9 @@ def _build_stable_diffusion(cfg: dict[str, Any], out: Path) -> None:
     )
     # Save part by part so the tokenizer keeps SD 1.5's vocab.json + merges.txt layout.
     pipe.save_config(str(out))  # model_index.json
-    unet.save_pretrained(str(out / "unet"), safe_serialization=True)
-    vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+    # diffusers' ModelMixin adds save_pretrained; its stubs do not show it.
+    unet.save_pretrained(str(out / "unet"), safe_serialization=True)  # type: ignore[attr-defined]
+    vae.save_pretrained(str(out / "vae"), safe_serialization=True)  # type: ignore[attr-defined]
     text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
     scheduler.save_pretrained(str(out / "scheduler"))
 

@@ -253,7 +253,7 @@ def _invented(text: str, labels: Sequence[str], vocab: Vocabulary, scene: str = 
     return sorted(invented)
 
 
-def first_line(answer: object) -> str:
+def answer_line(answer: object) -> str:
     if not isinstance(answer, str):
         return ""
     for line in answer.splitlines():
@@ -268,7 +268,7 @@ def first_line(answer: object) -> str:
 def parse_scenes(answer: object, labels: Sequence[str], vocab: Vocabulary,
                  examples: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """Scenes from "a green lawn; a sandy beach". Returns (valid scenes, problems)."""
-    line = first_line(answer)
+    line = answer_line(answer)
     parts = line.split(";") if ";" in line else line.split(",")
     example_scenes = {s.strip().lower() for e in examples for s in e.split(";")}
     scenes: list[str] = []
@@ -429,11 +429,11 @@ def parse_groups(answer: object, labels: Sequence[str]) -> tuple[list[list[int]]
     index = {label: i for i, label in enumerate(labels)}
     groups: list[list[int]] = []
     problems: list[str] = []
-    for part in first_line(answer).split(";"):
+    for part in answer_line(answer).split(";"):
         items = [p.strip(" .") for p in re.split(r",|\band\b", part) if p.strip(" .")]
         if not items:
             continue
-        members = []
+        members: list[int] = []
         for item in items:
             word = clean_label(item)
             for article in _ARTICLES:
@@ -467,7 +467,7 @@ _HEIGHT_RE = re.compile(
 
 def parse_height(answer: object) -> tuple[float | None, list[str]]:
     """A height in cm from "25 cm", "1.5 m"; None and the reason for anything else."""
-    line = first_line(answer)
+    line = answer_line(answer)
     m = _HEIGHT_RE.match(line)
     if not m:
         return None, [f"not a height: {line[:40]!r}"]

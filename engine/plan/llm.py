@@ -28,9 +28,9 @@ from engine.errors import InputError
 from engine.plan.answers import (
     FallbackScene,
     Vocabulary,
+    answer_line,
     caption_problems,
     example_values,
-    first_line,
     object_list,
     parse_groups,
     parse_height,
@@ -354,7 +354,7 @@ class Semantics:
         prefill = prefill[0].upper() + prefill[1:]
 
         def read(text: str) -> tuple[CaptionPlan | None, list[str]]:
-            caption = _tidy_caption(first_line(text))
+            caption = _tidy_caption(answer_line(text))
             problems = caption_problems(caption, labels, scene, self.vocab, heights_cm, examples)
             if problems:
                 return None, problems

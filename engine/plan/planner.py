@@ -34,7 +34,7 @@ from engine.plan.llm import (
     TextModel,
     stable_seed,
 )
-from engine.project import Layout, LayoutObject, Project
+from engine.project import Concept, Layout, LayoutObject, Project
 
 if TYPE_CHECKING:
     from engine.jobs import JobContext
@@ -259,7 +259,7 @@ def load_planner_model(ctx: JobContext, setup: StageSetup, path: Path,
     model = ctx.models.get(key)
     if model is not None:
         model.use_free_cores()
-        return model  # type: ignore[no-any-return]
+        return model
     ctx.models.evict_where(lambda k: k.role == "planner")
     return ctx.models.load(key, lambda: LlamaTextModel.load(path, chat_format),
                            size=st.st_size)
@@ -268,7 +268,7 @@ def load_planner_model(ctx: JobContext, setup: StageSetup, path: Path,
 def _project_concepts(project: Project, names: Sequence[str] | None) -> list[PlanConcept]:
     concepts = project.concepts()
     if names:
-        chosen = []
+        chosen: list[Concept] = []
         for name in names:
             concept = project.concept_by_name(name)
             if concept is None:
@@ -301,10 +301,12 @@ def plan_job(ctx: JobContext, params: PlanParams) -> PlannedLayouts:
         model = load_planner_model(ctx, setup, path, fmt)
         semantics = Semantics(model, vocabulary(), should_stop=lambda: ctx.cancelled)
         planner = LayoutPlanner(semantics, config, ctx.check_cancelled)
-        ids, from_llm, any_llm = [], 0, False
+        ids: list[int] = []
+        from_llm, any_llm = 0, False
         for i, planned in enumerate(planner.plan(plan_concepts, count, base_seed)):
             ctx.check_cancelled()
             stored = proj.add_layout(planned.layout)
+            assert stored.id is not None
             ids.append(stored.id)
             from_llm += planned.llm_used_without_fallback
             any_llm |= planned.scene_source == "llm" or planned.caption_source != "fallback"

@@ -338,8 +338,8 @@ def _build(dest: Path, version: int, tables: dict[str, _Table], found: _Recovere
                 report.rows_from_orphan_pages[table.name] = len(found.orphan_rows[table.name])
         _settle_foreign_keys(conn, report)
         conn.execute("COMMIT")
-        for table in tables:
-            report.rows[table] = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        for name in tables:
+            report.rows[name] = int(conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0])
         problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         if problems != ["ok"]:
             raise ProjectError(f"The rebuilt catalogue failed its check: {problems[0]}")

@@ -70,7 +70,9 @@ class Prompt:
                    box=data.get("box"))
 
     def scaled(self, factor: float) -> Prompt:
-        box = None if self.box is None else tuple(v * factor for v in self.box)
+        box = None if self.box is None else (
+            self.box[0] * factor, self.box[1] * factor, self.box[2] * factor,
+            self.box[3] * factor)
         return Prompt(tuple((x * factor, y * factor) for x, y in self.points), self.labels, box)
 
     @property
@@ -296,7 +298,7 @@ def load_segmenter_for(setup: StageSetup, method: str = "auto",
                   dtype="float32")
     warm = models.get(key) if models is not None else None
     if warm is not None:
-        return warm  # type: ignore[no-any-return]
+        return warm
     try:
         path = setup.role_path("segmenter")
     except ModelMissingError as exc:

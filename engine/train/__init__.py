@@ -19,7 +19,15 @@ Custom Diffusion:
     custom_diffusion.py  what trains (cross-attention k/v, one row per new token) and the loss
     export.py            the diffusers layout + our manifest; loading it back
     runner.py            one run: caches, the trainer the loop drives, the export
-    training_job.py      the `train` job and the `mycanvas train` command
+    training_job.py      the `train` job
+    jobs.py              the `train` job, declared once
 
-Importing this package is cheap: torch is imported inside the functions that need it.
+Public API: `TRAIN`, `TrainParams`, `TrainedRun`, `latest_resumable_run`; the parts above for
+other trainers. Importing this package is cheap: torch is imported inside the functions that
+need it.
 """
+
+from engine.train.jobs import TRAIN, TrainedRun, TrainParams
+from engine.train.training_job import latest_resumable_run
+
+__all__ = ["TRAIN", "TrainParams", "TrainedRun", "latest_resumable_run"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
+from engine.masks import png_bytes
 from engine.project import DatasetItem, Project
 from engine.train.prompts import ConceptRef, concepts_in_caption, scene_from_caption
 
@@ -192,8 +193,8 @@ def square_image(path: Path, resolution: int, mode: str = "RGB") -> Image.Image:
     """Resize the shorter side to `resolution` and centre-crop: what the model trains at."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert(mode)
+    with Image.open(path) as opened:
+        img = ImageOps.exif_transpose(opened).convert(mode)
     resample = Image.Resampling.BICUBIC if mode == "RGB" else Image.Resampling.BILINEAR
     return ImageOps.fit(img, (resolution, resolution), method=resample)
 
@@ -263,7 +264,6 @@ def ensure_class_images(project: Project, pipe: Any, class_word: str, count: int
                         progress: Progress | None = None) -> list[Path]:
     """`count` images of the class made by the base model, kept in the project and reused
     by later runs (same model, resolution and steps); missing ones are made now."""
-    import io
 
     import torch
 
@@ -282,9 +282,7 @@ def ensure_class_images(project: Project, pipe: Any, class_word: str, count: int
         with torch.no_grad():
             image = pipe(prompt, num_inference_steps=steps, height=resolution, width=resolution,
                          generator=gen).images[0]
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, png_bytes(image))
     return paths
 
 

@@ -17,7 +17,6 @@ uninterrupted one bit for bit without saving generator states.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.atomic import atomic_write_bytes, atomic_write_text
 from engine.errors import Cancelled
+from engine.masks import png_bytes
 from engine.train import checkpoints as ckpt
 
 if TYPE_CHECKING:
@@ -115,10 +115,8 @@ def save(trainer: Trainer, folder: Path, step: int, keep: int) -> None:
 def _preview(trainer: Trainer, paths: RunPaths, step: int, metrics: MetricsLog,
              ctx: Any) -> None:
     image, prompt = trainer.preview(step)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
     name = f"{ckpt.checkpoint_name(step)}.png"
-    atomic_write_bytes(paths.samples / name, buf.getvalue())
+    atomic_write_bytes(paths.samples / name, png_bytes(image))
     metrics.append({"step": step, "sample": f"samples/{name}", "prompt": prompt})
     ctx.preview(image, f"step {step}: {prompt}")
 

@@ -19,11 +19,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from engine.text import article, bare_scene, join_words, scene_phrase, squash
+
 GLOBAL_TOKEN = "<composition>"
 GLOBAL_TOKEN_INIT_WORD = "photo"  # our choice; the paper does not say how it starts
-# A scene that starts with one of these already says where it is.
-_PREPOSITIONS = ("on ", "in ", "at ", "by ", "under ", "inside ", "near ", "beside ",
-                 "outside ", "against ", "among ", "over ", "underneath ", "along ", "across ")
 
 
 @dataclass(frozen=True)
@@ -41,34 +40,6 @@ class PromptStrategies:
     global_token: bool = True
     repeat_concept_tokens: bool = True
     separate_background: bool = True
-
-
-def _join(parts: Sequence[str]) -> str:
-    if len(parts) <= 2:
-        return " and ".join(parts)
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split())
-
-
-def bare_scene(scene: str) -> str:
-    """'on a wooden table in a kitchen.' -> 'a wooden table in a kitchen'."""
-    text = _squash(scene).strip(" ,.;:")
-    lowered = text.lower()
-    for prep in _PREPOSITIONS:
-        if lowered.startswith(prep):
-            return text[len(prep):].strip()
-    return text
-
-
-def scene_phrase(scene: str) -> str:
-    """The scene as it runs on from the objects: 'a garden' -> 'in a garden'."""
-    text = _squash(scene).strip(" ,.;:")
-    if not text:
-        return ""
-    return text if text.lower().startswith(_PREPOSITIONS) else f"in {text}"
 
 
 def concepts_in_caption(caption: str, concepts: Iterable[ConceptRef]) -> list[ConceptRef]:
@@ -91,7 +62,7 @@ def scene_from_caption(caption: str, concepts: Sequence[ConceptRef]) -> str:
             end = max(end, matches[-1].end())
     if end < 0:
         return ""
-    return _squash(caption[end:]).strip(" ,.;:")
+    return squash(caption[end:]).strip(" ,.;:")
 
 
 def training_prompt(concepts: Sequence[ConceptRef], scene: str,
@@ -100,14 +71,14 @@ def training_prompt(concepts: Sequence[ConceptRef], scene: str,
     """The prompt an item trains with. `scene` may be '' (then no background is named)."""
     phrases = [c.phrase for c in concepts]
     repeat = (", " + ", ".join(phrases)) if strategies.repeat_concept_tokens and phrases else ""
-    identity = f"a photo of {_join(phrases)}" if phrases else "a photo"
+    identity = f"a photo of {join_words(phrases)}" if phrases else "a photo"
     if strategies.separate_background:
         body = identity + repeat
         where = bare_scene(scene)
         if where:
             body += f". background: {where}"
     else:
-        inline = _squash(token_caption) if token_caption else _squash(
+        inline = squash(token_caption) if token_caption else squash(
             f"{identity} {scene_phrase(scene)}")
         body = inline.rstrip(" .") + repeat
     return f"{global_token} {body}" if strategies.global_token else body
@@ -115,9 +86,8 @@ def training_prompt(concepts: Sequence[ConceptRef], scene: str,
 
 def class_prompt(class_word: str) -> str:
     """The prior-preservation prompt of a class: 'a photo of a cat', 'an owl'."""
-    word = _squash(class_word)
-    article = "an" if word[:1].lower() in "aeiou" else "a"
-    return f"a photo of {article} {word}"
+    word = squash(class_word)
+    return f"a photo of {article(word)} {word}"
 
 
 def choose_global_token(taken: Iterable[str]) -> str:

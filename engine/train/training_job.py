@@ -124,8 +124,8 @@ def _train(ctx: JobContext, project: Project, run: Run, cfg: TrainConfig,
     ctx.models.make_room(plan.device, _pipeline_bytes(folder))
     pipe = load_text_to_image(folder, plan.device, precision.weight_dtype)
     key = hashlib.sha256(f"{folder.resolve()}|{precision.weight_dtype}".encode()).hexdigest()
-    setup = RunSetup(pipe=pipe, precision=precision, model_key=key[:12],
-                     base_model={"profile": prof.name, "folder": str(folder)})
+    run_setup = RunSetup(pipe=pipe, precision=precision, model_key=key[:12],
+                         base_model={"profile": prof.name, "folder": str(folder)})
     assert run.id is not None
-    return run_custom_diffusion(ctx, project, run.id, cfg, snapshot, setup,
+    return run_custom_diffusion(ctx, project, run.id, cfg, snapshot, run_setup,
                                 run.config.get("global_token"))

@@ -13,10 +13,12 @@ from engine.errors import InputError
 from engine.plan.layout_solver import (
     ASPECT_RANGE,
     RELATION_KINDS,
+    Box,
     LayoutSolver,
     Relation,
     SolverConfig,
     SolverObject,
+    _honoured,
     iou,
     layout_problems,
     min_box_area,
@@ -54,15 +56,36 @@ def test_every_layout_is_valid_whatever_the_input(case):
     assert layout_problems(solution.boxes, config.max_iou, keys) == []
     for b in solution.boxes:  # the project's own record accepts every box
         LayoutObject(abs(b.key) + 1, b.x, b.y, b.w, b.h, b.z)
-    by_index = solution.boxes
+    # Every relation the solver says it kept holds (the predicate is pinned by hand-made
+    # boxes in test_relation_predicate_on_hand_made_boxes).
     for rel in solution.relations:
-        a, b = by_index[rel.subject], by_index[rel.other]
-        if rel.kind == "left_of":
-            assert a.centre_x < b.centre_x
-        elif rel.kind == "in_front_of":
-            assert a.bottom > b.bottom and a.z > b.z
-        elif rel.kind == "on":
-            assert a.z > b.z and b.y - 1e-9 <= a.bottom <= b.y + b.h / 2
+        assert _honoured(rel, solution.boxes), rel
+
+
+def box(key, x, y, w, h, z=0):
+    return Box(key, x, y, w, h, z)
+
+
+@pytest.mark.parametrize(("a", "b", "kind", "holds"), [
+    # a cup at the left edge, a lamp at the right edge
+    (box(0, 0.05, 0.5, 0.2, 0.3), box(1, 0.7, 0.3, 0.2, 0.5), "left_of", True),
+    (box(0, 0.7, 0.3, 0.2, 0.5), box(1, 0.05, 0.5, 0.2, 0.3), "left_of", False),
+    # overlapping boxes whose centres are 0.45 and 0.55: still left of
+    (box(0, 0.35, 0.4, 0.2, 0.2), box(1, 0.45, 0.4, 0.2, 0.2), "left_of", True),
+    # a cup standing on a table top: its bottom (0.45) in the table's upper half (0.4..0.7)
+    (box(0, 0.4, 0.25, 0.1, 0.2, z=2), box(1, 0.2, 0.4, 0.6, 0.6, z=1), "on", True),
+    # the same cup floating above the table (bottom 0.3 < the table's top 0.4)
+    (box(0, 0.4, 0.1, 0.1, 0.2, z=2), box(1, 0.2, 0.4, 0.6, 0.6, z=1), "on", False),
+    # on the table but drawn behind it
+    (box(0, 0.4, 0.25, 0.1, 0.2, z=0), box(1, 0.2, 0.4, 0.6, 0.6, z=1), "on", False),
+    # beside the table, not above it (centre x 0.9 outside 0.2..0.8)
+    (box(0, 0.85, 0.25, 0.1, 0.2, z=2), box(1, 0.2, 0.4, 0.6, 0.6, z=1), "on", False),
+    # a dog in front of a sofa: lower bottom edge and drawn over it
+    (box(0, 0.1, 0.5, 0.3, 0.45, z=2), box(1, 0.0, 0.3, 0.8, 0.5, z=1), "in_front_of", True),
+    (box(0, 0.1, 0.5, 0.3, 0.25, z=2), box(1, 0.0, 0.3, 0.8, 0.5, z=1), "in_front_of", False),
+])
+def test_relation_predicate_on_hand_made_boxes(a, b, kind, holds):
+    assert _honoured(Relation(0, kind, 1), (a, b)) is holds
 
 
 def test_min_box_area_follows_gen4gen():

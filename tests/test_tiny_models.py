@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -331,13 +332,40 @@ def test_official_sam_vit_b_checkpoint_layout_loads_weights_only(tmp_path):
     assert sam.image_encoder.patch_embed.proj.out_channels == 768
 
 
+def _free_unpickling(tree: ast.AST) -> list[int]:
+    """Lines of calls that could unpickle freely: torch.load without weights_only=True (a
+    call spread over several lines included), and pickle/dill loads of any kind."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value
+        owner_name = owner.id if isinstance(owner, ast.Name) else ""
+        if owner_name == "torch" and node.func.attr == "load":
+            safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant)
+                       and k.value.value is True for k in node.keywords)
+            if not safe:
+                lines.append(node.lineno)
+        elif owner_name in ("pickle", "dill", "cPickle") and node.func.attr in ("load", "loads"):
+            lines.append(node.lineno)
+    return lines
+
+
 def test_no_engine_code_unpickles_freely():
-    """Every torch.load in the engine passes weights_only=True (principle 4)."""
+    """Every torch.load in the engine passes weights_only=True, and nothing else unpickles
+    (principle 4). Read with the AST, so a call over several lines is seen whole."""
     offenders = []
     for path in (REPO / "engine").rglob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        for m in re.finditer(r"torch\.load\((.*?)\)\s*$", text, flags=re.M):
-            if "weights_only=True" not in m.group(1):
-                offenders.append(f"{path.relative_to(REPO)}: {m.group(0).strip()}")
+        for line in _free_unpickling(ast.parse(path.read_text(encoding="utf-8"))):
+            offenders.append(f"{path.relative_to(REPO)}:{line}")
     assert not offenders, offenders
     assert "torch.load(" in (REPO / "engine" / "models" / "safe_load.py").read_text()
+
+
+def test_the_unpickling_guard_sees_calls_a_regex_missed():
+    spread = "import torch\nx = torch.load(\n    path,\n    map_location='cpu',\n)\n"
+    fine = "import torch\nx = torch.load(\n    path,\n    weights_only=True,\n)\n"
+    sneaky = "import pickle\nx = pickle.loads(data)\n"
+    assert _free_unpickling(ast.parse(spread)) == [2]
+    assert _free_unpickling(ast.parse(fine)) == []
+    assert _free_unpickling(ast.parse(sneaky)) == [2]

@@ -110,9 +110,19 @@ def test_void_qt_calls_cannot_use_up_none(qapp):
 
     from desktop_app.qt_compat import binding_leaks_none, guard_none_refcount
 
-    guard_none_refcount()
+    leaks = binding_leaks_none()
+    guarded = guard_none_refcount()
+    if sys.version_info >= (3, 12):
+        assert not guarded  # None is immortal there: nothing to guard
+        return
+    # The guard is in place exactly when this binding needs it.
+    assert guarded is leaks
     label = QLabel()
+    before = sys.getrefcount(None)
     for _ in range(20_000):
         label.setText("x")
-    if sys.version_info < (3, 12) and binding_leaks_none():
-        assert sys.getrefcount(None) > 1 << 39
+    if leaks:
+        assert sys.getrefcount(None) > 1 << 39  # the reserve outlasts years of calls
+    else:
+        # The installed binding (pyproject excludes 6.12.0) keeps None's count steady.
+        assert abs(sys.getrefcount(None) - before) < 1_000

@@ -565,3 +565,28 @@ def test_full_size_sd15_architecture_trains_one_step(tmp_path):
     assert record["loss"] > 0 and record["grad_norm"] > 0
     export_concepts(model, tmp_path / "export", {"run_id": 0})
     assert (tmp_path / "export" / "mochi.safetensors").stat().st_size > 3000
+
+
+def test_a_preview_is_cancelled_between_its_denoising_steps(project_dir):
+    """Previews run through the pipeline runner: a cancel lands at the preview's next
+    denoising step, not after the whole preview, and the finished training step is kept."""
+    from engine.jobs import CancelToken, JobCancelled, JobProgress
+    from engine.project import Project
+
+    token = CancelToken()
+
+    def sink(event):
+        # Cancel as step 1 starts: nothing checks between its optimiser step and its
+        # preview, so the first place the cancel can land is inside the preview.
+        if isinstance(event, JobProgress) and event.message.startswith("step 1/"):
+            token.cancel()
+
+    end = _train(project_dir, {**FAST, "steps": 4, "sample_every": 1, "sample_steps": 6},
+                 sink=sink, cancel=token)
+    assert isinstance(end, JobCancelled)
+    with Project.open(project_dir) as project:
+        run = project.runs()[-1]
+        run_dir = project.abspath(run.output_dir)
+    assert run.status == "cancelled"
+    assert not list((run_dir / "samples").glob("*.png"))  # the preview was never finished
+    assert [c.name for c in (run_dir / "checkpoints").iterdir()] == ["step-0000001"]

@@ -31,15 +31,21 @@ class PipelineRunner:
     """A loaded pipeline and the device plan its memory savers follow."""
 
     def __init__(self, pipe: Any, plan: DevicePlan, models: WarmCache | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, memory_savers: bool = True) -> None:
         self.pipe = pipe
         self.plan = plan
         self.models = models
         self.log = log
+        # False for a pipeline that is also being trained: slicing its attention would change
+        # the training steps too. Its retry then only frees the warm models and the caches.
+        self.memory_savers = memory_savers
         self._applied: DevicePlan | None = None
 
     def apply(self, plan: DevicePlan) -> None:
         """Switch the pipeline's memory savers to `plan` (once per plan)."""
+        if not self.memory_savers:
+            self.plan = plan
+            return
         if plan != self._applied:
             from engine.device import apply_memory_savers
 

@@ -166,9 +166,12 @@ class CustomDiffusionModel:
 
     # ------------------------------------------------------------------ previews
 
-    def sample(self, prompt: str, seed: int, steps: int, resolution: int) -> Any:
-        """One image from the current weights (eval, no grad, own generator): a preview."""
+    def sample(self, prompt: str, seed: int, steps: int, resolution: int,
+               step_end: Any = None) -> Any:
+        """One image from the current weights (eval, no grad, own generator): a preview.
+        `step_end` is the pipeline's callback_on_step_end (progress, cancel)."""
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad(), self.precision.autocast():
             return self.pipe(prompt, num_inference_steps=steps, height=resolution,
-                             width=resolution, generator=generator).images[0]
+                             width=resolution, generator=generator,
+                             callback_on_step_end=step_end).images[0]

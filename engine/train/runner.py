@@ -14,14 +14,16 @@ only to float rounding, as two uninterrupted CUDA runs do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from engine.atomic import atomic_write_bytes
 from engine.errors import InputError
+from engine.jobs.pipelines import PipelineRunner
 from engine.project import Project
 from engine.train import checkpoints as ckpt
 from engine.train.config import TrainConfig
@@ -47,6 +49,9 @@ from engine.train.prompts import (
 )
 from engine.train.runs import RunPaths
 
+if TYPE_CHECKING:
+    from engine.device import DevicePlan
+
 # Settings a resume may change: they do not enter the arithmetic of a step.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "sample_every",
                                "sample_steps"})
@@ -61,6 +66,7 @@ class RunSetup:
     precision: Precision
     model_key: str  # identifies the base model (class images are shared per model)
     base_model: dict[str, Any]  # profile and folder, for the manifest
+    plan: DevicePlan | None = None  # the device plan previews run under (None: no runner)
 
 
 # --------------------------------------------------------------------------- caches
@@ -140,9 +146,13 @@ class CustomDiffusionTrainer:
     """The model and its cached data, as the trainer engine.train.loop drives."""
 
     def __init__(self, model: CustomDiffusionModel, data: TrainingData, cfg: TrainConfig,
-                 snapshot: DatasetSnapshot, preview_prompt: str) -> None:
+                 snapshot: DatasetSnapshot, preview_prompt: str,
+                 pipeline: PipelineRunner | None = None,
+                 check_cancelled: Callable[[], None] | None = None) -> None:
         self.model, self.data, self.cfg = model, data, cfg
         self.snapshot, self.preview_prompt = snapshot, preview_prompt
+        # Previews run like every pipeline call: cancel per step, a retry on out-of-memory.
+        self.pipeline, self.check_cancelled = pipeline, check_cancelled
 
     def train_step(self, step: int) -> dict[str, float]:
         return self.model.train_step(step, self.data)
@@ -172,8 +182,14 @@ class CustomDiffusionTrainer:
 
     def preview(self, step: int) -> tuple[Any, str]:
         cfg = self.cfg
-        image = self.model.sample(self.preview_prompt, derived_seed(cfg.seed, "sample") % 2**31,
-                                  cfg.sample_steps, int(cfg.resolution or 0))
+        seed = derived_seed(cfg.seed, "sample") % 2**31
+        resolution = int(cfg.resolution or 0)
+        if self.pipeline is None:
+            return self.model.sample(self.preview_prompt, seed, cfg.sample_steps,
+                                     resolution), self.preview_prompt
+        step_end = self.pipeline.step_callback(None, self.check_cancelled, cfg.sample_steps)
+        image = self.pipeline.run(lambda _plan: self.model.sample(
+            self.preview_prompt, seed, cfg.sample_steps, resolution, step_end))
         return image, self.preview_prompt
 
     def go_leaner(self) -> str | None:
@@ -205,7 +221,12 @@ def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConf
     model = CustomDiffusionModel(setup.pipe, tokens, init_words, setup.precision, cfg)
     prompts = training_prompts(snapshot, cfg, global_token or "")
     data = prepare_data(project, paths, model, snapshot, cfg, prompts, class_sets, ctx)
-    trainer = CustomDiffusionTrainer(model, data, cfg, snapshot, prompts[0])
+    pipeline = None
+    if setup.plan is not None:
+        pipeline = PipelineRunner(setup.pipe, setup.plan, getattr(ctx, "models", None),
+                                  ctx.log, memory_savers=False)
+    trainer = CustomDiffusionTrainer(model, data, cfg, snapshot, prompts[0], pipeline,
+                                     ctx.check_cancelled)
     schedule = LoopSchedule(cfg.steps, cfg.checkpoint_every, cfg.keep_checkpoints,
                             cfg.sample_every)
     start = run_loop(ctx, trainer, schedule, paths)

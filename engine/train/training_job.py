@@ -125,7 +125,7 @@ def _train(ctx: JobContext, project: Project, run: Run, cfg: TrainConfig,
     pipe = load_text_to_image(folder, plan.device, precision.weight_dtype)
     key = hashlib.sha256(f"{folder.resolve()}|{precision.weight_dtype}".encode()).hexdigest()
     run_setup = RunSetup(pipe=pipe, precision=precision, model_key=key[:12],
-                         base_model={"profile": prof.name, "folder": str(folder)})
+                         base_model={"profile": prof.name, "folder": str(folder)}, plan=plan)
     assert run.id is not None
     return run_custom_diffusion(ctx, project, run.id, cfg, snapshot, run_setup,
                                 run.config.get("global_token"))

@@ -23,10 +23,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
 )
 
 from engine.paths import RESOURCES, safe_component
+from engine.project import class_word_problem
 
 MAX_FILES_PER_DROP = 200  # a dropped photo library is refused by the engine per file anyway
 TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
@@ -74,12 +76,42 @@ class ConceptSuggestion:
     class_word: str
 
 
+# File names a camera or a phone makes, and folders that only hold things: they say nothing
+# about what the photos show, so the guess looks one folder up (or leaves it to the user).
+_GENERIC_STEM = re.compile(r"^(?:img|image|dsc[nf]?|pxl|photo|picture|pic|mvimg|screenshot|"
+                           r"scan|snapshot|p)?$", re.IGNORECASE)
+_CONTAINER_FOLDERS = frozenset({"downloads", "desktop", "pictures", "photos", "images",
+                                "documents", "dcim", "camera", "tmp", "temp", "home", ""})
+
+
+def _folder_says(folder: Path) -> str:
+    """A folder's name if it may say what is inside ("cat", "my mug"), else ""."""
+    name = folder.name
+    return "" if name.lower() in _CONTAINER_FOLDERS or _GENERIC_STEM.match(name) else name
+
+
 def _base_name(dropped: Sequence[Path]) -> str:
     folders = [p for p in dropped if p.is_dir()]
     if folders:
         return folders[0].name
-    stems = [_NUMBERING.sub("", p.stem) or p.stem for p in dropped]
-    return stems[0] if stems else "concept"
+    for path in dropped:
+        stem = _NUMBERING.sub("", path.stem).strip(" _-.")
+        if stem and not _GENERIC_STEM.match(stem):
+            return stem
+    parents = [_folder_says(p.parent) for p in dropped]
+    return next((p for p in parents if p), "concept")
+
+
+def _guess_words(dropped: Sequence[Path]) -> str:
+    """The names a class word may be read from: the files', the dropped folders' and their
+    subfolders', then the folders the dropped files are in ("cat/IMG_0001.jpg" -> cat)."""
+    names = [p.name if p.is_dir() else p.stem for p in dropped]
+    for path in dropped:
+        if path.is_dir():
+            names += sorted(sub.name for sub in path.iterdir()
+                            if sub.is_dir() and not sub.name.startswith("."))[:20]
+    names += [_folder_says(p.parent) for p in dropped if not p.is_dir()]
+    return " ".join(re.sub(r"[_\-.]+", " ", n).lower() for n in names if n)
 
 
 def suggest_token(name: str, taken: Iterable[str]) -> str:
@@ -96,17 +128,35 @@ def suggest_token(name: str, taken: Iterable[str]) -> str:
 def suggest_concept(dropped: Sequence[Path], names: Iterable[str],
                     tokens: Iterable[str]) -> ConceptSuggestion:
     """Name from the folder or file names, a free token, and a class word when a name says
-    one ("my cat photos" -> cat); else the class word is left for the user."""
+    one ("my cat photos" -> cat, "mug/IMG_0001.jpg" -> mug); else the class word is left for
+    the user."""
     raw = re.sub(r"[_\-]+", " ", _base_name(dropped)).strip() or "concept"
     used = {n.lower() for n in names}
     name, n = raw[:1].upper() + raw[1:], 2
     while name.lower() in used:
         name, n = f"{raw[:1].upper() + raw[1:]} {n}", n + 1
-    words = " ".join(re.sub(r"[_\-.]+", " ", p.stem if p.is_file() else p.name).lower()
-                     for p in dropped)
+    words = _guess_words(dropped)
     class_word = next((w for w in known_class_words()
                        if re.search(rf"\b{re.escape(w)}s?\b", words)), "")
     return ConceptSuggestion(name, suggest_token(name, tokens), class_word)
+
+
+# "Token" and "class word" are the words of the papers; the form says what they are for.
+TOKEN_HELP = ("A made-up word the model learns for this very thing; you write it in prompts "
+              "later, e.g. “<mochi> on a beach”.")
+CLASS_WORD_HELP = ("What kind of thing it is, in plain words (cat, mug, houseplant): the model "
+                   "starts from what it knows about that kind. Guessed from the folder or file "
+                   "names; correct it if the guess is wrong.")
+
+
+def _help_label(text: str, name: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: gray")
+    # Only as tall as its lines: a form row otherwise keeps the height of a narrower width.
+    label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+    return label
 
 
 class NewConceptForm(QFrame):
@@ -128,10 +178,13 @@ class NewConceptForm(QFrame):
         self.name_edit.setObjectName("newConceptName")
         self.token_edit = QLineEdit()
         self.token_edit.setObjectName("newConceptToken")
-        self.token_edit.setToolTip("The word the trained model learns for this concept")
+        self.token_edit.setToolTip(TOKEN_HELP)
         self.class_edit = QLineEdit()
         self.class_edit.setObjectName("newConceptClass")
         self.class_edit.setPlaceholderText("what is it? e.g. cat, mug, plant")
+        self.class_edit.setToolTip(CLASS_WORD_HELP)
+        self.token_help = _help_label(TOKEN_HELP, "newConceptTokenHelp")
+        self.class_help = _help_label(CLASS_WORD_HELP, "newConceptClassHelp")
         self.problem = QLabel()
         self.problem.setStyleSheet("color: #b3261e")
         self.create_button = QPushButton("Create concept")
@@ -140,7 +193,9 @@ class NewConceptForm(QFrame):
         form = QFormLayout()
         form.addRow("Name", self.name_edit)
         form.addRow("Token", self.token_edit)
+        form.addRow("", self.token_help)
         form.addRow("Class word", self.class_edit)
+        form.addRow("", self.class_help)
         buttons = QHBoxLayout()
         buttons.addWidget(self.problem, 1)
         buttons.addWidget(cancel)
@@ -185,7 +240,8 @@ class NewConceptForm(QFrame):
             return "That token is already used by another concept."
         if not self.class_edit.text().strip():
             return "Say what it is (a class word such as cat)."
-        return ""
+        # The project store's own rule and words, as the command line gets them.
+        return class_word_problem(self.class_edit.text())
 
     def submit(self) -> None:
         if self.isHidden() or self.problems():

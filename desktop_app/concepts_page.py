@@ -1,16 +1,16 @@
-"""The Concepts step: drop photos → import (job "import-photos") → find the objects (job
-"segment") → fix a mask in the editor. A file the engine refuses becomes an error row with its
-reason; nothing the user drops can crash the window."""
+"""The Concepts step: drop, choose or paste photos → import (job "import-photos") → find the
+objects (job "segment") → fix a mask in the editor. A file the engine refuses becomes an error
+row with its reason, shown with the concept it was meant for; nothing the user drops can crash
+the window."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QMimeData, Signal
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -25,11 +25,13 @@ from desktop_app.concept_drop import NewConceptForm, expand_paths, suggest_conce
 from desktop_app.concepts_view import ConceptPhotosView
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.mask_editor import MaskEditor
-from desktop_app.observable import AppState
+from desktop_app.observable import AppState, Bindings
+from desktop_app.photo_sources import PastedPhotos, choose_photo_files
+from desktop_app.plain_words import for_window, import_outcome
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
 from engine.intake.jobs import IMPORT_PHOTOS
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
+from engine.jobs import JobEvent, JobFailed, JobFinished
 from engine.segment.jobs import SEGMENT
 
 ERROR_COLOUR = QColor(179, 38, 30)
@@ -48,9 +50,14 @@ class ConceptsPage(QWidget):
         self.page.photo_activated.connect(self.open_editor)
         self.page.add_photos_requested.connect(self._choose_photos)
         self.page.segment_requested.connect(self.segment)
+        self.page.new_concept_requested.connect(self.new_concept_from_photos)
+        self.page.paste_requested.connect(lambda: self.paste(None))
         self.page.message.connect(self.message)
+        self.pasted = PastedPhotos()
+        self._problems_for: int | None = None  # the concept the problems on show belong to
         self.editor = MaskEditor(state, jobs, thumbs)
         self.editor.closed.connect(lambda: self.stack.setCurrentWidget(self.page))
+        self.editor.message.connect(self.message)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.page)
         self.stack.addWidget(self.editor)
@@ -73,6 +80,9 @@ class ConceptsPage(QWidget):
         lay.addWidget(self.form)
         lay.addWidget(self.problems_box)
         lay.addWidget(self.stack, 1)
+        self.bindings = Bindings()
+        self.bindings.on(state, "selected_concept", self._concept_changed)
+        self.bindings.on(state, "project", lambda _p: self.clear_problems())
 
     # ------------------------------------------------------------------ drops
 
@@ -96,6 +106,26 @@ class ConceptsPage(QWidget):
         else:
             self.import_into(concept_id, files)
 
+    def new_concept_from_photos(self) -> None:
+        """Choose photos in a file dialog: the way in without drag-and-drop."""
+        if self.state.project is None:
+            self.message.emit("Open or create a project first (Project menu).")
+            return
+        files = choose_photo_files(self, "Photos of one thing: a new concept")
+        if files:
+            self.handle_drop(files, None)
+
+    def paste(self, concept_id: int | None, mime: QMimeData | None = None) -> None:
+        """Photos from the clipboard: into `concept_id`, or a new concept when None."""
+        if mime is None:
+            mime = QGuiApplication.clipboard().mimeData()
+        files = self.pasted.paths(mime)
+        if not files:
+            self.message.emit("The clipboard holds no photo: copy a photo (or photo files in "
+                              "the file manager) first.")
+            return
+        self.handle_drop(files, concept_id)
+
     def import_new(self, name: str, token: str, class_word: str, files: list[Path]) -> None:
         self._import({"concept": name, "class_word": class_word, "token": token}, files)
 
@@ -104,11 +134,9 @@ class ConceptsPage(QWidget):
         self._import({"concept": concept.name}, files)
 
     def _choose_photos(self, concept_id: int) -> None:
-        names = QFileDialog.getOpenFileNames(self, "Add photos", "",
-                                             "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif "
-                                             "*.tiff *.gif *.heic *.avif);;All files (*)")[0]
-        if names:
-            self.import_into(concept_id, [Path(n) for n in names])
+        files = choose_photo_files(self, "Add photos")
+        if files:
+            self.import_into(concept_id, files)
 
     def _import(self, fields: dict[str, Any], files: list[Path]) -> None:
         try:
@@ -124,15 +152,13 @@ class ConceptsPage(QWidget):
         if not isinstance(event, JobFinished):
             return
         result = event.result
-        self.add_problems([(f["path"], f["reason"]) for f in result.failed])
-        self.state.touch("concepts", "photos")
         if result.imported or result.duplicates:
             self.state.selected_concept = result.concept_id
+        self.add_problems([(f["path"], f["reason"]) for f in result.failed],
+                          result.concept_id if result.imported or result.duplicates else None)
         if result.imported:
             self.segment(result.concept_id, False)
-        count = len(result.imported)
-        self.message.emit(f"{count} photo{'s' * (count != 1)} added to {result.name}"
-                          + (f"; {len(result.failed)} refused" if result.failed else ""))
+        self.message.emit(import_outcome(result))
 
     # ------------------------------------------------------------------ segmentation
 
@@ -148,16 +174,14 @@ class ConceptsPage(QWidget):
             self.add_problems([("", str(exc))])
 
     def _segment_event(self, event: JobEvent) -> None:
+        # The views have reloaded already: the bridge touched what the job changes.
         if isinstance(event, JobFailed):
             self.add_problems([("", event.reason)])
-        elif isinstance(event, JobCancelled):
-            self.state.touch("photos")
         elif isinstance(event, JobFinished):
             result = event.result
             self.add_problems([(f["photo"], f["reason"]) for f in result.failed])
             if result.fallback or result.test_model:
                 self.message.emit(f"Masks made by: {result.segmenter}")
-            self.state.touch("photos", "concepts")
 
     # ------------------------------------------------------------------ editor, problems
 
@@ -169,8 +193,14 @@ class ConceptsPage(QWidget):
             return
         self.stack.setCurrentWidget(self.editor)
 
-    def add_problems(self, problems: list[tuple[str, str]]) -> None:
-        for path, reason in problems:
+    def add_problems(self, problems: list[tuple[str, str]],
+                     concept_id: int | None = None) -> None:
+        """Error rows, shown while `concept_id` (default: the one on show) is on show."""
+        if not problems:
+            return
+        self._problems_for = self.state.selected_concept if concept_id is None else concept_id
+        for path, raw in problems:
+            reason = for_window(raw)
             item = QListWidgetItem(f"✗ {reason}")
             item.setForeground(ERROR_COLOUR)
             item.setToolTip(path or reason)
@@ -183,6 +213,16 @@ class ConceptsPage(QWidget):
     def clear_problems(self) -> None:
         self.problems.clear()
         self.problems_box.hide()
+        self._problems_for = None
+
+    def _concept_changed(self, concept_id: int | None) -> None:
+        # An error row belongs to the import it came from: another concept does not show it.
+        if self.problems.count() and concept_id != self._problems_for:
+            self.clear_problems()
 
     def teardown(self) -> None:
+        self.bindings.clear()
         self.page.teardown()
+        self.editor.teardown()
+        self.pasted.cleanup()
+

@@ -24,9 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.concept_drop import paths_from_mime
+from desktop_app.concept_drop import CLASS_WORD_HELP, TOKEN_HELP, paths_from_mime
 from desktop_app.observable import AppState, Bindings
 from desktop_app.project_reads import method_label
+from desktop_app.start_page import WelcomePanel
 from desktop_app.thumbnails import BackgroundLoader, render_photo
 from engine.errors import MyCanvasError
 from engine.models.profiles import get_profile
@@ -85,6 +86,8 @@ class ConceptList(_DropList):
         self.setWordWrap(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._keys: dict[object, QListWidgetItem] = {}
+        self._shown_project: object = None
+        self._shown: list[object] = []
         self.bindings = Bindings()
         for name in ("project", "concepts_rev", "photos_rev"):
             self.bindings.on(state, name, lambda _v: self.reload())
@@ -95,13 +98,17 @@ class ConceptList(_DropList):
 
     def reload(self) -> None:
         project = self.state.project
+        rows = [] if project is None else [
+            (c, project.photos(c.id), project.current_masks(c.id)) for c in project.concepts()]
+        if project is self._shown_project and rows == self._shown:
+            self._select(self.state.selected_concept)
+            return  # nothing it shows changed: keep the rows (and what is selected)
+        self._shown_project, self._shown = project, rows
         self.blockSignals(True)
         self.clear()
         self._keys.clear()
         if project is not None:
-            for concept in project.concepts():
-                photos = project.photos(concept.id)
-                masks = project.current_masks(concept.id)
+            for concept, photos, masks in rows:
                 item = QListWidgetItem(f"{concept.name}\n{concept.token} · {concept.class_word}"
                                        f" · {len(photos)} photo{'s' * (len(photos) != 1)}")
                 item.setData(CONCEPT_ID, concept.id)
@@ -163,12 +170,15 @@ class PhotoGrid(_DropList):
 
 
 class ConceptPhotosView(QWidget):
-    """One concept: editable name and class word, its photos with masks, and actions."""
+    """One concept: editable name and class word, its photos with masks, and actions. With no
+    concept yet, the welcome panel says what to do first."""
 
     photo_activated = Signal(int)  # photo id: open the mask editor
     files_dropped = Signal(list, object)
     add_photos_requested = Signal(int)
     segment_requested = Signal(int, bool)  # concept id, redo
+    new_concept_requested = Signal()
+    paste_requested = Signal()
     message = Signal(str)
 
     def __init__(self, state: AppState, thumbs: BackgroundLoader) -> None:
@@ -181,12 +191,17 @@ class ConceptPhotosView(QWidget):
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setWordWrap(True)
         self.hint.setAcceptDrops(False)
+        self.welcome = WelcomePanel()
+        self.welcome.new_concept_requested.connect(self.new_concept_requested)
+        self.welcome.paste_requested.connect(self.paste_requested)
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("conceptName")
         self.token_label = QLabel()
         self.token_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.token_label.setToolTip(TOKEN_HELP)
         self.class_edit = QLineEdit()
         self.class_edit.setObjectName("conceptClass")
+        self.class_edit.setToolTip(CLASS_WORD_HELP)
         self.status = QLabel()
         self.status.setObjectName("conceptStatus")
         self.status.setWordWrap(True)
@@ -220,13 +235,16 @@ class ConceptPhotosView(QWidget):
         lay.addLayout(buttons)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.hint)
+        self.stack.addWidget(self.welcome)
         self.stack.addWidget(detail)
+        self.detail = detail
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.stack)
         self.name_edit.editingFinished.connect(self._rename)
         self.class_edit.editingFinished.connect(self._set_class_word)
         self._keys: dict[object, QListWidgetItem] = {}
+        self._shown: object = None
         thumbs.ready.connect(self._thumb_ready)
         self.bindings = Bindings()
         for name in ("project", "concepts_rev", "photos_rev", "selected_concept", "settings"):
@@ -243,14 +261,16 @@ class ConceptPhotosView(QWidget):
                 concept = None
         if concept is None:
             self.concept_id = self.grid.concept_id = None
+            self._shown = None
+            if project is not None and not project.concepts():
+                self.stack.setCurrentWidget(self.welcome)
+                return
             self.hint.setText(
                 "Open or create a project (Project menu) to begin." if project is None else
-                "<h2>Drop photos here</h2><p>Drag a few photos of your cat, your plant or your "
-                "mug onto the window. Each set of photos becomes a concept; the app finds the "
-                "object in every photo.</p>")
-            self.stack.setCurrentIndex(0)
+                "Choose a concept on the left, or drop photos here for a new one.")
+            self.stack.setCurrentWidget(self.hint)
             return
-        self.stack.setCurrentIndex(1)
+        self.stack.setCurrentWidget(self.detail)
         changed = concept.id != self.concept_id
         self.concept_id = self.grid.concept_id = concept.id
         # Keep what the user is typing, unless another concept is now on show.
@@ -262,6 +282,12 @@ class ConceptPhotosView(QWidget):
         test = get_profile(self.state.settings.profile or None).test_models
         photos = project.photos(concept.id)
         masks = project.current_masks(concept.id)
+        shown = (project, concept.id, photos, masks, test)
+        if shown == self._shown:
+            return  # the grid already shows this: keep its selection and scroll position
+        self._shown = shown
+        current = self.grid.currentItem()
+        keep = current.data(PHOTO_ID) if current is not None and not changed else None
         self.grid.clear()
         self._keys.clear()
         for photo in photos:
@@ -281,6 +307,10 @@ class ConceptPhotosView(QWidget):
             if image is not None:
                 item.setIcon(QIcon(QPixmap.fromImage(image)))
             self.grid.addItem(item)
+            if photo.id == keep:
+                self.grid.blockSignals(True)
+                self.grid.setCurrentItem(item)
+                self.grid.blockSignals(False)
         missing = sum(1 for p in photos if p.id not in masks)
         self.status.setText(
             f"{len(photos)} photo{'s' * (len(photos) != 1)}"

@@ -1,5 +1,7 @@
 """Dataset review: a grid of the built items with their masks and captions. What the filter
-rejected is dimmed with its reason; accept (A, Enter, ✓) or reject (R, Delete, ✗) any item.
+rejected is dimmed with its reason; accept (A, Enter, ✓) or reject (R, Delete, ✗) any item, or
+give it back to the filter's verdict (U); double-click (or Space) shows it large. Pictures made
+with the test models carry a badge: a run on a real profile leaves them out of training.
 
 The grid is a model/view pair so a dataset of thousands of items stays cheap: cells are painted
 by a delegate and their thumbnails decoded off the GUI thread.
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
+from desktop_app.project_reads import built_with_test_models
 from desktop_app.thumbnails import BackgroundLoader, render_item
 from engine.project import DatasetItem, Project
 
@@ -35,12 +38,51 @@ REJECTED = ("auto-rejected", "rejected")
 KEPT = ("auto-kept", "accepted")
 
 
-def review_counts(items: list[DatasetItem]) -> str:
+TEST_BADGE = "test model"
+TEST_NOTE = ("Made with the test models (its picture is noise): a run on a real profile "
+             "leaves it out of training unless asked to include such pictures.")
+
+
+def automatic_state(item: DatasetItem) -> str:
+    """The filter's own verdict on an item. The filter keeps an item with no failed check and
+    rejects one with reasons (engine.dataset.quality); the reasons stay when the user decides,
+    so the verdict can always be restored."""
+    return "auto-rejected" if item.reasons else "auto-kept"
+
+
+def review_counts(items: list[DatasetItem], test_profile: bool = True) -> str:
+    """The counts line. `test_profile`: the profile in use is a test one, so pictures made
+    with the test models would train; on a real profile they are left out."""
     states = Counter(i.review_state for i in items)
-    used = states["auto-kept"] + states["accepted"]
+    kept = [i for i in items if i.review_state in KEPT]
+    tests = sum(1 for i in kept if built_with_test_models(i))
+    used = len(kept) if test_profile else len(kept) - tests
+    left_out = "" if test_profile or not tests else (
+        f" ({tests} kept picture{'s' * (tests != 1)} made with the test models "
+        f"{'are' if tests != 1 else 'is'} left out on this profile)")
     return (f"{len(items)} item{'s' * (len(items) != 1)}: {states['auto-kept']} kept by the "
             f"filter, {states['accepted']} accepted, {states['auto-rejected']} rejected by the "
-            f"filter, {states['rejected']} rejected by you. {used} will be used for training.")
+            f"filter, {states['rejected']} rejected by you. {used} will be used for "
+            f"training{left_out}.")
+
+
+def caption_lines(metrics: Any, text: str, width: int, max_lines: int) -> list[str]:
+    """`text` word-wrapped into at most `max_lines` lines of `width` pixels; what does not fit
+    ends the last line with an ellipsis (never cut off mid-word without one)."""
+    words, lines = text.split(), []
+    while words and len(lines) < max_lines:
+        line = words.pop(0)
+        while words and metrics.horizontalAdvance(f"{line} {words[0]}") <= width:
+            line = f"{line} {words.pop(0)}"
+        lines.append(line)
+    if lines and (words or metrics.horizontalAdvance(lines[-1]) > width):
+        rest = " ".join([lines[-1], *words])
+        lines[-1] = metrics.elidedText(rest + (" …" if words else ""),
+                                       Qt.TextElideMode.ElideRight, width)
+        if words and not lines[-1].endswith("…"):
+            lines[-1] = metrics.elidedText(lines[-1] + " …", Qt.TextElideMode.ElideRight,
+                                           width)
+    return lines
 
 
 class DatasetItemsModel(QAbstractListModel):
@@ -68,8 +110,9 @@ class DatasetItemsModel(QAbstractListModel):
             return item.caption
         if role == Qt.ItemDataRole.ToolTipRole:
             reasons = f"\n{item.reasons}" if item.reasons else ""
+            test = f"\n{TEST_NOTE}" if built_with_test_models(item) else ""
             return (f"#{item.build_index}: {item.token_caption or item.caption}\n"
-                    f"{STATE_TEXT[item.review_state]}{reasons}")
+                    f"{STATE_TEXT[item.review_state]}{reasons}{test}")
         if role == Qt.ItemDataRole.DecorationRole:
             return self.pixmap(item)
         return None
@@ -110,14 +153,17 @@ class DatasetItemsModel(QAbstractListModel):
                               tuple(i.masks[c] for c in sorted(i.masks)), ITEM_SIDE): row
                              for row, i in enumerate(self.items)}
 
-    def set_state(self, row: int, state: str) -> None:
-        if self.project is None or not 0 <= row < len(self.items):
+    def set_states(self, changes: list[tuple[int, str]]) -> None:
+        """Set review states by item id (a review, its undo or redo); rows on show follow."""
+        if self.project is None:
             return
-        item = self.items[row]
-        if item.review_state == state:
-            return
-        self.items[row] = self.project.set_review_state(item.id, state)
-        self.dataChanged.emit(self.index(row), self.index(row))
+        rows = {item.id: row for row, item in enumerate(self.items)}
+        for item_id, state in changes:
+            stored = self.project.set_review_state(item_id, state)
+            row = rows.get(item_id)
+            if row is not None:
+                self.items[row] = stored
+                self.dataChanged.emit(self.index(row), self.index(row))
 
     def _thumb_ready(self, key: object, _image: object) -> None:
         row = self._rows_by_key.get(key)
@@ -182,8 +228,15 @@ class DatasetItemDelegate(QStyledItemDelegate):
                                             Qt.TextElideMode.ElideRight, text_rect.width()))
         painter.setPen(QColor(120, 120, 120) if rejected else QColor(30, 30, 30))
         caption = item.token_caption or item.caption
-        painter.drawText(QRect(text_rect.left(), text_rect.top() + line, text_rect.width(),
-                               2 * line), Qt.TextFlag.TextWordWrap, caption)
+        for k, text in enumerate(caption_lines(metrics, caption, text_rect.width(), 2)):
+            painter.drawText(QRect(text_rect.left(), text_rect.top() + (k + 1) * line,
+                                   text_rect.width(), line), Qt.AlignmentFlag.AlignLeft, text)
+        if built_with_test_models(item):
+            badge = QRect(image_rect.left() + 4, image_rect.top() + 4,
+                          metrics.horizontalAdvance(TEST_BADGE) + 10, line + 2)
+            painter.fillRect(badge, QColor(255, 214, 102, 230))
+            painter.setPen(QColor(107, 78, 0))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, TEST_BADGE)
         painter.restore()
 
     def editorEvent(self, event, model, option: QStyleOptionViewItem, index: QModelIndex) -> bool:
@@ -202,9 +255,11 @@ class DatasetItemDelegate(QStyledItemDelegate):
 
 
 class DatasetGrid(QListView):
-    """The grid; A/Enter accepts and R/Delete rejects the selected items."""
+    """The grid; A/Enter accepts, R/Delete rejects, U gives the selected items back to the
+    filter's verdict; Space or a double-click shows the current item large."""
 
-    review = Signal(list, str)  # rows, new state
+    review = Signal(list, str)  # rows, new state ("automatic": the filter's verdict)
+    open_item = Signal(int)  # row
 
     def __init__(self, model: DatasetItemsModel) -> None:
         super().__init__()
@@ -220,6 +275,7 @@ class DatasetGrid(QListView):
         self.delegate = DatasetItemDelegate(self)
         self.setItemDelegate(self.delegate)
         self.delegate.state_clicked.connect(lambda row, state: self.review.emit([row], state))
+        self.doubleClicked.connect(lambda index: self.open_item.emit(index.row()))
 
     def keyPressEvent(self, event) -> None:
         rows = sorted(i.row() for i in self.selectionModel().selectedIndexes())
@@ -228,5 +284,9 @@ class DatasetGrid(QListView):
             self.review.emit(rows, "accepted")
         elif rows and key in (Qt.Key.Key_R, Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.review.emit(rows, "rejected")
+        elif rows and key == Qt.Key.Key_U:
+            self.review.emit(rows, "automatic")
+        elif key == Qt.Key.Key_Space and self.currentIndex().isValid():
+            self.open_item.emit(self.currentIndex().row())
         else:
             super().keyPressEvent(event)

@@ -4,6 +4,10 @@ The runner calls listeners on its dispatcher thread; emitting a signal from ther
 event to the GUI thread, so widgets only ever see events on their own thread. A view that
 starts a job may pass `on_event` to hear that job's events (on the GUI thread) without
 filtering the stream itself.
+
+A job's declaration says what it changes in its project (`JobDeclaration.changes`); when such
+a job sends a preview (it stored something just before) or ends, `data_changed` names those
+parts, before the job's own `on_event` hears the event, so the views have reloaded by then.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from engine.jobs import (
     JobDeclaration,
     JobEvent,
     JobParams,
+    JobPreview,
     JobProgress,
     JobQueued,
     JobStarted,
+    declaration,
     format_eta,
 )
 from engine.jobs.journal import JournalWriter
@@ -32,6 +38,7 @@ JobCallback = Callable[[JobEvent], None]
 class JobsBridge(QObject):
     event = Signal(object)  # an engine.jobs.JobEvent
     status_changed = Signal(str)  # what runs now, for the status bar ("" when idle)
+    data_changed = Signal(tuple)  # the parts of the project a job changed ("photos", ...)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -42,6 +49,7 @@ class JobsBridge(QObject):
         self._remove_journal = self.runner.add_listener(self.journal)
         self._callbacks: dict[str, JobCallback] = {}
         self._titles: dict[str, str] = {}
+        self._names: dict[str, str] = {}
         self._running: str | None = None
         self._closed = False
         self.event.connect(self._route)
@@ -93,11 +101,18 @@ class JobsBridge(QObject):
     def _route(self, event: JobEvent) -> None:
         if isinstance(event, JobQueued | JobStarted):
             self._titles[event.job_id] = event.title
+            self._names[event.job_id] = event.name
         self._track(event)
+        if isinstance(event, (JobPreview, *TERMINAL_EVENTS)):
+            # A failed or cancelled job may have stored part of its work: reload anyway.
+            decl = declaration(self._names.get(event.job_id, ""))
+            if decl is not None and decl.changes:
+                self.data_changed.emit(tuple(decl.changes))
         callback = self._callbacks.get(event.job_id)
         if isinstance(event, TERMINAL_EVENTS):
             self._callbacks.pop(event.job_id, None)
             self._titles.pop(event.job_id, None)
+            self._names.pop(event.job_id, None)
         if callback is not None:
             callback(event)
 

@@ -188,25 +188,14 @@ class ObjectItem(QGraphicsObject):
         self.setCursor(Qt.CursorShape.SizeAllCursor if corner is None else shapes[corner % 2])
         super().hoverMoveEvent(event)
 
+    # A press on a corner handle never reaches the item: the canvas routes handle drags
+    # itself (LayoutCanvas.handle_at), so a selected item's handles win over items on top.
+
     def mousePressEvent(self, event) -> None:
         self._changed = False
-        self._corner = self.corner_at(event.pos())
-        if self._corner is not None:
-            self._anchor = self.mapToScene(self.corners()[(self._corner + 2) % 4])
-            self._start = (self.w, self.h)
-            event.accept()
-            return
         super().mousePressEvent(event)
 
-    def mouseMoveEvent(self, event) -> None:
-        if self._corner is None:
-            super().mouseMoveEvent(event)
-            return
-        free = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-        self.resize_towards(event.scenePos(), keep_aspect=self.aspect_locked and not free)
-
     def mouseReleaseEvent(self, event) -> None:
-        self._corner = None
         super().mouseReleaseEvent(event)
         if self._changed:
             self._changed = False
@@ -236,10 +225,17 @@ class ObjectItem(QGraphicsObject):
         self.setPos(ax if right else ax - w, ay if down else ay - h)
 
     def begin_resize(self, corner: int) -> None:
-        """Start a resize from code (keyboard or tests) as a corner drag would."""
+        """Start a resize from code (the canvas, keyboard or tests) as a corner drag would."""
+        self._changed = False
         self._corner = corner
         self._anchor = self.mapToScene(self.corners()[(corner + 2) % 4])
         self._start = (self.w, self.h)
+
+    def end_resize(self) -> None:
+        self._corner = None
+        if self._changed:
+            self._changed = False
+            self.released.emit()
 
 
 class LayoutCanvas(QGraphicsView):
@@ -267,6 +263,7 @@ class LayoutCanvas(QGraphicsView):
         self.items_by_concept: dict[int, ObjectItem] = {}
         self.names: dict[int, str] = {}
         self.pixmaps: dict[int, QPixmap] = {}
+        self._resizing: ObjectItem | None = None  # a handle drag the view routes itself
         self._add_shortcuts()
 
     def _add_shortcuts(self) -> None:
@@ -322,6 +319,47 @@ class LayoutCanvas(QGraphicsView):
         super().resizeEvent(event)
         self.fitInView(QRectF(-12, -24, CANVAS + 24, CANVAS + 36),
                        Qt.AspectRatioMode.KeepAspectRatio)
+
+    # ------------------------------------------------------------------ mouse
+
+    def handle_at(self, scene_pos: QPointF) -> tuple[ObjectItem, int] | None:
+        """A corner handle of a selected item under the pointer, even where another item lies
+        on top: the selected item's handles win (the topmost selected one first)."""
+        chosen = sorted((i for i in self.scene().selectedItems() if isinstance(i, ObjectItem)),
+                        key=lambda i: -i.zValue())
+        for item in chosen:
+            corner = item.corner_at(item.mapFromScene(scene_pos))
+            if corner is not None:
+                return item, corner
+        return None
+
+    def mousePressEvent(self, event) -> None:
+        hit = None
+        if event.button() == Qt.MouseButton.LeftButton:
+            hit = self.handle_at(self.mapToScene(event.position().toPoint()))
+        if hit is None:
+            super().mousePressEvent(event)
+            return
+        item, corner = hit
+        self._resizing = item
+        item.begin_resize(corner)
+        event.accept()
+
+    def mouseMoveEvent(self, event) -> None:
+        item = self._resizing
+        if item is None:
+            super().mouseMoveEvent(event)
+            return
+        free = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        item.resize_towards(self.mapToScene(event.position().toPoint()),
+                            keep_aspect=item.aspect_locked and not free)
+
+    def mouseReleaseEvent(self, event) -> None:
+        item, self._resizing = self._resizing, None
+        if item is None:
+            super().mouseReleaseEvent(event)
+            return
+        item.end_resize()
 
     # ------------------------------------------------------------------ edits
 

@@ -37,6 +37,7 @@ from desktop_app.layout_editor import (
     clamp_box,
 )
 from desktop_app.observable import AppState, Bindings
+from desktop_app.plain_words import for_window
 from desktop_app.project_reads import concept_cutout
 from desktop_app.thumbnails import BackgroundLoader, render_cutout
 from engine.errors import MyCanvasError
@@ -91,7 +92,7 @@ class LayoutsPage(QWidget):
         self.undo_action = self.undo_group.createUndoAction(self, "Undo")
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.redo_action = self.undo_group.createRedoAction(self, "Redo")
-        self.redo_action.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
+        self.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)  # Ctrl+Y, Ctrl+Shift+Z
         tools.addAction(self.undo_action)
         tools.addAction(self.redo_action)
         tools.addSeparator()
@@ -100,8 +101,9 @@ class LayoutsPage(QWidget):
         tools.addAction("Delete", self.canvas.delete_selected).setToolTip("Delete")
         self.add_combo = QComboBox()
         self.add_combo.setObjectName("addConceptCombo")
-        add_button = QPushButton("Add to the canvas")
-        add_button.clicked.connect(self.add_chosen_concept)
+        self.add_button = QPushButton("Add to the canvas")
+        self.add_button.setObjectName("addToCanvas")
+        self.add_button.clicked.connect(self.add_chosen_concept)
         self.aspect_lock = QCheckBox("Keep proportions")
         self.aspect_lock.setChecked(True)
         self.aspect_lock.setToolTip("Resizing keeps each cut-out's proportions; hold Shift to "
@@ -110,7 +112,7 @@ class LayoutsPage(QWidget):
         add_row = QHBoxLayout()
         add_row.addWidget(QLabel("Concept"))
         add_row.addWidget(self.add_combo)
-        add_row.addWidget(add_button)
+        add_row.addWidget(self.add_button)
         add_row.addStretch(1)
         add_row.addWidget(self.aspect_lock)
         self.scene_edit = QLineEdit()
@@ -173,7 +175,10 @@ class LayoutsPage(QWidget):
             current = ids[0] if ids else None
         self._load_concepts()
         self.open_layout(current)
-        enough = project is not None and len(project.concepts()) >= 2
+
+    def _planner_readiness(self, concept_count: int) -> None:
+        """The planner needs two concepts; say so on the button until there are."""
+        enough = concept_count >= 2
         self.plan_button.setEnabled(enough and self._plan_job is None)
         self.plan_button.setToolTip("" if enough else "The planner needs at least two concepts")
 
@@ -201,9 +206,11 @@ class LayoutsPage(QWidget):
 
     def _load_concepts(self) -> None:
         project = self.state.project
+        concepts = [] if project is None else project.concepts()
+        self._planner_readiness(len(concepts))
         if project is None:
+            self._fill_add_combo()
             return
-        concepts = project.concepts()
         self.canvas.set_names({c.id: c.name for c in concepts})
         for concept in concepts:
             mask = concept_cutout(project, concept.id)
@@ -236,12 +243,18 @@ class LayoutsPage(QWidget):
     def _fill_add_combo(self) -> None:
         layout, project = self.document.layout, self.state.project
         self.add_combo.clear()
-        if layout is None or project is None:
-            return
-        placed = {o.concept_id for o in layout.objects}
-        for concept in project.concepts():
-            if concept.id not in placed:
-                self.add_combo.addItem(concept.name, concept.id)
+        concepts = [] if project is None else project.concepts()
+        if layout is not None:
+            placed = {o.concept_id for o in layout.objects}
+            for concept in concepts:
+                if concept.id not in placed:
+                    self.add_combo.addItem(concept.name, concept.id)
+        why = ("Open or make a layout first" if layout is None else
+               "Add concepts first (Concepts step)" if not concepts else
+               "Every concept is on this layout already" if not self.add_combo.count() else "")
+        for widget in (self.add_combo, self.add_button):
+            widget.setEnabled(not why)
+        self.add_button.setToolTip(why or "Put the chosen concept in the middle of the canvas")
 
     # ------------------------------------------------------------------ editing
 
@@ -331,13 +344,11 @@ class LayoutsPage(QWidget):
         if isinstance(event, JobFinished):
             ids = event.result.layout_ids
             self.plan_status.setText(f"{len(ids)} new layout{'s' * (len(ids) != 1)}.")
-            self.state.touch("layouts")
             if ids:
                 self.open_layout(ids[0])
         else:
-            self.plan_status.setText(event.reason if isinstance(event, JobFailed)
+            self.plan_status.setText(for_window(event.reason) if isinstance(event, JobFailed)
                                      else "Planning cancelled; the layouts made so far are kept.")
-            self.state.touch("layouts")
         self.reload()
 
     def teardown(self) -> None:

@@ -1,10 +1,14 @@
 """The main window: a project, its concepts on the left, the steps in the middle (Concepts →
-Layouts → Dataset → Train → Generate), the jobs on the right, device/profile/job below.
+Layouts → Dataset → Train → Generate → Gallery; Extract beside Train: another way to a run, from
+one photo, without layouts or a dataset), the jobs on the right, device/profile/job below. With
+no project open, the start page (new, open, recent, the sample project) is in the middle.
+A step whose models are missing says so above it (ModelsBanner).
 
 The window appears before torch is imported: everything heavy runs in the engine's worker
 process (device detection included), reached through the JobsBridge. The window's state lives
 in an AppState; the views bind to it and reload the part of the project they show when its
-revision changes.
+revision changes: when the window changes it, when a job of the window changes it (the
+bridge), or when another process does (the ProjectWatcher).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -20,6 +25,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QScrollArea,
+    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -29,23 +35,33 @@ from desktop_app.concept_drop import paths_from_mime
 from desktop_app.concepts_page import ConceptsPage
 from desktop_app.concepts_view import ConceptList
 from desktop_app.dataset_page import DatasetPage
+from desktop_app.extract_page import ExtractPage
+from desktop_app.gallery_page import GalleryPage
+from desktop_app.generate_page import GeneratePage
 from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.jobs_panel import JobsPanel
 from desktop_app.layouts_page import LayoutsPage
 from desktop_app.model_manager import ModelManager, test_models_warning
+from desktop_app.models_banner import ModelsBanner
 from desktop_app.observable import AppState, Bindings
+from desktop_app.personalize_bar import PersonalizeBar
+from desktop_app.project_watch import ProjectWatcher
 from desktop_app.qt_compat import guard_none_refcount
-from desktop_app.resume_bar import ResumeBar
+from desktop_app.resume_bar import InterruptedJobs, ResumeBar
 from desktop_app.settings_dialog import SettingsDialog, load_settings_reporting
+from desktop_app.start_page import SAMPLE_CONCEPTS, StartPage, sample_project_folder
 from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.train_page import TrainPage
 from engine.errors import MyCanvasError
-from engine.jobs import TERMINAL_EVENTS, JobEvent, JobFailed, JobFinished
+from engine.jobs import JobEvent, JobFailed, JobFinished
 from engine.models.profiles import get_profile
 from engine.settings import Settings, save_settings
 
 APP_TITLE = "MyCanvas Studio"
-STEPS = ("Concepts", "Layouts", "Dataset", "Train", "Generate")
-LATER = "Training, generation and the gallery arrive in a later version of MyCanvas Studio."
+STEPS = ("Concepts", "Layouts", "Dataset", "Train", "Extract", "Generate", "Gallery")
+TAB_TEXT = {"Extract": "4b. Extract", "Generate": "5. Generate", "Gallery": "6. Gallery"}
+EXTRACT_TIP = ("Another way to a run: learn several concepts and their masks from ONE photo "
+               "where they appear together, without layouts or a dataset")
 
 
 class MainWindow(QMainWindow):
@@ -61,7 +77,9 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._device_job = None  # events of a job arrive from inside submit(), so set it first
         self.jobs = JobsBridge(self)
+        self.jobs.data_changed.connect(lambda parts: self.state.touch(*parts))
         self.thumbs = BackgroundLoader(self)
+        self.watcher = ProjectWatcher(self.state, self)
 
         self.concepts = ConceptList(self.state, self.thumbs)
         self.concepts.files_dropped.connect(self.drop_files)
@@ -69,39 +87,57 @@ class MainWindow(QMainWindow):
         left.setObjectName("conceptsDock")
         left.setWidget(self.concepts)
         left.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.concepts_dock = left
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
 
         self.concepts_page = ConceptsPage(self.state, self.jobs, self.thumbs)
         self.concepts_page.message.connect(self.show_message)
         self.layouts_page = LayoutsPage(self.state, self.jobs, self.thumbs)
         self.dataset_page = DatasetPage(self.state, self.jobs, self.thumbs)
+        self.train_page = TrainPage(self.state, self.jobs, self.thumbs)
+        self.extract_page = ExtractPage(self.state, self.jobs, self.thumbs)
+        self.generate_page = GeneratePage(self.state, self.jobs)
+        self.gallery_page = GalleryPage(self.state, self.jobs, self.thumbs)
+        self.gallery_page.recipe_chosen.connect(self.use_recipe)
+        self.pages = (self.concepts_page, self.layouts_page, self.dataset_page, self.train_page,
+                      self.extract_page, self.generate_page, self.gallery_page)
         self.steps = QTabWidget()
         self.steps.setObjectName("steps")
-        for widget, name in ((self.concepts_page, STEPS[0]), (self.layouts_page, STEPS[1]),
-                             (self.dataset_page, STEPS[2])):
-            self.steps.addTab(widget, f"{self.steps.count() + 1}. {name}")
-        # Not built yet: shown so the path is clear, disabled so nothing pretends to work.
-        for name in STEPS[3:]:
-            later = QLabel(LATER)
-            later.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            index = self.steps.addTab(later, f"{self.steps.count() + 1}. {name}")
-            self.steps.setTabEnabled(index, False)
-            self.steps.setTabToolTip(index, LATER)
+        for number, (widget, name) in enumerate(zip(self.pages, STEPS, strict=True), 1):
+            self.steps.addTab(widget, TAB_TEXT.get(name, f"{number}. {name}"))
+        self.steps.setTabToolTip(STEPS.index("Extract"), EXTRACT_TIP)
+        self.banner = ModelsBanner(self.state, self.thumbs)
+        self.steps.currentChanged.connect(self._step_shown)
         self.resume_bar = ResumeBar()
-        self.resume_bar.resume_requested.connect(self._resume_job)
-        self.resume_bar.dismiss_requested.connect(
-            lambda entry: self._settle_interrupted(entry, "dismissed"))
-        central = QWidget()
-        column = QVBoxLayout(central)
+        self.personalize = PersonalizeBar(self.state, self.jobs)
+        self.personalize.finished.connect(
+            lambda _r: self.steps.setCurrentWidget(self.gallery_page))
+        project_view = QWidget()
+        column = QVBoxLayout(project_view)
         column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.personalize)
         column.addWidget(self.resume_bar)
+        column.addWidget(self.banner)
         column.addWidget(self.steps, 1)
-        self.setCentralWidget(central)
+        self.start_page = StartPage()
+        self.start_page.new_requested.connect(self.new_project)
+        self.start_page.open_requested.connect(self.open_project_dialog)
+        self.start_page.recent_chosen.connect(self.open_project)
+        self.start_page.sample_requested.connect(self.open_sample_project)
+        self.central = QStackedWidget()
+        self.central.addWidget(self.start_page)
+        self.central.addWidget(project_view)
+        self.project_view = project_view
+        self.setCentralWidget(self.central)
 
         self.jobs_panel = JobsPanel()
         self.jobs_panel.cancel_requested.connect(self.jobs.cancel)
+        self.jobs_panel.models_requested.connect(self.show_models)
         self.jobs.event.connect(self.jobs_panel.on_event)
         self.jobs.event.connect(self._on_job_event)
+        self.interrupted = InterruptedJobs(self.state, self.jobs, self.resume_bar,
+                                           self.jobs_panel, self)
+        self.interrupted.message.connect(self.show_message)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.jobs_panel)
@@ -124,6 +160,8 @@ class MainWindow(QMainWindow):
 
         self.settings_dialog: SettingsDialog | None = None
         self.model_manager = ModelManager(self.state, self.jobs, self)
+        self.banner.models_requested.connect(self.show_models)
+        self.model_manager.finished.connect(lambda _r: self.banner.refresh())
         self._build_menu()
         self.bindings = Bindings()
         self.bindings.bind(self.state, "settings", self._show_profile)
@@ -133,7 +171,7 @@ class MainWindow(QMainWindow):
         self.bindings.bind(self.state, "running_job", lambda text: self.job_label.setText(
             f"▶ {text}" if text else "no job running"))
         self._device_job = self.jobs.submit("device-info", {"requested": settings.device},
-                                            "Detect device")
+                                            "Detect the device")
         for warning in warnings:
             self.show_message(warning, 20000)
 
@@ -152,20 +190,37 @@ class MainWindow(QMainWindow):
         menu.addAction("&New…", self.new_project).setShortcut("Ctrl+N")
         menu.addAction("&Open…", self.open_project_dialog).setShortcut("Ctrl+O")
         self.recent_menu = menu.addMenu("Open &recent")
+        menu.addAction("Open the &sample project", self.open_sample_project)
         self._fill_recent()
         menu.addSeparator()
         menu.addAction("&Quit", self.close).setShortcut("Ctrl+Q")
+        concept = self.menuBar().addMenu("&Concept")
+        self.new_concept_action = concept.addAction(
+            "&New concept from photos…", self.concepts_page.new_concept_from_photos)
+        self.new_concept_action.setShortcut("Ctrl+I")
+        self.paste_action = concept.addAction("&Paste photos", self.paste_photos)
+        self.paste_action.setShortcut(QKeySequence.StandardKey.Paste)
+        self.paste_action.setToolTip("Into the concept on show; a new concept when none is")
+        self.paste_new_action = concept.addAction(
+            "New concept from &pasted photos", lambda: self.concepts_page.paste(None))
+        self.paste_new_action.setShortcut("Ctrl+Shift+V")
+        self.project_actions = [self.new_concept_action, self.paste_action,
+                                self.paste_new_action]
+        # The same ways in from the concept list's context menu.
+        self.concepts.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.concepts.addActions([self.new_concept_action, self.paste_new_action])
         view = self.menuBar().addMenu("&View")
         view.addAction(self.jobs_dock.toggleViewAction())
         tools = self.menuBar().addMenu("&Settings")
         tools.addAction("&Settings…", self.open_settings).setShortcut("Ctrl+,")
-        tools.addAction("&Models…", self.model_manager.show)
+        tools.addAction("&Models…", self.show_models)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
         for path in self.settings.recent_projects:
             self.recent_menu.addAction(path, lambda p=path: self.open_project(Path(p)))
         self.recent_menu.setEnabled(bool(self.settings.recent_projects))
+        self.start_page.show_recent(self.settings.recent_projects)
 
     def new_project(self) -> None:
         folder = QFileDialog.getSaveFileName(self, "New project folder")[0]
@@ -183,7 +238,22 @@ class MainWindow(QMainWindow):
     def create_project(self, folder: Path) -> None:
         self._open(folder, create=True)
 
-    def _open(self, folder: Path, create: bool) -> None:
+    def open_sample_project(self) -> None:
+        """The sample project: made once from the bundled photos (imported and segmented by
+        the usual jobs), opened again after that."""
+        folder = sample_project_folder()
+        if (folder / "catalogue.sqlite").is_file():
+            self.open_project(folder)
+            return
+        if not self._open(folder, create=True):
+            return
+        for sample in SAMPLE_CONCEPTS:
+            self.concepts_page.import_new(sample.name, sample.token, sample.class_word,
+                                          [sample.photo])
+        self.show_message(f"The sample project is in {folder}: its photos are being imported "
+                          "(see Jobs).", 20000)
+
+    def _open(self, folder: Path, create: bool) -> bool:
         from engine.project import Project
 
         try:
@@ -193,13 +263,14 @@ class MainWindow(QMainWindow):
                 self._offer_repair(folder, str(exc))
             else:
                 QMessageBox.warning(self, APP_TITLE, str(exc))
-            return
+            return False
         old = self.state.project
         if project is old:
             # Opened again (the engine hands back the live instance): keep one reference and
             # make every view read the project afresh, which is what the user asked for.
             project.close()
-            self.state.touch("concepts", "photos", "layouts", "dataset")
+            self.state.touch("concepts", "photos", "layouts", "dataset", "runs",
+                             "generations")
         else:
             self.state.selected_concept = None
             self.state.project = project
@@ -214,7 +285,14 @@ class MainWindow(QMainWindow):
             self.show_message(f"Could not save settings: {exc}")
         self._fill_recent()
         self.steps.setCurrentIndex(0)
-        self._show_interrupted_jobs()
+        self.interrupted.show()
+        return True
+
+    def paste_photos(self) -> None:
+        """Ctrl+V: photos from the clipboard join the concept on show, else a new one."""
+        self.steps.setCurrentWidget(self.concepts_page)
+        page = self.concepts_page.page
+        self.concepts_page.paste(page.concept_id if page.isVisible() else None)
 
     # ------------------------------------------------------------ repair and resume
 
@@ -237,41 +315,22 @@ class MainWindow(QMainWindow):
         self.jobs.submit("repair-project", {"project": str(folder)},
                          f"Repair {folder.name}", on_event=done)
 
-    def _show_interrupted_jobs(self) -> None:
-        project = self.state.project
-        try:
-            entries = project.interrupted_jobs() if project is not None else []
-        except MyCanvasError as exc:
-            self.show_message(f"Could not read the job journal: {exc}")
-            entries = []
-        self.resume_bar.show_entries(entries)
-
-    def _settle_interrupted(self, entry, state: str) -> None:
-        project = self.state.project
-        if project is None:
-            return
-        try:
-            project.settle_interrupted(entry.job_id, state)
-        except MyCanvasError as exc:
-            self.show_message(str(exc))
-
-    def _resume_job(self, entry) -> None:
-        def refresh(event: JobEvent) -> None:
-            if isinstance(event, TERMINAL_EVENTS):
-                self.state.touch("concepts", "photos", "layouts", "dataset")
-
-        try:
-            self.jobs.submit(entry.name, entry.resume_params, entry.title or entry.name,
-                             on_event=refresh)
-        except MyCanvasError as exc:
-            self.show_message(f"Could not resume: {exc}")
-            return
-        self._settle_interrupted(entry, "resumed")
-
     def open_settings(self) -> None:
         self.settings_dialog = SettingsDialog(self.settings, self)
         self.settings_dialog.accepted.connect(self._settings_saved)
         self.settings_dialog.open()
+
+    def show_models(self) -> None:
+        self.model_manager.show()
+        self.model_manager.raise_()
+
+    def _step_shown(self, index: int) -> None:
+        self.banner.show_for(STEPS[index] if 0 <= index < len(STEPS) else "")
+
+    def use_recipe(self, settings: dict, fields: set) -> None:
+        """The Gallery's "use this recipe": only the chosen fields, on the Generate step."""
+        self.generate_page.apply_recipe(settings, fields)
+        self.steps.setCurrentWidget(self.generate_page)
 
     def _settings_saved(self) -> None:
         dialog = self.settings_dialog
@@ -285,7 +344,7 @@ class MainWindow(QMainWindow):
     def _detect_device(self) -> None:
         self.state.device = "detecting…"
         self._device_job = self.jobs.submit("device-info", {"requested": self.settings.device},
-                                            "Detect device")
+                                            "Detect the device")
 
     def show_message(self, text: str, msecs: int = 10000) -> None:
         self.statusBar().showMessage(text, msecs)
@@ -317,10 +376,15 @@ class MainWindow(QMainWindow):
         self.profile_label.setStyleSheet("color: #8a5a00; font-weight: bold" if warn else "")
 
     def _show_project(self, project) -> None:
+        self.central.setCurrentWidget(self.start_page if project is None else self.project_view)
+        self.concepts_dock.setVisible(project is not None)
+        for action in self.project_actions:
+            action.setEnabled(project is not None)
         if project is None:
             self.setWindowTitle(APP_TITLE)
             return
         self.setWindowTitle(f"{project.name} — {APP_TITLE}")
+        self._step_shown(self.steps.currentIndex())
 
     def _on_job_event(self, event: JobEvent) -> None:
         if self._device_job is None or event.job_id != self._device_job.job_id:
@@ -343,12 +407,12 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event) -> None:
-        titles = [t for t in self.jobs.unfinished_titles() if t != "Detect device"]
+        titles = [t for t in self.jobs.unfinished_titles() if t != "Detect the device"]
         if titles and not self.ask_before_quit(titles):
             event.ignore()
             return
-        for view in (self.concepts, self.concepts_page, self.layouts_page, self.dataset_page,
-                     self.model_manager):
+        self.watcher.stop()
+        for view in (self.concepts, *self.pages, self.banner, self.model_manager):
             view.teardown()
         self.bindings.clear()
         self.thumbs.shutdown()

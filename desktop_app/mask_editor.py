@@ -2,7 +2,12 @@
 
 Clicks and the box go to the segmenter (job "segment-prompts"); a brush stroke changes only
 the pixels it covers (job "paint-mask"). Every result is a new mask in the project, never an
-overwrite, so undo makes the previous mask current again and redo the later one.
+overwrite, so undo makes the previous mask current again and redo the later one. A box that
+loses part of the previous mask inside it is shown before/after (mask_compare). The toolbar
+keeps its size: undo and redo are icons whose tooltips say what they take back.
+
+Keys: 1-5 tools, [ and ] brush size, + and - zoom (the wheel too), 0 fit, middle button or
+Space+drag pans, Ctrl+Z / Ctrl+Shift+Z undo and redo, Escape done.
 """
 
 from __future__ import annotations
@@ -23,14 +28,17 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSpinBox,
+    QStyle,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.mask_canvas import TOOLS, MaskCanvas, Prompts
-from desktop_app.observable import AppState
+from desktop_app.mask_canvas import TOOLS, MaskCanvas, Prompts, view_toolbar
+from desktop_app.mask_compare import NOTICEABLE, CompareBar, box_loss
+from desktop_app.observable import AppState, Bindings
+from desktop_app.plain_words import for_window
 from desktop_app.project_reads import method_label
 from desktop_app.thumbnails import BackgroundLoader, render_editor_images
 from engine.errors import MyCanvasError
@@ -114,20 +122,45 @@ class MaskEditor(QWidget):
         self.brush_size.valueChanged.connect(self._set_brush)
         self.toolbar.addWidget(self.brush_size)
         self.toolbar.addSeparator()
-        self.undo_action = self.undo_stack.createUndoAction(self, "Undo")
+        # Fixed labels: QUndoStack's own actions grow ("Undo segment with prompts") and push
+        # Done into the overflow menu; what they take back is in the tooltip instead.
+        icons = self.style()
+        self.undo_action = QAction(icons.standardIcon(QStyle.StandardPixmap.SP_ArrowBack),
+                                   "Undo", self)
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
-        self.redo_action = self.undo_stack.createRedoAction(self, "Redo")
-        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
-        self.toolbar.addAction(self.undo_action)
-        self.toolbar.addAction(self.redo_action)
+        self.redo_action = QAction(icons.standardIcon(QStyle.StandardPixmap.SP_ArrowForward),
+                                   "Redo", self)
+        self.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)  # Ctrl+Y, Ctrl+Shift+Z
+        for action, stack_signal, text_signal, verb, go in (
+                (self.undo_action, self.undo_stack.canUndoChanged,
+                 self.undo_stack.undoTextChanged, "Undo", self.undo_stack.undo),
+                (self.redo_action, self.undo_stack.canRedoChanged,
+                 self.undo_stack.redoTextChanged, "Redo", self.undo_stack.redo)):
+            action.setEnabled(False)
+            action.setToolTip(f"Nothing to {verb.lower()}")
+            action.triggered.connect(go)
+            stack_signal.connect(action.setEnabled)
+            text_signal.connect(lambda text, a=action, v=verb: a.setToolTip(
+                f"{v} {text} ({a.shortcut().toString()})" if text else
+                f"Nothing to {v.lower()}"))
+            self.toolbar.addAction(action)
         self.toolbar.addSeparator()
         done = self.toolbar.addAction("Done", self.close_editor)
         done.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        done.setToolTip("Back to the photos (Escape)")
+        self.done_action = done
+        self.view_bar, self.opacity = view_toolbar(self.canvas, self.brush_size)
+        self.compare = CompareBar()
+        self.compare.show_before.connect(self._show_before)
+        self.compare.keep.connect(self._end_compare)
+        self.compare.go_back.connect(self._go_back)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
+        top.addWidget(self.view_bar)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.toolbar)
+        lay.addWidget(self.compare)
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.status)
         self.canvas.point_clicked.connect(self._clicked)
@@ -136,6 +169,12 @@ class MaskEditor(QWidget):
         thumbs.ready.connect(self._images_ready)
         self._job: str | None = None
         self._waiting_key: object = None
+        self._loss_key: object = None
+        self._before_mask = QImage()  # what the canvas showed before a box prompt
+        self._shown_mask = QImage()  # the mask the canvas shows now
+        self._note = ""  # said with the mask's description until the next edit
+        self.bindings = Bindings()
+        self.bindings.on(state, "photos_rev", lambda _v: self._photos_changed())
 
     # ------------------------------------------------------------------ opening
 
@@ -145,6 +184,8 @@ class MaskEditor(QWidget):
         mask = project.current_masks(photo.concept_id).get(photo.id)
         self.current = _Open(photo.id, photo.concept_id, photo.original_name, photo.file,
                              mask=mask)
+        self._note = ""
+        self._end_compare()
         self.undo_stack.clear()
         concept = project.concept(photo.concept_id)
         self.title.setText(f"<b>{concept.name}</b> — {photo.original_name}")
@@ -166,13 +207,17 @@ class MaskEditor(QWidget):
             self._images_ready(key, hit)
 
     def _images_ready(self, key: object, result: object) -> None:
+        if key == self._loss_key:
+            self._loss_ready(result)
+            return
         if key != self._waiting_key or self.current is None:
             return
         photo, mask, scale = result
         self.current.scale = scale
-        self.canvas.set_images(photo, mask)
+        self.canvas.set_images(photo, mask, keep_view=True)
+        self._shown_mask = mask
         self.canvas.show_prompts(self.current.prompts, scale)
-        self._describe()
+        self._describe(self._note)
 
     def _describe(self, extra: str = "") -> None:
         cur = self.current
@@ -215,6 +260,7 @@ class MaskEditor(QWidget):
         cur = self.current
         if cur is None or self._busy():
             return
+        self._end_compare()
         self.canvas.show_prompts(prompts, cur.scale)
         self._start(SEGMENT_PROMPTS, {"photo_id": cur.photo_id,
                                       "prompts": [prompts.to_dict(cur.concept_id)]},
@@ -226,6 +272,7 @@ class MaskEditor(QWidget):
         if cur is None or self._busy():
             self._load_images()  # show the stored mask again, without the refused stroke
             return
+        self._end_compare()
         data = bytes(stroke.constBits())
         fields = {"photo_id": cur.photo_id, "concept_id": cur.concept_id, "mode": mode,
                   "stroke": data, "width": stroke.width(), "height": stroke.height(),
@@ -238,6 +285,7 @@ class MaskEditor(QWidget):
                prompts: Prompts, doing: str) -> None:
         cur = self.current
         assert cur is not None
+        self._note = ""
         before = (cur.mask, cur.prompts)
         try:
             params = self.state.job_params(decl, **fields)
@@ -258,7 +306,6 @@ class MaskEditor(QWidget):
         if cur is None:
             return
         if isinstance(event, JobFinished):
-            self.state.touch("photos")
             result = event.result
             mask_id = result.masks[0]["mask_id"] if hasattr(result, "masks") else result.mask_id
             after = next(m for m in self.state.project.masks(photo_id=cur.photo_id)
@@ -269,9 +316,11 @@ class MaskEditor(QWidget):
                 text = "brush stroke" if after.method == "painted" else "segment with prompts"
                 self.undo_stack.push(_MaskChange(self, text, (old_mask, old_prompts),
                                                  (after, prompts)))
+                if prompts.box is not None and prompts.box != old_prompts.box:
+                    self._check_box(old_mask, after, prompts.box)
             self._load_images()
         else:
-            reason = event.reason if isinstance(event, JobFailed) else "Cancelled."
+            reason = for_window(event.reason) if isinstance(event, JobFailed) else "Cancelled."
             cur.prompts = before[1]
             self.canvas.show_prompts(cur.prompts, cur.scale)
             self._load_images()  # drop a refused stroke from the screen
@@ -292,8 +341,76 @@ class MaskEditor(QWidget):
         self.state.touch("photos")
         self._load_images()
 
+    # ------------------------------------------------------------------ box before/after
+
+    def _check_box(self, before: Mask, after: Mask, box: tuple[float, ...]) -> None:
+        """Ask (off the GUI thread) how much of the previous mask inside the box was lost."""
+        project = self.state.project
+        shown = self.canvas.mask.size()
+        if project is None or shown.isEmpty():
+            return
+        self._before_mask = self.canvas.mask.copy()
+        self._loss_key = ("box-loss", before.file, after.file, tuple(box),
+                          shown.width(), shown.height())
+        hit = self.thumbs.request(self._loss_key, box_loss, str(project.abspath(before.file)),
+                                  str(project.abspath(after.file)), tuple(box),
+                                  (shown.width(), shown.height()))
+        if hit is not None:
+            self._loss_ready(hit)
+
+    def _loss_ready(self, result: object) -> None:
+        share, lost = result
+        if self.current is None or share < NOTICEABLE:
+            return
+        self.canvas.set_lost(lost)
+        self.compare.ask(share)
+
+    def _show_before(self, before: bool) -> None:
+        self.canvas.set_mask(self._before_mask if before else self._shown_mask)
+        self.canvas.lost_item.setVisible(not before)
+
+    def _end_compare(self) -> None:
+        if self.compare.isVisible():
+            self._show_before(False)
+        self.compare.hide()
+        self.canvas.set_lost(None)
+        self._loss_key = None
+
+    def _go_back(self) -> None:
+        self._end_compare()
+        self.undo_stack.undo()
+
+    # ------------------------------------------------------------------ outside changes
+
+    def _photos_changed(self) -> None:
+        """Another job or the command line changed this photo's mask (or removed the photo):
+        show what the project now holds, unless the editor's own job is still running."""
+        cur, project = self.current, self.state.project
+        if cur is None or project is None or self._job is not None:
+            return
+        try:
+            project.photo(cur.photo_id)
+        except MyCanvasError:
+            self.message.emit(f"{cur.name} was removed from the project.")
+            self.close_editor()
+            return
+        mask = project.current_masks(cur.concept_id).get(cur.photo_id)
+        if mask is None or (cur.mask is not None and mask.id == cur.mask.id):
+            return
+        cur.mask = mask
+        self._end_compare()
+        cur.prompts = Prompts()  # the clicks made the old mask, not this one
+        self.canvas.show_prompts(cur.prompts, cur.scale)
+        self._note = "The mask was changed outside the editor; this is the new one."
+        self._load_images()
+        self._describe(self._note)
+
     def close_editor(self) -> None:
+        self._end_compare()
         self.current = None
         self._waiting_key = None
         self.undo_stack.clear()
         self.closed.emit()
+
+    def teardown(self) -> None:
+        self.bindings.clear()

@@ -122,12 +122,15 @@ class AppState(Evented):
     photos_rev = Field(0)  # photos and masks
     layouts_rev = Field(0)
     dataset_rev = Field(0)
+    runs_rev = Field(0)  # training runs (the Train step)
+    generations_rev = Field(0)  # generated pictures and their scores (Generate, Gallery)
 
     def __init__(self, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent, settings=settings)
 
     def touch(self, *parts: str) -> None:
-        """Tell the views showing these parts ("concepts", "photos", ...) to reload."""
+        """Tell the views showing these parts ("concepts", "photos", ...: the kinds of
+        change of JobDeclaration.changes) to reload."""
         for part in parts:
             name = f"{part}_rev"
             setattr(self, name, getattr(self, name) + 1)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.errors import InputError
+from engine.models.profiles import get_profile
+
 if TYPE_CHECKING:
-    from engine.project import Mask, Project
+    from engine.project import DatasetItem, Mask, Project
 
 # How a mask was made, for people. The fallback is always named as such.
 METHOD_LABELS = {
@@ -31,3 +34,15 @@ def concept_cutout(project: Project, concept_id: int) -> Mask | None:
         if masks[photo_id].cutout_file:
             return masks[photo_id]
     return None
+
+
+def built_with_test_models(item: DatasetItem) -> bool:
+    """Whether a dataset item was built on a test profile (its picture is noise), as its
+    provenance says; the rule training applies (engine.train.data.built_with_test_models)."""
+    name = item.provenance.get("profile") if isinstance(item.provenance, dict) else None
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        return get_profile(name).test_models
+    except InputError:
+        return False

@@ -8,11 +8,19 @@ stages continue where they stopped. Dismiss forgets it.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
 
+from engine.errors import MyCanvasError
 from engine.jobs.journal import resumable as is_resumable
 from engine.project.job_journal import JournalEntry
+
+if TYPE_CHECKING:
+    from desktop_app.jobs_bridge import JobsBridge
+    from desktop_app.jobs_panel import JobsPanel
+    from desktop_app.observable import AppState
 
 
 def describe(entry: JournalEntry) -> str:
@@ -64,3 +72,48 @@ class ResumeBar(QFrame):
         if self.entries:
             signal.emit(self.entries.pop(0))
         self._show_first()
+
+
+class InterruptedJobs(QObject):
+    """The project's job journal as the window shows it when a project opens: the jobs cut
+    short in the resume bar, the recent ones in the jobs list (so a build cut short by a quit
+    is still listed, marked interrupted)."""
+
+    message = Signal(str)
+
+    def __init__(self, state: AppState, jobs: JobsBridge, bar: ResumeBar, panel: JobsPanel,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state, self.jobs, self.bar, self.panel = state, jobs, bar, panel
+        bar.resume_requested.connect(self.resume)
+        bar.dismiss_requested.connect(lambda entry: self.settle(entry, "dismissed"))
+
+    def show(self) -> None:
+        project = self.state.project
+        try:
+            entries = project.interrupted_jobs() if project is not None else []
+            history = project.journal(limit=20) if project is not None else []
+        except MyCanvasError as exc:
+            self.message.emit(f"Could not read the job journal: {exc}")
+            entries, history = [], []
+        self.bar.show_entries(entries)
+        self.panel.show_history(history, {e.job_id for e in entries})
+
+    def settle(self, entry: Any, state: str) -> None:
+        project = self.state.project
+        if project is None:
+            return
+        try:
+            project.settle_interrupted(entry.job_id, state)
+        except MyCanvasError as exc:
+            self.message.emit(str(exc))
+
+    def resume(self, entry: Any) -> None:
+        """Run the job again with the parameters it noted; the stages continue where they
+        stopped, and the bridge refreshes the views it changes."""
+        try:
+            self.jobs.submit(entry.name, entry.resume_params, entry.title or entry.name)
+        except MyCanvasError as exc:
+            self.message.emit(f"Could not resume: {exc}")
+            return
+        self.settle(entry, "resumed")

@@ -111,6 +111,12 @@ class SettingsDialog(QDialog):
         form.addRow("Model profile", self.profile)
         form.addRow("", self.profile_note)
         form.addRow("Model folder", self._with_browse(self.model_folder, folder=True))
+        per_model = QLabel("Each model can come from its own folder or file: Settings › "
+                           "Models…, where the missing ones can be downloaded too.")
+        per_model.setObjectName("perModelHint")
+        per_model.setWordWrap(True)
+        per_model.setStyleSheet("color: gray")
+        form.addRow("", per_model)
         form.addRow("Planner model (GGUF)", self._with_browse(self.planner, folder=False))
         form.addRow("Planner chat format", self.chat_format)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok

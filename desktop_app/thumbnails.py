@@ -40,7 +40,7 @@ def _decoded_photo(path: str | Path) -> Any:
     return decode_image(data, Path(path).name).rgb
 
 
-def _mask_array(path: str | Path, size: tuple[int, int]) -> Any:
+def mask_array(path: str | Path, size: tuple[int, int]) -> Any:
     import numpy as np
     from PIL import Image
 
@@ -81,7 +81,7 @@ def render_photo(photo_path: str, mask_path: str | None, side: int) -> QImage:
     rgb = _decoded_photo(photo_path)
     rgb.thumbnail((side, side))
     if mask_path:
-        rgb = overlay_mask(rgb, _mask_array(mask_path, rgb.size))
+        rgb = overlay_mask(rgb, mask_array(mask_path, rgb.size))
     return pil_to_qimage(rgb)
 
 
@@ -96,7 +96,7 @@ def render_item(image_path: str, mask_paths: Sequence[str], side: int) -> QImage
     rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
                      Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
     for k, mask_path in enumerate(mask_paths):
-        rgb = overlay_mask(rgb, _mask_array(mask_path, rgb.size),
+        rgb = overlay_mask(rgb, mask_array(mask_path, rgb.size),
                            ITEM_COLOURS[k % len(ITEM_COLOURS)], dim=False)
     return pil_to_qimage(rgb)
 
@@ -121,7 +121,7 @@ def render_editor_images(photo_path: str, mask_path: str | None,
     full_w = rgb.width
     rgb.thumbnail((max_side, max_side))
     if mask_path:
-        mask = np.where(_mask_array(mask_path, rgb.size), 255, 0).astype(np.uint8)
+        mask = np.where(mask_array(mask_path, rgb.size), 255, 0).astype(np.uint8)
     else:
         mask = np.zeros((rgb.height, rgb.width), np.uint8)
     grey = Image.fromarray(mask, "L")

@@ -7,13 +7,21 @@ if the process is killed in the middle of a write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.errors import DiskFullError
+
 TEMP_MARK = ".tmp-"
+# How libraries word a full disk when they do not raise OSError(ENOSPC) themselves
+# (safetensors: "I/O error: No space left on device (os error 28)").
+_DISK_FULL_TEXT = ("no space left on device", "os error 28", "disk quota exceeded",
+                   "database or disk is full")
 
 
 def fsync_dir(folder: Path) -> None:
@@ -125,3 +133,67 @@ def cleanup_temp_files(folder: str | os.PathLike[str]) -> int:
                 p.unlink()
                 removed += 1
     return removed
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc` (or an error it was raised from) says the disk is full. torch.save says
+    something else entirely ("unexpected pos ..."): callers check the free space too."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(exc).lower() for text in _DISK_FULL_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Free space on the disk holding `path` (its nearest existing folder), or None."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def megabytes(n: int | None) -> str:
+    if n is None:
+        return "an unknown amount"
+    return f"{n / 2**20:.1f} MB" if n < 10 * 2**20 else f"{n / 2**20:.0f} MB"
+
+
+def disk_full_error(target: str | os.PathLike[str], needed: int | None, kept: str,
+                    then: str = "") -> DiskFullError:
+    """The error a person reads when `target` could not be written for lack of space:
+    which file, how much it needs, how much is free, what was kept, what to do."""
+    free = free_bytes(target)
+    need = f"it needs about {megabytes(needed)}, " if needed else ""
+    todo = f" Free some space, then {then}." if then else " Free some space and try again."
+    return DiskFullError(f"No space left on the disk for {target} ({need}{megabytes(free)} "
+                         f"free). {kept[:1].upper() + kept[1:]}.{todo}")
+
+
+def ensure_free_space(target: str | os.PathLike[str], needed: int, kept: str,
+                      then: str = "") -> None:
+    """Refuse to start writing `needed` bytes at `target` when the disk has less free."""
+    free = free_bytes(target)
+    if free is not None and free < needed:
+        raise disk_full_error(target, needed, kept, then)
+
+
+def looks_like_disk_full(exc: BaseException, target: str | os.PathLike[str],
+                         needed: int = 0) -> bool:
+    """is_disk_full, or a write error with less free space left than the write needed."""
+    if is_disk_full(exc):
+        return True
+    if not isinstance(exc, (OSError, RuntimeError)) and type(exc).__name__ != "SafetensorError":
+        return False
+    free = free_bytes(target)
+    return free is not None and free < max(needed, 1 << 20)

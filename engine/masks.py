@@ -8,6 +8,7 @@ write masks through these, so a mask file means the same thing everywhere (an L-
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +30,8 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     from PIL import Image
 
-    return Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L")
+    # uint8 from the start: np.where(mask, 255, 0) would make an int64 array (8 bytes a pixel).
+    return Image.fromarray(np.where(mask, np.uint8(255), np.uint8(0)), mode="L")
 
 
 def image_to_mask(image: Image.Image) -> np.ndarray:
@@ -37,11 +39,20 @@ def image_to_mask(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L")) >= THRESHOLD
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image, text: Mapping[str, str] | None = None) -> bytes:
     """The one PNG encoder of the engine (the same settings give the same bytes, so the
-    content-addressed store de-duplicates)."""
+    content-addressed store de-duplicates). `text` adds text chunks (tEXt, or iTXt when a
+    value is not Latin-1), e.g. a generated picture's recipe."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        image.save(buf, format="PNG", optimize=False, compress_level=6, pnginfo=info)
+    else:
+        image.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_text
-from engine.device import DEVICES
+from engine.device import DEVICES, PRECISIONS
 from engine.paths import config_dir
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,9 @@ class Settings:
     version: int = SETTINGS_VERSION
     profile: str = ""  # empty: the profile table's default
     device: str = "auto"
+    # "auto": bf16 compute on CPUs with bf16 units, half precision on GPUs; "float32": full
+    # precision everywhere (slower: to check results, or where half precision misbehaves).
+    precision: str = "auto"
     model_folder: str = ""  # extra folder searched for models (empty: the app's data folder)
     planner_gguf: str = ""  # a GGUF file for the planner (empty: the embedded model)
     # llama-cpp chat format for an instruction-tuned planner GGUF ("chatml", "llama-3", ... or
@@ -50,6 +53,8 @@ def _valid(name: str, value: Any) -> bool:
         return isinstance(value, int) and 1 <= value <= SETTINGS_VERSION
     if name == "device":
         return isinstance(value, str) and (value in DEVICES or value.startswith("cuda:"))
+    if name == "precision":
+        return value in PRECISIONS
     if name == "profile":
         if not isinstance(value, str):
             return False

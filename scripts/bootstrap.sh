@@ -78,14 +78,23 @@ pip_install() {
 }
 
 ensure_python_packages() {
-  # The stamp is a hash of what decides the install; unchanged → no pip run at all.
-  local extras="" stamp_file="$VENV/.mycanvas-stamp" stamp
-  [ "$WITH_TESTS" = 1 ] && extras="[test]"
-  stamp="$(cat "$REPO/pyproject.toml" "$REPO/scripts/bootstrap.sh" | sha256sum | cut -c1-16)-$extras-$REPO"
-  if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] &&
-     "$PY" -c 'import engine, desktop_app' 2>/dev/null; then
-    return 0
+  # The stamp holds a hash of what decides the install (line 1) and the extras installed with
+  # it (line 2); unchanged → no pip run at all. A venv that has the test extras serves the app
+  # as it is, and run-tests after run-app installs the test extras once.
+  local stamp_file="$VENV/.mycanvas-stamp" base want="" have="" extras
+  base="$(cat "$REPO/pyproject.toml" "$REPO/scripts/bootstrap.sh" | sha256sum | cut -c1-16)-$REPO"
+  [ "$WITH_TESTS" = 1 ] && want="[test]"
+  if [ -f "$stamp_file" ] && [ "$(sed -n 1p "$stamp_file")" = "$base" ]; then
+    have="$(sed -n 2p "$stamp_file")"
+    if { [ -z "$want" ] || [ "$have" = "$want" ]; } &&
+       "$PY" -c 'import engine, desktop_app' 2>/dev/null; then
+      return 0
+    fi
+  elif [ -f "$stamp_file" ]; then
+    have="$(sed -n 2p "$stamp_file")"  # what changed is reinstalled with the extras it had
   fi
+  extras="$want"
+  [ "$have" = "[test]" ] && extras="[test]"
   log "installing Python packages (first run: several minutes; llama-cpp-python compiles once)"
   pip_install "$extras"
   if ! "$PY" -c "$HEALTH_CHECK" >/dev/null 2>&1 || ! "$PY" -m pip check >/dev/null 2>&1; then
@@ -96,7 +105,7 @@ ensure_python_packages() {
     pip_install "$extras"
     "$PY" -c "$HEALTH_CHECK" || { log "the install is broken even in a new venv"; exit 1; }
   fi
-  echo "$stamp" > "$stamp_file"
+  printf '%s\n%s\n' "$base" "$extras" > "$stamp_file"
 }
 
 ensure_system_packages

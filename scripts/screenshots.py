@@ -2,11 +2,14 @@
 
     python scripts/screenshots.py [OUT_DIR]        # default packaging/screenshots
 
-The demo project is made the way a user would make it, through the engine's jobs: the
+First the start page (no project open) and the welcome page of an empty project. The demo
+project is made the way a user would make it, through the engine's jobs: the
 scikit-image sample photos imported as concepts, masks from the classical fallback (GrabCut,
 plus a box for the rocket), layouts from the real planner model, a dataset built on the `tiny`
-profile (its pictures are noise, and the window says so). Then the window is opened offscreen
-(or on Xvfb when DISPLAY is set) and each screen is grabbed. Settings and recent projects go
+profile (its pictures are noise, and the window says so), a short training run, pictures
+generated from it (one batch layout-guided) and scored, and a short extraction from one photo.
+Then the window is opened offscreen (or on Xvfb when DISPLAY is set) and each screen is
+grabbed. Settings and recent projects go
 to a temporary folder, never to the user's; the tiny models are built in the app's data
 folder if they are not there yet.
 """
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 if not os.environ.get("DISPLAY"):
@@ -31,7 +35,7 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run(name: str, params: dict, title: str = "") -> dict:
+def run(name: str, params: dict, title: str = "") -> Any:
     from engine.jobs import JobFinished, run_inline
 
     log(f"  {name} …")
@@ -77,7 +81,7 @@ def make_project(root: Path, photos: dict[str, Path]) -> Path:
                     "concept": "Mochi"})
     run("segment", {**base, "profile": "tiny", "device": "cpu", "method": "fallback",
                     "concept": "Cup"})
-    photo_id = rocket["imported"][0]["id"]
+    photo_id = rocket.imported[0]["id"]
     run("segment-prompts", {**base, "photo_id": photo_id, "profile": "tiny", "device": "cpu",
                             "method": "fallback", "prompts": [
                                 {"concept": "Rocket", "box": [295, 120, 345, 408],
@@ -89,6 +93,23 @@ def make_project(root: Path, photos: dict[str, Path]) -> Path:
         items = project.dataset_items()
         project.set_review_state(items[1].id, "accepted")
         project.set_review_state(items[4].id, "rejected")
+        layout_id = next(lay.id for lay in project.layouts() if len(lay.objects) >= 2)
+    stage = {**base, "profile": "tiny", "device": "cpu"}
+    run("train", {**stage, "config": {"steps": 60, "sample_every": 10, "checkpoint_every": 30,
+                                      "learning_rate": 1e-3}})
+    run("generate", {**stage, "prompt": "<mochi> cat and <cup> mug on a sunny beach",
+                     "count": 6, "steps": 12, "seed": 11})
+    run("generate", {**stage, "layout_id": layout_id, "count": 6, "steps": 12, "seed": 40})
+    run("score", stage)
+    with Project.open(folder) as project:
+        pictures = project.gallery(sort="oldest")
+        project.set_favourite([pictures[1].id, pictures[7].id])
+    run("extract", {**stage, "photo": str(photos["astronaut"]),
+                    "concepts": [{"name": "Astronaut", "class_word": "person",
+                                  "box": [140, 20, 430, 512]},
+                                 {"name": "Flag", "class_word": "flag",
+                                  "box": [20, 20, 150, 200]}],
+                    "config": {"steps": 12, "iterations": 3, "checkpoint_every": 6}})
     return folder
 
 
@@ -146,12 +167,17 @@ def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> Non
     from engine.settings import Settings
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    window = MainWindow(Settings(profile="tiny", device="cpu"))
+    window = MainWindow(Settings(profile="tiny", device="cpu",
+                                 recent_projects=[str(project.resolve())]))
     window.resize(1360, 820)
     window.show()
-    window.open_project(project)
     shots.wait_until(lambda: window.device_label.text() != "device: detecting…")
     log("screens:")
+    # What a new user meets first: no project open, then a project with nothing in it.
+    shots.shoot(window, "0a-start")
+    window.create_project(project.parent / "My first project")
+    shots.shoot(window, "0b-empty-project")
+    window.open_project(project)
     shots.wait_until(lambda: not window.thumbs.busy())
     shots.shoot(window, "1-concepts")
 
@@ -186,15 +212,83 @@ def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> Non
     shots.wait_until(lambda: not window.thumbs.busy())
     shots.shoot(window, "6-dataset-review")
 
+    shoot_new_pages(window, photos, shots)
+
     window.open_settings()
     shots.shoot(window.settings_dialog, "7-settings")
     window.settings_dialog.reject()
-    window.model_manager.show()
-    shots.wait_until(lambda: window.model_manager.table.rowCount() > 0)
-    shots.shoot(window.model_manager, "8-models")
+    # The real profile, whose models are missing here: what they are, how big, a folder each.
+    manager = window.model_manager
+    manager.profile.setCurrentIndex(manager.profile.findData("sd15"))
+    manager.show()
+    shots.wait_until(lambda: manager.table.rowCount() > 0
+                     and manager.table.item(0, 3).text().startswith("stable-diffusion"))
+    shots.wait_until(lambda: not manager.loader.busy())  # the Hub asked for exact sizes
+    shots.shoot(manager, "8-models")
     window.model_manager.hide()
     window.close()
     app.processEvents()
+
+
+def shoot_new_pages(window, photos: dict[str, Path], shots: Shooter) -> None:
+    """Train, Extract, Generate, the Gallery (grid, one picture large), the Personalize plan,
+    and the first run on a profile whose models are missing."""
+    page = window.train_page
+    window.steps.setCurrentWidget(page)
+    page.runs.selectRow(0)
+    shots.wait_until(lambda: page.samples.count() > 0 and not window.thumbs.busy())
+    shots.shoot(window, "9-train")
+
+    extract = window.extract_page
+    window.steps.setCurrentWidget(extract)
+    extract.use_file(photos["astronaut"])
+    extract.add_concept("Astronaut", "person")
+    extract.canvas.set_box("Astronaut", (0.27, 0.04, 0.84, 1.0))
+    extract.add_concept("Flag", "flag")
+    extract.canvas.set_box("Flag", (0.04, 0.04, 0.29, 0.39))
+    from engine.extract import read_iterations
+
+    run_id = window.project.runs("em-extract")[-1].id
+    extract.view.set_iterations(read_iterations(window.project.root / "runs" / str(run_id)),
+                                busy=False)
+    shots.wait_until(lambda: not window.thumbs.busy())
+    shots.shoot(window, "10-extract")
+
+    gen = window.generate_page
+    window.steps.setCurrentWidget(gen)
+    gen.run.setCurrentIndex(gen.run.findData(window.project.runs("custom-diffusion")[-1].id))
+    gen.prompt.setText("")  # with a layout: its caption
+    gen.layout_choice.setCurrentIndex(2)  # the first layout of the project
+    gen.form.set_values({"count": 4, "steps": 12})
+    gen.generate()
+    shots.wait_until(lambda: gen.job is None and not window.jobs.has_running_jobs())
+    shots.shoot(window, "11-generate")
+
+    gallery = window.gallery_page
+    window.steps.setCurrentWidget(gallery)
+    shots.wait_until(lambda: not window.thumbs.busy())
+    gallery.grid.setCurrentIndex(gallery.model.index(0))
+    shots.shoot(window, "12-gallery")
+    guided = next(r for r, image in enumerate(gallery.model.images)
+                  if image.guided and image.concepts)
+    dialog = gallery._dialog([gallery.model.images[guided]])
+    shots.shoot(dialog, "13-gallery-picture")
+    dialog.close()
+
+    bar = window.personalize
+    bar.show_plan()
+    shots.wait_until(lambda: bar.dialog is not None and bar.dialog.isVisible())
+    shots.shoot(bar.dialog, "14-personalize-plan")
+    bar.dialog.reject()
+
+    # First run: the real profile, its models not on this computer.
+    from dataclasses import replace
+
+    window.state.settings = replace(window.settings, profile="sd15")
+    window.steps.setCurrentWidget(page)
+    shots.wait_until(lambda: window.banner.isVisible())
+    shots.shoot(window, "15-first-run")
+    window.state.settings = replace(window.settings, profile="tiny")
 
 
 def main(argv: list[str]) -> int:

@@ -103,9 +103,16 @@ def test_the_guard_catches_a_plain_open_of_a_live_catalogue(project,
 def test_migration_backup_and_checks_never_open_the_file_outside_sqlite(project):
     """Project.open's checks (header, size, quick_check) and the migration's backup run
     through SQLite only: the guard would fail this test otherwise."""
+    from engine.project import schema
+
     conn = sqlite3.connect(project / "catalogue.sqlite")
-    conn.execute("PRAGMA user_version = 3")
-    conn.execute("DROP TABLE job_journal")
+    # The catalogue as schema 3 left it: every table rebuilt by migrations 1..3 only.
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                 ).fetchall():
+        conn.execute(f"DROP TABLE {table}")
+    schema.apply_migrations(conn, 0, 3)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('name', 'shared')")
+    conn.commit()
     conn.close()
     with Project.open(project) as outer:
         write_from_other_process(project, 1)

@@ -24,6 +24,15 @@ from engine.project import Project
 TINY = ["--profile", "tiny", "--device", "cpu"]
 
 
+@pytest.fixture(autouse=True)
+def float32_reference():
+    """Golden numbers are the float32 reference, the same on every processor: bf16 compute
+    runs only where the CPU has bf16 units (tests/test_cpu_precision.py bounds its drift)."""
+    from engine.settings import Settings, save_settings
+
+    save_settings(Settings(precision="float32"))
+
+
 def pixels(project: Project, rel: str) -> np.ndarray:
     with Image.open(project.abspath(rel)) as im:
         return np.asarray(im.convert("RGB") if im.mode not in ("L", "1") else im)

@@ -281,7 +281,7 @@ def test_migration_from_v1_keeps_data_and_backs_up(tmp_path: Path) -> None:
     catalogue = build_v1(folder)
     original_dump = dump(catalogue)
     with Project.open(folder) as p:
-        assert p.schema_version == CURRENT_VERSION == 4
+        assert p.schema_version == CURRENT_VERSION == 5
         assert [(c.id, c.name, c.token, c.class_word) for c in p.concepts()] == [
             (1, "Mochi", "<mochi>", "cat"), (2, "Blue mug", "<blue-mug>", "mug")]
         assert [ph.original_name for ph in p.photos(1)] == ["IMG_0001.JPG", "mochi sofa.png"]

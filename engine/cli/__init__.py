@@ -32,6 +32,7 @@ from engine.cli.progress import (
 )
 from engine.cli.registry import COMMANDS, command, job_command
 from engine.errors import MyCanvasError
+from engine.jobs.running import describe_failure
 
 __all__ = [
     "COMMANDS",
@@ -76,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`mycanvas info P | head -1`): send the rest of
+    it, and Python's final flush at exit, nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
@@ -85,7 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     run = COMMANDS[args.command].run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not as a message at exit
+        return code
+    except BrokenPipeError:
+        # A closed pipe is a normal end: the reader has all it wanted.
+        _quiet_stdout()
+        return EXIT_OK
     except CancelledByUser:
         print("Cancelled.", file=sys.stderr)
         return EXIT_CANCELLED
@@ -97,13 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"mycanvas {args.command}: {exc}", file=sys.stderr)
+        print(f"mycanvas {args.command}: {describe_failure(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:
         if args.debug:
             import traceback
 
             traceback.print_exc()
-        print(f"mycanvas {args.command}: unexpected {type(exc).__name__}: {exc} "
-              "(run with --debug for details)", file=sys.stderr)
+        print(f"mycanvas {args.command}: {describe_failure(exc)} (run with --debug for "
+              "details)", file=sys.stderr)
         return EXIT_FAILED

@@ -40,9 +40,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from engine.settings import load_settings
 
     settings = load_settings()
-    plan = plan_device(args.device or settings.device)
+    plan = plan_device(args.device or settings.device, precision=settings.precision)
     report: dict[str, Any] = {
-        "device": plan.device, "dtype": plan.dtype,
+        "device": plan.device, "dtype": plan.dtype, "autocast_dtype": plan.autocast_dtype,
+        "precision": plan.precision_note or plan.dtype, "precision_setting": settings.precision,
         "free_memory_gib": None if plan.free_memory is None else round(plan.free_memory / GIB, 1),
         "memory_savers": plan.describe(), "versions": _versions(),
         "data_dir": str(data_dir()), "config_dir": str(config_dir()),
@@ -51,10 +52,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for name in profile_names():
         prof = get_profile(name)
         report["profiles"][name] = {
-            role: {"present": st.present, "path": str(st.path) if st.path else None,
-                   "source": st.source, "note": st.note}
+            role: {"present": st.present, "state": st.mark, "usable": st.usable,
+                   "path": str(st.path) if st.path else None, "source": st.source,
+                   "note": st.note}
             for role in prof.roles
-            for st in [role_status(prof, role, settings.role_overrides)]
+            for st in [role_status(prof, role, settings.role_overrides, verify=True)]
         }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -67,10 +69,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         tag = " (default)" if name == report["default_profile"] else ""
         print(f"profile {name}{tag}: {get_profile(name).label}")
         for role, st in roles.items():
-            mark = "present" if st["present"] else "missing"
             where = st["path"] or st["source"]
             note = f" — {st['note']}" if st["note"] else ""
-            print(f"  {role:<10} {mark:<8} {where}{note}")
+            print(f"  {role:<10} {st['state']:<8} {where}{note}")
     return EXIT_OK
 
 

@@ -22,7 +22,8 @@ def _cli_config(args: argparse.Namespace) -> dict[str, Any]:
     config = {k: v for k, v in pairs.items() if v is not None}
     for flag, key in (("prior_preservation", "prior_preservation"),
                       ("masked_loss", "masked_loss"),
-                      ("gradient_checkpointing", "gradient_checkpointing")):
+                      ("gradient_checkpointing", "gradient_checkpointing"),
+                      ("include_test_pictures", "include_test_pictures")):
         if getattr(args, flag):
             config[key] = True
     for flag, key in (("no_global_token", "global_token"),
@@ -50,6 +51,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masked-loss", action="store_true",
                    help="weight the loss inside the object masks")
     p.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower")
+    p.add_argument("--include-test-pictures", action="store_true",
+                   help="also train on dataset items built with the test models (left out of "
+                   "a run on a real profile by default: their pictures are noise)")
     p.add_argument("--no-global-token", action="store_true",
                    help="Gen4Gen: no global composition token")
     p.add_argument("--no-repeat-tokens", action="store_true",

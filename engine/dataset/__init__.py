@@ -8,20 +8,27 @@ repainted, captions, a quality filter, an image-folder export.
     quality.py   visibility, seams, CLIP likeness to the photos → auto-kept / auto-rejected
     build.py     the resumable `build-dataset` job
     export.py    the `export-dataset` job (image folder + metadata.jsonl)
-    jobs.py      both jobs, declared once
+    openvino_models.py    the inpainting pipeline with OpenVINO computing UNet and VAE (CPU)
+    openvino_store.py     where conversions live, what they record; torch or OpenVINO
+    openvino_prepare.py   the `prepare-openvino` job: convert, verify, calibrate
+    jobs.py      the jobs, declared once
 
-Public API: `BUILD_DATASET`, `EXPORT_DATASET` and their parameters and results. Importing
-this package is cheap.
+Public API: `BUILD_DATASET`, `EXPORT_DATASET`, `PREPARE_OPENVINO` and their parameters and
+results. Importing this package is cheap.
 """
 
 from engine.dataset.jobs import (
     BUILD_DATASET,
     EXPORT_DATASET,
+    PREPARE_OPENVINO,
     BuildDatasetParams,
     BuiltDataset,
     ExportDatasetParams,
     ExportedDataset,
+    OpenVinoPrepared,
+    PrepareOpenVinoParams,
 )
 
-__all__ = ["BUILD_DATASET", "EXPORT_DATASET", "BuildDatasetParams", "BuiltDataset",
-           "ExportDatasetParams", "ExportedDataset"]
+__all__ = ["BUILD_DATASET", "EXPORT_DATASET", "PREPARE_OPENVINO", "BuildDatasetParams",
+           "BuiltDataset", "ExportDatasetParams", "ExportedDataset", "OpenVinoPrepared",
+           "PrepareOpenVinoParams"]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import InputError
 from engine.masks import mask_to_image, png_bytes
-from engine.project import DatasetItem, Layout, Mask, Project
+from engine.project import DatasetItem, Layout, Mask, Project, exclusive
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -183,6 +183,8 @@ def _build_item(build: _Build, plan: ItemPlan, on_step: StepCallback) -> Dataset
     provenance = {
         "version": PROVENANCE_VERSION, "build_seed": build.build_seed, "seed": plan.seed,
         "profile": build.profile, "device": plan_device.device, "dtype": plan_device.dtype,
+        "compute": plan_device.autocast_dtype or plan_device.dtype,
+        "backend": build.inpainter.backend,
         "size": build.size, "prompt": prompt,
         "settings": build.settings.to_dict(plan_device.device),
         "background": build.background_file or "noise",
@@ -217,7 +219,8 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
         guidance=DEFAULT_GUIDANCE if params.guidance is None else params.guidance,
         strength=DEFAULT_STRENGTH if params.strength is None else params.strength)
     size = setup.profile.resolution if params.resolution is None else params.resolution
-    with Project.open(params.project) as proj:
+    # One build per project at a time (two would race for the same item numbers).
+    with Project.open(params.project) as proj, exclusive(proj.root, "build-dataset", "build"):
         done = {i.build_index for i in proj.dataset_items() if i.build_index is not None}
         missing = [i for i in range(total_items) if i not in done]
         summary = {"count": total_items, "already": total_items - len(missing),
@@ -233,7 +236,7 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
         ctx.progress(0, len(missing), "loading models")
         from engine.dataset.inpaint import load_inpainter
 
-        inpainter = load_inpainter(ctx, setup)
+        inpainter = load_inpainter(ctx, setup, params.backend, size)
         judge = _load_judge(ctx, setup)
         build = _Build(
             project=proj, ctx=ctx, size=size, settings=settings, inpainter=inpainter,
@@ -247,12 +250,13 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
         total = per_item * len(missing)
         for done_items, index in enumerate(missing):
             base = done_items * per_item
-            label = f"item {done_items + 1}/{len(missing)} (#{index})"
+            # Plain words for people: which picture of this build, not its catalogue index.
+            label = f"building picture {done_items + 1} of {len(missing)}"
             ctx.progress(base, total, label)
 
             def on_step(step: int, steps_total: int, base: int = base, label: str = label):
                 ctx.progress(base + round(step * (per_item - 1) / max(1, steps_total)), total,
-                             f"{label}, step {step}/{steps_total}")
+                             f"{label} (painting: {step} of {steps_total} steps)")
 
             plan = plan_item(index, layouts, cutouts, seed)
             item = _build_item(build, plan, on_step)

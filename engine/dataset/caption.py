@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from engine.errors import InputError
 from engine.project import Concept, Layout, LayoutObject
-from engine.text import article, bare_scene, join_words, scene_phrase
+from engine.text import bare_scene, join_words, scene_phrase, with_article
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ def template_caption(layout: Layout, concepts: Mapping[int, Concept]) -> str:
     'a photo of a cat to the left of a mug, and a rocket to the right of the mug, in ...'."""
     ordered = reading_order(layout)
     words = [c.class_word for c in _concepts_of(layout, concepts)]
-    body = f"{article(words[0])} {words[0]}" if words else "a scene"
+    body = with_article(words[0]) if words else "a scene"
     for k in range(1, len(ordered)):
-        this = f"{article(words[k])} {words[k]}"
+        this = with_article(words[k])
         if k == 1:
             body = f"{body} {relation(ordered[0], ordered[1])} {this}"
         else:

@@ -6,6 +6,7 @@ place when complete, so a cancelled export leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -62,11 +63,28 @@ def _export_row(item: DatasetItem, n: int, project: Project, folder: Path) -> di
     return row
 
 
+def _export_bytes(project: Project, items: Sequence[DatasetItem]) -> int:
+    """What an export of `items` writes: their images and masks, plus the metadata."""
+    total = 1 << 20
+    for item in items:
+        for rel in (item.image_file, *item.masks.values()):
+            with contextlib.suppress(OSError):  # a missing file is reported when copied
+                total += project.abspath(rel).stat().st_size
+    return total
+
+
 def export_dataset(project: Project, out_dir: str | os.PathLike[str],
                    states: Sequence[str] = EXPORT_STATES, ctx: Reporter | None = None) -> int:
     """Write the items in `states` as an imagefolder dataset at `out_dir` (which must not
     exist or be empty). Returns how many items were written."""
-    from engine.atomic import atomic_write_text, fsync_dir, temp_path_for
+    from engine.atomic import (
+        atomic_write_text,
+        disk_full_error,
+        ensure_free_space,
+        fsync_dir,
+        looks_like_disk_full,
+        temp_path_for,
+    )
 
     out = Path(out_dir).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -76,6 +94,9 @@ def export_dataset(project: Project, out_dir: str | os.PathLike[str],
     if not items:
         raise InputError(f"No dataset items to export (review states {', '.join(states)})")
     out.parent.mkdir(parents=True, exist_ok=True)
+    needed = _export_bytes(project, items)
+    kept = f"Nothing was written to {out}"
+    ensure_free_space(out, needed, kept, "export again")
     staging = temp_path_for(out)
     (staging / "masks").mkdir(parents=True)
     try:
@@ -90,8 +111,11 @@ def export_dataset(project: Project, out_dir: str | os.PathLike[str],
             out.rmdir()
         os.replace(staging, out)
         fsync_dir(out.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, Exception) and looks_like_disk_full(exc, out.parent, needed):
+            raise disk_full_error(out, needed, f"{kept} (the part copied was removed)",
+                                  "export again") from exc
         raise
     if ctx is not None:
         ctx.progress(len(items), len(items), "exported")

@@ -8,7 +8,9 @@ objects' pixels bit for bit, so an object's identity never drifts through the VA
 Defaults follow Gen4Gen (guidance ~6, strength 0.9, ~60 steps), with fewer steps on a CPU.
 The pipeline runs through engine.jobs.pipelines: memory savers from the device plan, one
 retry in lean mode on out-of-memory (warm models unloaded first), and `on_step` after every
-denoising step; raising from it (Cancelled) stops the pipeline and nothing is returned.
+denoising step; raising from it (Cancelled) stops the pipeline and nothing is returned. It
+computes as the plan says (engine.device.inference_autocast: bf16 on CPUs with bf16 units);
+on a CPU its UNet and VAE may be OpenVINO's (engine.dataset.openvino_store chooses).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.dataset.compose import Composition
+from engine.device import inference_autocast
 from engine.errors import InputError, MyCanvasError
 from engine.jobs.pipelines import PipelineRunner, StepCallback
 from engine.masks import erode, mask_to_image
@@ -131,7 +134,11 @@ def _to_uint8(images: Any) -> np.ndarray:
 
 
 class Inpainter(PipelineRunner):
-    """A loaded inpainting pipeline, run with the device plan's memory savers."""
+    """A loaded inpainting pipeline, run with the device plan's memory savers and precision.
+    `backend` says who computes its UNet and VAE: "torch", or "openvino" (CPU, see
+    engine.dataset.openvino_models)."""
+
+    backend = "torch"
 
     def paint(self, composition: Composition, prompt: str, settings: InpaintSettings,
               seed: int, on_step: StepCallback | None = None) -> InpaintResult:
@@ -155,7 +162,7 @@ class Inpainter(PipelineRunner):
         def attempt(plan: DevicePlan) -> Any:
             # A fresh generator per attempt: the lean retry paints the same picture.
             generator = torch.Generator("cpu").manual_seed(seed)
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_autocast(plan):
                 return self.pipe(
                     prompt=prompt, negative_prompt=settings.negative_prompt or None,
                     image=composition.image, mask_image=masks.repaint, height=size,
@@ -171,22 +178,43 @@ class Inpainter(PipelineRunner):
                              paste_alpha=masks.paste_alpha)
 
 
-def load_inpainter(ctx: JobContext, setup: StageSetup) -> Inpainter:
-    """The profile's inpainting pipeline on the planned device, kept warm in the worker."""
+def load_inpainter(ctx: JobContext, setup: StageSetup, backend: str = "auto",
+                   size: int | None = None) -> Inpainter:
+    """The profile's inpainting pipeline on the planned device, kept warm in the worker.
+    `backend`: auto, torch or openvino (engine.dataset.openvino_store.choose_backend, which
+    says in one log line why it chose what it chose); `size`: the canvas side."""
+    from engine.dataset.openvino_store import choose_backend
     from engine.models.loaders import load_inpaint
 
     plan = setup.device
     assert plan is not None, "inpainting runs on a device"
     path = setup.role_path("inpaint")
-    key = setup.model_key("inpaint", str(path))
+    choice = choose_backend(setup, backend, size or setup.profile.resolution)
+    if choice.note:
+        ctx.log(choice.note)
+    if choice.backend == "openvino":
+        assert choice.folder is not None
+        from engine.dataset.openvino_models import openvino_inpaint_pipeline
 
-    def load() -> Inpainter:
-        ctx.log(f"Loading the inpainting model of profile {setup.profile.name!r} on "
-                f"{plan.describe()}")
-        # With offload the pipeline starts on the CPU and moves per model while it runs.
-        pipe = load_inpaint(path, "cpu" if plan.cpu_offload else plan.device, plan.dtype)
-        return Inpainter(pipe, plan, ctx.models, ctx.log)
+        folder, precision = choice.folder, choice.precision
 
-    inpainter = ctx.models.load(key, load)
+        def load_openvino() -> Inpainter:
+            ctx.log(f"Loading the OpenVINO inpainting model ({precision}) from {folder}")
+            inpainter = Inpainter(openvino_inpaint_pipeline(folder, path, precision), plan,
+                                  ctx.models, ctx.log)
+            inpainter.backend = "openvino"
+            return inpainter
+
+        key = setup.model_key("inpaint", f"openvino:{precision}:{folder}")
+        inpainter = ctx.models.load(key, load_openvino)
+    else:
+        def load() -> Inpainter:
+            ctx.log(f"Loading the inpainting model of profile {setup.profile.name!r} on "
+                    f"{plan.describe()}")
+            # With offload the pipeline starts on the CPU and moves per model while it runs.
+            pipe = load_inpaint(path, "cpu" if plan.cpu_offload else plan.device, plan.dtype)
+            return Inpainter(pipe, plan, ctx.models, ctx.log)
+
+        inpainter = ctx.models.load(setup.model_key("inpaint", str(path)), load)
     inpainter.log = ctx.log
     return inpainter

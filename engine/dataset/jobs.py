@@ -1,5 +1,6 @@
-"""The dataset stage's jobs, declared once: build (compose, inpaint, caption, filter) and
-export as an image folder."""
+"""The dataset stage's jobs, declared once: build (compose, inpaint, caption, filter), export
+as an image folder, and prepare the OpenVINO inpainting backend (a per-profile conversion,
+no project: it serves every project's builds)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from engine.jobs.declaration import (
     JobDeclaration,
+    JobParams,
     JobResult,
     ProjectParams,
     StageParams,
@@ -30,6 +32,9 @@ class BuildDatasetParams(StageParams):
                                               "(default: colour noise)")
     resolution: int | None = param(None, minimum=32, maximum=4096,
                                    help="canvas side in pixels (default: the profile's)")
+    backend: str = param("auto", choices=("auto", "torch", "openvino"),
+                         help="who computes the inpainting on a CPU: auto takes OpenVINO when "
+                              "prepare-openvino made it ready and measured it faster here")
 
     def check(self) -> None:
         super().check()
@@ -67,6 +72,41 @@ class ExportedDataset(JobResult):
         return f"Exported {self.items} items to {self.path}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class PrepareOpenVinoParams(JobParams):
+    profile: str | None = param(None, help="model profile (default: the settings' one)")
+    device: str | None = param(None, help="must plan to the CPU: auto or cpu "
+                                          "(default: the settings' one)")
+    overrides: dict[str, str] | None = param(
+        None, cli=False, help="a weights folder or file per role (default: the settings')")
+    recalibrate: bool = param(False, help="measure OpenVINO against torch again on this "
+                                          "computer")
+
+
+@dataclass(frozen=True)
+class OpenVinoPrepared(JobResult):
+    profile: str
+    folder: str
+    precision: str  # OpenVINO's inference precision: bf16 or f32
+    converted_now: bool
+    convert_seconds: float
+    unet_difference: float  # relative L2 from torch float32 on the verification input
+    decoder_difference: float
+    torch_item_seconds: float  # projected per dataset item, on this computer
+    openvino_item_seconds: float
+    used: bool  # builds take OpenVINO (backend auto)
+
+    def summary(self) -> str:
+        made = (f"converted in {self.convert_seconds:.0f} s" if self.converted_now
+                else "already converted")
+        verdict = "builds use OpenVINO" if self.used else "builds keep torch"
+        return (f"OpenVINO inpainting for profile {self.profile} ({self.precision}): {made}, "
+                f"verified (UNet {self.unet_difference:.2%}, VAE decoder "
+                f"{self.decoder_difference:.2%} from torch float32); about "
+                f"{self.openvino_item_seconds:.1f} s per item against torch's "
+                f"{self.torch_item_seconds:.1f} s here: {verdict}")
+
+
 BUILD_DATASET = JobDeclaration(
     "build-dataset", "engine.dataset.build:build_dataset_job", BuildDatasetParams,
     BuiltDataset, title=lambda p: f"Build the dataset ({p.count} pictures)", resumable=True,
@@ -75,4 +115,9 @@ EXPORT_DATASET = JobDeclaration(
     "export-dataset", "engine.dataset.export:export_dataset_job", ExportDatasetParams,
     ExportedDataset, title="Export the dataset",
     help="write the dataset as an image folder with metadata.jsonl")
-JOBS = (BUILD_DATASET, EXPORT_DATASET)
+PREPARE_OPENVINO = JobDeclaration(
+    "prepare-openvino", "engine.dataset.openvino_prepare:prepare_openvino_job",
+    PrepareOpenVinoParams, OpenVinoPrepared,
+    title=lambda p: f"Prepare OpenVINO inpainting ({p.profile or 'the profile'})",
+    help="convert the inpainting model to OpenVINO once, verify it and measure it here")
+JOBS = (BUILD_DATASET, EXPORT_DATASET, PREPARE_OPENVINO)

@@ -6,11 +6,18 @@
     jobs.py            the `import-photos` job, declared once
 
 Public API: `decode_image`, `read_image_file`, `load_photo`, `DecodedImage`, `import_photos`,
-`IMPORT_PHOTOS`. Importing this package is cheap (PIL is imported when an image is read).
+`IMPORT_PHOTOS`, `FORMAT_EXTENSIONS` (the file extension a stored photo of each format gets).
+Importing this package is cheap (PIL is imported when an image is read).
 """
 
 from engine.intake.jobs import IMPORT_PHOTOS, ImportedPhotos, ImportPhotosParams
-from engine.intake.photos import DecodedImage, decode_image, load_photo, read_image_file
+from engine.intake.photos import (
+    FORMAT_EXTENSIONS,
+    DecodedImage,
+    decode_image,
+    load_photo,
+    read_image_file,
+)
 
-__all__ = ["IMPORT_PHOTOS", "DecodedImage", "ImportPhotosParams", "ImportedPhotos",
-           "decode_image", "load_photo", "read_image_file"]
+__all__ = ["FORMAT_EXTENSIONS", "IMPORT_PHOTOS", "DecodedImage", "ImportPhotosParams",
+           "ImportedPhotos", "decode_image", "load_photo", "read_image_file"]

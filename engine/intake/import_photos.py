@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputError
+from engine.atomic import free_bytes, is_disk_full, megabytes
+from engine.errors import DiskFullError, InputError, ProjectError
 from engine.intake.photos import FORMAT_EXTENSIONS, MAX_PHOTOS_PER_CONCEPT, read_image_file
 
 if TYPE_CHECKING:
@@ -48,6 +49,13 @@ class ImportReport:
         }
 
 
+def _size_of(path: str | Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 def import_one(project: Project, concept_id: int, path: str | Path,
                report: ImportReport) -> None:
     """Check, copy and record one file; raises InputError naming it (nothing written)."""
@@ -70,11 +78,23 @@ def import_one(project: Project, concept_id: int, path: str | Path,
     report.notes.extend(f"{name}: {note}" for note in image.notes)
 
 
+class PhotoNotStored(DiskFullError):
+    """The disk filled up while storing photo `name`: the photos before it are in, the
+    rest (`remaining`, this one included) are not."""
+
+    def __init__(self, message: str, name: str, needed: int, remaining: list[str]) -> None:
+        super().__init__(message)
+        self.name, self.needed, self.remaining = name, needed, remaining
+
+
 def import_photos(project: Project, concept_id: int, paths: Sequence[str | Path],
-                  ctx: Reporter | None = None) -> ImportReport:
-    """Import photos into a concept. Files that fail are reported and leave no trace."""
+                  ctx: Reporter | None = None,
+                  report: ImportReport | None = None) -> ImportReport:
+    """Import photos into a concept. Files that fail are reported and leave no trace. A full
+    disk stops the batch with PhotoNotStored; `report` (when given) then holds what was
+    imported before it."""
     project.concept(concept_id)  # a clear error for an unknown concept, before any work
-    report = ImportReport()
+    report = ImportReport() if report is None else report
     total = len(paths)
     for step, path in enumerate(paths):
         name = Path(path).name
@@ -89,6 +109,14 @@ def import_photos(project: Project, concept_id: int, paths: Sequence[str | Path]
             import_one(project, concept_id, path, report)
         except InputError as exc:
             report.failed.append(ImportFailure(str(path), str(exc)))
+        except (OSError, ProjectError) as exc:
+            if not is_disk_full(exc):
+                raise
+            needed = _size_of(path)
+            raise PhotoNotStored(
+                f"No space left on the disk of {project.root} for {name} (it needs about "
+                f"{megabytes(needed)}, {megabytes(free_bytes(project.root))} free)", name,
+                needed, [str(p) for p in paths[step:]]) from exc
     if ctx is not None:
         ctx.progress(total, total, "imported")
     return report
@@ -114,7 +142,10 @@ def import_photos_job(ctx: JobContext, params: ImportPhotosParams) -> ImportedPh
                 ctx.log(f"Class word of {existing.name!r} changed to {params.class_word!r}")
         report = ImportReport()
         try:
-            report = import_photos(proj, target.id, params.paths, ctx)
+            import_photos(proj, target.id, params.paths, ctx, report)
+        except PhotoNotStored as stop:
+            saved = _what_was_kept(target.name, existing is None, report, stop)
+            raise DiskFullError(f"{stop}. {saved}") from stop
         finally:
             if existing is None and not proj.photos(target.id):
                 proj.delete_concept(target.id)
@@ -122,7 +153,24 @@ def import_photos_job(ctx: JobContext, params: ImportPhotosParams) -> ImportedPh
             ctx.log(failure.reason, "warning")
         for note in report.notes:
             ctx.log(note)
-        created = existing is None and bool(report.imported or report.duplicates)
+        kept = existing is not None or bool(report.imported or report.duplicates)
         return ImportedPhotos(concept_id=target.id, name=target.name, token=target.token,
-                              class_word=target.class_word, created=created,
-                              **report.to_dict())
+                              class_word=target.class_word, created=existing is None and kept,
+                              kept=kept, **report.to_dict())
+
+
+def _what_was_kept(concept: str, new: bool, report: ImportReport, stop: PhotoNotStored) -> str:
+    """After a full disk stopped a batch: what is in the project now, and what to do."""
+    done = [p.original_name for p in report.imported]
+    if done:
+        photos = f"{len(done)} photo{'s' * (len(done) != 1)} imported before it ({', '.join(done)})"
+        kept = (f"Kept: the new concept {concept!r} with the {photos}" if new else
+                f"Kept in {concept!r}: the {photos}")
+    elif new:
+        kept = f"Nothing was kept: the new concept {concept!r} had no photo yet and was removed"
+    else:
+        kept = f"Nothing new was kept in {concept!r}"
+    rest = [Path(p).name for p in stop.remaining]
+    shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
+    return (f"{kept}; not imported: {shown}. Free some space, then add those photos again "
+            f"(mycanvas add-concept PROJECT {concept!r} ...).")

@@ -26,12 +26,16 @@ class ImportedPhotos(JobResult):
     token: str
     class_word: str
     created: bool
+    kept: bool = True  # False: a new concept none of whose photos went in, so not kept
     imported: list[dict[str, Any]] = field(default_factory=list)  # id, name, width, height
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # id, name
     failed: list[dict[str, str]] = field(default_factory=list)  # path, reason
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        if not self.kept:
+            return (f"No concept {self.name!r} was created: none of its "
+                    f"{len(self.failed)} photo(s) could be imported")
         state = "new" if self.created else "existing"
         return (f"{self.token} {self.name} ({self.class_word}, {state} concept): "
                 f"{len(self.imported)} photo(s) imported, {len(self.duplicates)} already there, "

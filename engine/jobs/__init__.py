@@ -2,6 +2,7 @@
 
     events.py        the typed events (queued, started, progress, preview, log, finished, ...)
     context.py       JobContext: progress with ETA, logs, previews, cancel, warm models
+    stage_context.py StageContext: another job's function run inside a job, progress mapped
     declaration.py   JobDeclaration, typed parameters (JobParams) and results (JobResult)
     registry.py      finds every stage's declarations; test jobs by target
     running.py       the job boundary: run_job, run_inline, JobSpec
@@ -47,6 +48,7 @@ from engine.jobs.events import (
 )
 from engine.jobs.registry import declaration, declarations, job_target, register_job, resolve_job
 from engine.jobs.running import JobSpec, describe_failure, run_inline, run_job
+from engine.jobs.stage_context import StageContext
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -69,6 +71,7 @@ __all__ = [
     "JobStarted",
     "ModelParams",
     "ProjectParams",
+    "StageContext",
     "StageParams",
     "declaration",
     "declarations",

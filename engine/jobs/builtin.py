@@ -7,12 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.device import PRECISIONS
 from engine.jobs.declaration import JobDeclaration, JobParams, JobResult, ProjectParams, param
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceInfoParams(JobParams):
     requested: str = param("auto", help="auto, cuda, cuda:N, mps or cpu")
+    precision: str | None = param(None, choices=PRECISIONS,
+                                  help="auto or float32 (default: the user's setting)")
 
 
 @dataclass(frozen=True)
@@ -29,9 +32,11 @@ class DeviceInfo(JobResult):
 def device_info_job(ctx: Any, params: DeviceInfoParams) -> DeviceInfo:
     """The device plan, described (the window runs it in the worker: it never loads torch)."""
     from engine.device import plan_device
+    from engine.settings import load_settings
 
     ctx.progress(0, 1, "detecting device")
-    return DeviceInfo(plan_device(params.requested).describe())
+    precision = params.precision or load_settings().precision
+    return DeviceInfo(plan_device(params.requested, precision=precision).describe())
 
 
 @dataclass(frozen=True, kw_only=True)

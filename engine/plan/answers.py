@@ -17,6 +17,8 @@ from functools import lru_cache
 
 from engine.paths import RESOURCES
 from engine.plan.layout_solver import Relation
+from engine.plan.noun_phrases import head_modifiers, introduced_objects, is_place
+from engine.text import article_problems, with_article
 
 PROMPTS_DIR = RESOURCES / "prompts"
 SIZE_PRIORS_FILE = RESOURCES / "size_priors.json"
@@ -303,10 +305,13 @@ def scene_problems(scene: str, labels: Sequence[str], vocab: Vocabulary,
         problems.append(f"has {len(words)} words (1 to {SCENE_MAX_WORDS})")
     if not any(ch.isalpha() for ch in scene) or len(scene_head(scene)) < 3:
         problems.append("names no place")
+    elif not is_place(scene):
+        problems.append("is not a place (a room, a surface or a landscape)")
     named = [label for label in labels if mentions(scene, label)]
     if named:
         problems.append(f"puts {', '.join(named)} in the background")
-    invented = _invented(scene, labels, vocab)
+    modifiers = set(head_modifiers(scene))
+    invented = [w for w in _invented(scene, labels, vocab) if w not in modifiers]
     if invented:
         problems.append(f"adds objects ({', '.join(invented)})")
     return problems + _echo_problems(scene, examples, " ".join(labels))
@@ -391,6 +396,13 @@ def caption_problems(caption: str, labels: Sequence[str], scene: str, vocab: Voc
     invented = _invented(caption, labels, vocab, scene)
     if invented:
         problems.append(f"adds objects ({', '.join(invented)})")
+    others = [p for p in introduced_objects(caption, labels, scene)
+              if not any(mentions(p, word) for word in invented)]
+    if others:
+        problems.append(f"names things not asked for ({', '.join(others)[:80]})")
+    wrong = article_problems(caption, labels)
+    if wrong:
+        problems.append(f"wrong article ({', '.join(wrong)[:60]})")
     if max((words.count(w) for w in set(words) if len(w) > 2), default=0) > 4:
         problems.append("repeats itself")
     problems += _echo_problems(caption, examples, " ".join([*labels, scene]))
@@ -415,8 +427,8 @@ def _relation_problems(reading: CaptionReading, labels: Sequence[str],
 
 
 def object_list(labels: Sequence[str]) -> str:
-    """ "a cat, an apple and a teddy bear" """
-    items = [f"{'an' if label[:1] in 'aeiou' else 'a'} {label}" for label in labels]
+    """ "a cat, an apple, sunglasses and a teddy bear" """
+    items = [with_article(label) for label in labels]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 

@@ -38,6 +38,7 @@ from engine.plan.answers import (
     prompt_template,
     read_caption,
 )
+from engine.text import fix_articles
 
 T = TypeVar("T")
 
@@ -354,7 +355,8 @@ class Semantics:
         prefill = prefill[0].upper() + prefill[1:]
 
         def read(text: str) -> tuple[CaptionPlan | None, list[str]]:
-            caption = _tidy_caption(answer_line(text))
+            # Articles are ours to choose ("an owl", "sunglasses"), not the model's.
+            caption = _tidy_caption(fix_articles(answer_line(text), labels))
             problems = caption_problems(caption, labels, scene, self.vocab, heights_cm, examples)
             if problems:
                 return None, problems

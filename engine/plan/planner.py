@@ -243,6 +243,9 @@ def resolve_planner_model(setup: StageSetup, model_path: str | None = None,
     chosen = model_path or settings.planner_gguf
     if chosen:
         path = Path(chosen).expanduser()
+        if path.is_dir():
+            raise InputError(f"The planner model set in Settings is a folder, not a GGUF "
+                             f"file: {path}. Choose the .gguf file inside it.")
         if not path.is_file():
             raise ModelMissingError(f"The planner model set in Settings does not exist: {path}")
         return path, fmt

@@ -1,7 +1,19 @@
-"""The project store: a folder with a SQLite catalogue and content-addressed files."""
+"""The project store: a folder with a SQLite catalogue and content-addressed files.
+
+The gallery's data is on Project too: `gallery(GalleryQuery(...))`, `set_favourite`,
+`set_rating`, `trash_generations` / `restore_generations` / `empty_trash`,
+`export_generations` (engine/project/gallery.py, gallery_query.py, trash.py,
+gallery_export.py).
+"""
 
 from engine.project.catalogue import Project, concept_dir_name
+from engine.project.class_words import check_class_word, class_word_problem
+from engine.project.gallery import ConceptScore, GalleryImage, prompt_concepts
+from engine.project.gallery_export import RECIPE_KEY, ExportedPicture, read_recipe
+from engine.project.gallery_query import SORTS, TRASH_VIEWS, GalleryQuery
+from engine.project.locks import exclusive
 from engine.project.records import (
+    IMAGE_ONLY_METRICS,
     REVIEW_STATES,
     RUN_STATUSES,
     SCORE_METRICS,
@@ -19,11 +31,19 @@ from engine.project.schema import CURRENT_VERSION
 
 __all__ = [
     "CURRENT_VERSION",
+    "IMAGE_ONLY_METRICS",
+    "RECIPE_KEY",
     "REVIEW_STATES",
     "RUN_STATUSES",
     "SCORE_METRICS",
+    "SORTS",
+    "TRASH_VIEWS",
     "Concept",
+    "ConceptScore",
     "DatasetItem",
+    "ExportedPicture",
+    "GalleryImage",
+    "GalleryQuery",
     "Generation",
     "Layout",
     "LayoutObject",
@@ -32,5 +52,10 @@ __all__ = [
     "Project",
     "Run",
     "Score",
+    "check_class_word",
+    "class_word_problem",
     "concept_dir_name",
+    "exclusive",
+    "prompt_concepts",
+    "read_recipe",
 ]

@@ -33,12 +33,16 @@ from engine.atomic import cleanup_temp_files
 from engine.errors import InputError, ProjectError
 from engine.paths import safe_component
 from engine.project import connection
+from engine.project.class_words import check_class_word
 from engine.project.connection import CATALOGUE_NAME
 from engine.project.files import FileStore, check_relative
+from engine.project.gallery import GalleryRecords
+from engine.project.gallery_export import GalleryExport
 from engine.project.job_journal import JobJournal
 from engine.project.records import Concept, Mask, Photo, now_iso
 from engine.project.schema import CURRENT_VERSION, TABLES
 from engine.project.stage_tables import PipelineRecords
+from engine.project.trash import TrashRecords
 
 SUBFOLDERS: tuple[str, ...] = ("files", "runs")
 NAME_MAX_LEN = 64
@@ -112,7 +116,7 @@ def open_catalogues() -> list[Path]:
         return [p.catalogue_path for p in _OPEN.values() if not p.closed]
 
 
-class Project(PipelineRecords, JobJournal):
+class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJournal):
     """An open project. Use Project.create / Project.open, then close() (or `with`).
 
     Every open() is matched by one close(); the connection closes with the last one.
@@ -301,6 +305,12 @@ class Project(PipelineRecords, JobJournal):
     def schema_version(self) -> int:
         return int(self._rows("PRAGMA user_version")[0][0])
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process: the worker,
+        the command line) commits to the catalogue; this process's own commits leave it
+        as it is. Costs microseconds: the window polls it to see changes it did not make."""
+        return int(self._rows("PRAGMA data_version")[0][0])
+
     def summary(self) -> dict[str, Any]:
         """Name, schema version, app version, created_at, then the row count of each table
         (for `mycanvas info` and the project view)."""
@@ -349,7 +359,7 @@ class Project(PipelineRecords, JobJournal):
 
     def add_concept(self, name: str, class_word: str, token: str | None = None) -> Concept:
         clean_name = clean_label(name, "Concept name")
-        clean_class = clean_label(class_word, "Class word")
+        clean_class = check_class_word(class_word)
         if token is not None and (not isinstance(token, str) or not _TOKEN.match(token)):
             raise InputError(
                 f"Concept token {token!r} must look like <name>: lowercase letters, digits, "
@@ -378,7 +388,7 @@ class Project(PipelineRecords, JobJournal):
         return self.concept(concept_id)
 
     def set_class_word(self, concept_id: int, class_word: str) -> Concept:
-        clean_class = clean_label(class_word, "Class word")
+        clean_class = check_class_word(class_word)
         with self._tx() as conn:
             self._one("concepts", concept_id, "concept")
             conn.execute("UPDATE concepts SET class_word = ? WHERE id = ?",

@@ -17,7 +17,11 @@ from typing import Any
 from engine.errors import InputError
 
 REVIEW_STATES: tuple[str, ...] = ("auto-kept", "auto-rejected", "accepted", "rejected")
-SCORE_METRICS: tuple[str, ...] = ("cp-clip", "ti-clip")
+# cp-clip, ti-clip: Gen4Gen's pair; cd-text, cd-image: the Custom Diffusion evaluation's
+# text and image alignment. Defined exactly in engine/score/metrics.py.
+SCORE_METRICS: tuple[str, ...] = ("cp-clip", "ti-clip", "cd-text", "cd-image")
+# Metrics of the whole image only (never per concept).
+IMAGE_ONLY_METRICS: tuple[str, ...] = ("ti-clip", "cd-text")
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled")
 
 # Boxes come from float arithmetic (solver, JSON round trips); allow rounding at the edge.
@@ -236,6 +240,11 @@ class Run:
 
 @dataclass(frozen=True, kw_only=True)
 class Generation:
+    """A generated picture and its recipe (`settings`). The gallery's marks: `favourite`,
+    `rating` (1..5 or None) and `deleted_at` (set while it is in the trash; its image then
+    lives under trash/). A new generation is never a favourite, unrated and not trashed:
+    add_generation ignores those three."""
+
     prompt: str
     seed: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -243,20 +252,41 @@ class Generation:
     run_id: int | None = None
     id: int | None = None
     created_at: str = ""
+    favourite: bool = False
+    rating: int | None = None
+    deleted_at: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
             raise InputError(f"Generation.prompt must be text, got {self.prompt!r}")
         _check_id(self.seed, "Generation.seed", optional=True)
         _check_id(self.run_id, "Generation.run_id", optional=True)
+        check_rating(self.rating)
+        object.__setattr__(self, "favourite", bool(self.favourite))
         object.__setattr__(self, "settings", dict(self.settings))
+
+    @property
+    def trashed(self) -> bool:
+        return self.deleted_at is not None
+
+
+def check_rating(rating: Any) -> None:
+    """A rating is None (unrated) or a whole number of stars from 1 to 5."""
+    if rating is None:
+        return
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise InputError(f"rating must be 1 to 5 stars (or none), got {rating!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Score:
-    """CP-CLIP of one concept (concept_id set) or TI-CLIP of the whole image (concept_id None).
+    """One metric of one generated image: per concept (concept_id set) or of the whole image
+    (concept_id None; for cp-clip and cd-image that is the mean over the image's concepts).
 
-    A CP-CLIP row with concept_id None is an aggregate over the image's concepts.
+    How it was made: `box` ([x, y, w, h] in 0..1 of the image) and `confidence` of the
+    detection a concept's CP-CLIP used (None: not detected, the score is 0), `model` (the
+    models that scored it), `test_model` (True when those were the tiny test models: the
+    number then means nothing), `details` (threshold, reference count, ...), `scored_at`.
     """
 
     generation_id: int
@@ -264,11 +294,29 @@ class Score:
     value: float
     concept_id: int | None = None
     id: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    confidence: float | None = None
+    model: str = ""
+    test_model: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+    scored_at: str = ""
 
     def __post_init__(self) -> None:
         _check_id(self.generation_id, "Score.generation_id")
         check_choice(self.metric, SCORE_METRICS, "Score.metric")
         _check_id(self.concept_id, "Score.concept_id", optional=True)
-        if self.metric == "ti-clip" and self.concept_id is not None:
-            raise InputError("Score.concept_id must be empty for a ti-clip score")
+        if self.metric in IMAGE_ONLY_METRICS and self.concept_id is not None:
+            raise InputError(f"Score.concept_id must be empty for a {self.metric} score")
         object.__setattr__(self, "value", _finite(self.value, "Score.value"))
+        if self.box is not None:
+            box = tuple(_finite(v, "Score.box") for v in self.box)
+            x, y, w, h = box if len(box) == 4 else (0.0, 0.0, 0.0, 0.0)
+            if len(box) != 4 or min(x, y) < -_BOX_SLACK or w <= 0 or h <= 0 or \
+                    x + w > 1 + _BOX_SLACK or y + h > 1 + _BOX_SLACK:
+                raise InputError(f"Score.box must be [x, y, w, h] inside 0..1, got {self.box!r}")
+            object.__setattr__(self, "box", box)
+        if self.confidence is not None:
+            object.__setattr__(self, "confidence",
+                               _finite(self.confidence, "Score.confidence"))
+        object.__setattr__(self, "test_model", bool(self.test_model))
+        object.__setattr__(self, "details", dict(self.details))

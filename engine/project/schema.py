@@ -137,7 +137,42 @@ _V4: tuple[str, ...] = (
     "CREATE INDEX job_journal_state ON job_journal(state)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# Migration 5: the gallery and the scores. A generation can be a favourite, carry a rating
+# (1..5, NULL unrated) and sit in the trash (deleted_at set, its image moved under trash/ until
+# the trash is emptied: engine/project/trash.py). A score row names how it was made: the
+# detector's box ([x, y, w, h] in 0..1 of the image) and confidence for a concept's CP-CLIP,
+# the models that scored it, whether those were test models, and details (threshold, ...);
+# the metrics grow the Custom Diffusion pair ('cd-text', 'cd-image'; engine/score/metrics.py).
+# SQLite cannot change a CHECK constraint in place, so the scores table is rebuilt; rows from
+# before keep their values, with no model named (it was not recorded then).
+_V5: tuple[str, ...] = (
+    """ALTER TABLE generations ADD COLUMN favourite INTEGER NOT NULL DEFAULT 0
+        CHECK (favourite IN (0, 1))""",
+    "ALTER TABLE generations ADD COLUMN rating INTEGER CHECK (rating BETWEEN 1 AND 5)",
+    "ALTER TABLE generations ADD COLUMN deleted_at TEXT",
+    "CREATE INDEX generations_deleted ON generations(deleted_at)",
+    """CREATE TABLE scores_v5 (
+        id INTEGER PRIMARY KEY,
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        metric TEXT NOT NULL CHECK (metric IN ('cp-clip', 'ti-clip', 'cd-text', 'cd-image')),
+        concept_id INTEGER REFERENCES concepts(id) ON DELETE CASCADE,
+        value REAL NOT NULL,
+        box_json TEXT,
+        confidence REAL,
+        model TEXT,
+        test_model INTEGER NOT NULL DEFAULT 0 CHECK (test_model IN (0, 1)),
+        details_json TEXT NOT NULL DEFAULT '{}',
+        scored_at TEXT
+    )""",
+    """INSERT INTO scores_v5 (id, generation_id, metric, concept_id, value)
+        SELECT id, generation_id, metric, concept_id, value FROM scores""",
+    "DROP TABLE scores",
+    "ALTER TABLE scores_v5 RENAME TO scores",
+    "CREATE INDEX scores_generation ON scores(generation_id)",
+    "CREATE INDEX scores_metric ON scores(metric, concept_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 CURRENT_VERSION = len(MIGRATIONS)
 
 # Every table of the current schema, in the order `mycanvas info` lists them.

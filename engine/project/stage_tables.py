@@ -57,15 +57,22 @@ def _run(row: sqlite3.Row) -> Run:
                created_at=row["created_at"] or "", finished_at=row["finished_at"])
 
 
-def _generation(row: sqlite3.Row) -> Generation:
+def generation_from_row(row: sqlite3.Row) -> Generation:
     return Generation(id=row["id"], run_id=row["run_id"], prompt=row["prompt"],
                       seed=row["seed"], settings=_json_or(row["settings_json"], {}),
-                      image_file=row["image_file"], created_at=row["created_at"] or "")
+                      image_file=row["image_file"], created_at=row["created_at"] or "",
+                      favourite=bool(row["favourite"]), rating=row["rating"],
+                      deleted_at=row["deleted_at"])
 
 
-def _score(row: sqlite3.Row) -> Score:
+def score_from_row(row: sqlite3.Row) -> Score:
+    box = _json_or(row["box_json"], None)
     return Score(id=row["id"], generation_id=row["generation_id"], metric=row["metric"],
-                 value=row["value"], concept_id=row["concept_id"])
+                 value=row["value"], concept_id=row["concept_id"],
+                 box=tuple(box) if box else None, confidence=row["confidence"],
+                 model=row["model"] or "", test_model=bool(row["test_model"]),
+                 details=_json_or(row["details_json"], {}), scored_at=row["scored_at"] or "")
+
 
 
 def _rel(rel: str | None, field_name: str) -> None:
@@ -244,6 +251,13 @@ class PipelineRecords:
     def run(self, run_id: int) -> Run:
         return _run(self._one("runs", run_id, "run"))
 
+    def delete_run(self, run_id: int) -> None:
+        """Forget a run: its row goes; its pictures stay, no longer linked to it (run_id
+        NULL). Its folder is the caller's to remove (engine.train.delete_run)."""
+        with self._tx() as conn:
+            self._one("runs", run_id, "run")
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
     # ------------------------------------------------------------------ generations, scores
 
     def add_generation(self, generation: Generation) -> Generation:
@@ -267,13 +281,15 @@ class PipelineRecords:
         else:
             rows = self._rows("SELECT * FROM generations WHERE run_id = ? ORDER BY id",
                               (run_id,))
-        return [_generation(r) for r in rows]
+        return [generation_from_row(r) for r in rows]
 
     def generation(self, generation_id: int) -> Generation:
-        return _generation(self._one("generations", generation_id, "generation"))
+        return generation_from_row(self._one("generations", generation_id, "generation"))
 
     def add_score(self, generation_id: int, metric: str, value: float,
                   concept_id: int | None = None) -> Score:
+        """Add one score row (the score job writes an image's rows together with
+        `replace_scores`, which also records how they were made)."""
         score = Score(generation_id=generation_id, metric=metric, value=value,
                       concept_id=concept_id)
         with self._tx() as conn:
@@ -284,7 +300,7 @@ class PipelineRecords:
                 "INSERT INTO scores (generation_id, metric, concept_id, value)"
                 " VALUES (?, ?, ?, ?)", (generation_id, metric, concept_id, score.value))
             row = conn.execute("SELECT * FROM scores WHERE id = ?", (cur.lastrowid,)).fetchone()
-            return _score(row)
+            return score_from_row(row)
 
     def scores(self, generation_id: int | None = None) -> list[Score]:
         if generation_id is None:
@@ -292,4 +308,4 @@ class PipelineRecords:
         else:
             rows = self._rows("SELECT * FROM scores WHERE generation_id = ? ORDER BY id",
                               (generation_id,))
-        return [_score(r) for r in rows]
+        return [score_from_row(r) for r in rows]

@@ -8,10 +8,13 @@
     segment_photos.py   the jobs: store masks and cut-outs, record them, previews
     jobs.py             the `segment`, `segment-prompts` and `paint-mask` jobs, declared once
 
-Public API: the declarations below, and `load_segmenter_for`, `segment_image`,
-`segment_concepts`, `Prompt` (engine.segment.sam) for stages that point at objects (EM
-extraction). Importing this package is cheap.
+Public API: the declarations below, and for stages that point at objects (EM extraction)
+`load_segmenter_for`, `segment_image`, `segment_concepts`, `Prompt`, `SegmentResult`
+(engine.segment.sam) and `save_result` (a mask and its cut-out stored and recorded), each
+imported on first use. Importing this package is cheap.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from engine.segment.jobs import (
     PAINT_MASK,
@@ -22,5 +25,33 @@ from engine.segment.jobs import (
     SegmentPromptsParams,
 )
 
-__all__ = ["PAINT_MASK", "SEGMENT", "SEGMENT_PROMPTS", "SegmentParams",
-           "SegmentPromptsParams", "SegmentedPhotos"]
+# numpy-backed: imported when first asked for.
+_LAZY = {"load_segmenter_for": "engine.segment.sam", "segment_image": "engine.segment.sam",
+         "segment_concepts": "engine.segment.sam", "Prompt": "engine.segment.sam",
+         "SegmentResult": "engine.segment.sam", "save_result": "engine.segment.segment_photos"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.segment' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from engine.segment.sam import (
+        Prompt,
+        SegmentResult,
+        load_segmenter_for,
+        segment_concepts,
+        segment_image,
+    )
+    from engine.segment.segment_photos import save_result
+
+__all__ = ["PAINT_MASK", "SEGMENT", "SEGMENT_PROMPTS", "Prompt", "SegmentParams",
+           "SegmentPromptsParams", "SegmentResult", "SegmentedPhotos", "load_segmenter_for",
+           "save_result", "segment_concepts", "segment_image"]

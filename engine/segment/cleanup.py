@@ -94,31 +94,71 @@ def clean_mask(mask: np.ndarray, *, positive: Sequence[Point] = (),
     return fill_holes(keep_main_component(out, positive), negative)
 
 
+BAND_ROWS = 512  # rows per band of full-resolution float work: ~8 MB at 4000 px wide
+
+
+def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A mask from a work copy scaled up to the photo's (width, height) with smooth edges,
+    in uint8 (a 48-megapixel mask costs 2 x 48 MB, not the 4 x 192 MB of float arrays)."""
+    w, h = size
+    if mask.shape == (h, w):
+        return mask.astype(bool)
+    small = np.where(mask, np.uint8(255), np.uint8(0))
+    up = _cv2().resize(small, (w, h), interpolation=_cv2().INTER_LINEAR)
+    return up >= 128
+
+
+def _blur_radius(sigma: float) -> int:
+    # OpenCV's own kernel size for a float Gaussian: round(8 sigma + 1), odd.
+    return (round(sigma * 8 + 1) | 1) // 2 + 1
+
+
 def feathered_alpha(mask: np.ndarray, radius: float | None = None) -> np.ndarray:
-    """uint8 alpha that falls from 255 inside to 0 at the mask's edge (feathered inwards)."""
+    """uint8 alpha that falls from 255 inside to 0 at the mask's edge (feathered inwards).
+    The float work runs in bands of rows (with the blur's reach as overlap, so the result is
+    the same as in one piece): memory stays bounded however large the photo."""
     if not mask.any():
         return np.zeros(mask.shape, np.uint8)
     r = radius if radius is not None else max(1.0, float(np.hypot(*mask.shape)) / 800)
     cv2 = _cv2()
     k = max(1, round(r))
-    inner = cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    solid = mask.astype(np.uint8)
+    inner = cv2.erode(solid, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     if not inner.any():  # thinner than the feather: keep it hard rather than lose it
-        inner = mask.astype(np.uint8)
-    soft = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), r / 2)
-    soft = np.where(mask, np.maximum(soft, inner), 0.0)
-    return np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8)
+        inner = solid
+    del solid
+    h = mask.shape[0]
+    reach = _blur_radius(r / 2)
+    out = np.empty(mask.shape, np.uint8)
+    for y0 in range(0, h, BAND_ROWS):
+        y1 = min(h, y0 + BAND_ROWS)
+        a, b = max(0, y0 - reach), min(h, y1 + reach)
+        soft = cv2.GaussianBlur(inner[a:b].astype(np.float32), (0, 0), r / 2)[y0 - a:y1 - a]
+        band = inner[y0:y1]
+        soft = np.where(mask[y0:y1], np.maximum(soft, band), 0.0)
+        out[y0:y1] = np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8)
+    return out
 
 
 def make_cutout(rgb: Image.Image, mask: np.ndarray, alpha: Image.Image | None = None,
                 feather: float | None = None) -> Image.Image:
-    """RGBA cut-out cropped to the object; the photo's own transparency is kept."""
+    """RGBA cut-out cropped to the object; the photo's own transparency is kept. Only the
+    object's box (and the feather's reach around it) is worked on."""
     box = mask_box(mask)
     if box is None:
         raise ValueError("cannot cut out an empty mask")
-    a = feathered_alpha(mask, feather)
-    if alpha is not None:
-        a = (a.astype(np.uint16) * np.asarray(alpha, np.uint16) // 255).astype(np.uint8)
-    rgba = np.dstack([np.asarray(rgb.convert("RGB")), a])
+    r = feather if feather is not None else max(1.0, float(np.hypot(*mask.shape)) / 800)
+    h, w = mask.shape
     x0, y0, x1, y1 = box
-    return Image.fromarray(rgba[y0:y1, x0:x1], "RGBA")
+    # Outside the box the mask is empty, so the feather of a crop with this margin is the
+    # feather of the whole mask.
+    margin = max(1, round(r)) + _blur_radius(r / 2) + 2
+    cx0, cy0 = max(0, x0 - margin), max(0, y0 - margin)
+    cx1, cy1 = min(w, x1 + margin), min(h, y1 + margin)
+    a = feathered_alpha(mask[cy0:cy1, cx0:cx1], r)[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
+    if alpha is not None:
+        own = np.asarray(alpha.crop((x0, y0, x1, y1)), np.uint16)
+        a = (a.astype(np.uint16) * own // 255).astype(np.uint8)
+    cut = (rgb if rgb.mode == "RGB" else rgb.convert("RGB")).crop((x0, y0, x1, y1))
+    cut.putalpha(Image.fromarray(np.ascontiguousarray(a), "L"))
+    return cut

@@ -81,6 +81,10 @@ class GrabCutSegmenter:
         bgd = np.zeros((1, 65), np.float64)
         fgd = np.zeros((1, 65), np.float64)
         bgr = np.ascontiguousarray(image[..., ::-1])
+        # GrabCut seeds its colour models with k-means from OpenCV's global random state,
+        # which earlier OpenCV calls of the process move: reset it to a fresh process's
+        # state (RNG(0) is RNG(0xffffffff)), so a photo's mask never depends on what ran before.
+        cv2.setRNGSeed(0)
         cv2.grabCut(bgr, seeds, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
         hard = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
         h, w = out_shape

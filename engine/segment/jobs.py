@@ -52,10 +52,13 @@ class SegmentedPhotos(JobResult):
     masks: list[dict[str, Any]] = field(default_factory=list)  # photo/concept/mask id, area
     skipped: int = 0  # photos that already had a mask
     failed: list[dict[str, str]] = field(default_factory=list)  # photo, reason
+    # Masks made but covering (nearly) all or none of their photo: photo, reason.
+    flagged: list[dict[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"photo {m['photo_id']}: mask {m['mask_id']} ({m['method']}, "
                  f"{m['area'] * 100:.0f}% of the photo)" for m in self.masks]
+        lines += [f"check: {f['reason']}" for f in self.flagged]
         if self.skipped:
             lines.append(f"{self.skipped} photo(s) already had a mask (--redo to redo them)")
         return "\n".join(lines)

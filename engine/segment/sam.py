@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.errors import InputError, ModelMissingError
 from engine.masks import resize_mask
-from engine.segment.cleanup import Box, Point, clean_mask
+from engine.segment.cleanup import Box, Point, clean_mask, upsample_mask
 from engine.segment.jobs import METHODS
 
 if TYPE_CHECKING:
@@ -336,16 +336,17 @@ def _load_sam(prof: Any, path: Any, device: str, user_weights: bool) -> SamSegme
 
 
 def _work_copy(image: DecodedImage) -> tuple[np.ndarray, float]:
-    rgb = np.asarray(image.rgb_on_white())
-    h, w = rgb.shape[:2]
+    """The photo at most WORK_SIDE pixels long, as an array; a larger photo is scaled down
+    by PIL from the decoded image, never copied whole into numpy first."""
+    from PIL import Image
+
+    view = image.rgb_on_white()
+    w, h = view.size
     scale = min(1.0, WORK_SIDE / max(h, w))
     if scale >= 1.0:
-        return rgb, 1.0
-    from engine.segment.cleanup import _cv2
-
-    cv2 = _cv2()
+        return np.asarray(view), 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+    return np.asarray(view.resize(size, Image.Resampling.BOX)), scale
 
 
 def _result(segmenter: Segmenter, soft: np.ndarray, prompt: Prompt | None, size: tuple[int, int],
@@ -355,8 +356,10 @@ def _result(segmenter: Segmenter, soft: np.ndarray, prompt: Prompt | None, size:
         hard = clean_mask(hard)
     else:
         hard = clean_mask(hard, positive=prompt.positive, negative=prompt.negative, box=prompt.box)
-    return SegmentResult(mask=resize_mask(hard, size), method=method, fallback=segmenter.fallback,
-                         label=segmenter.label, score=score,
+    # The mask is made on the bounded work copy and scaled up in uint8 (a 48-megapixel photo
+    # would need ~1 GB of float arrays otherwise).
+    return SegmentResult(mask=upsample_mask(hard, size), method=method,
+                         fallback=segmenter.fallback, label=segmenter.label, score=score,
                          low_res_logits=None if low_res is None else np.asarray(low_res))
 
 

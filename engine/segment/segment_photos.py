@@ -99,6 +99,11 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
                     todo.append((cid, photo))
                 else:
                     skipped += 1
+        if not todo and not skipped:
+            which = (f"Concept {proj.concept(concept_ids[0]).name!r} has" if params.concept
+                     is not None else "The project has")
+            raise InputError(f"{which} no photos yet: add some first (mycanvas add-concept "
+                             "PROJECT NAME --class WORD PHOTOS...)")
         if not todo:  # loading SAM would cost seconds for nothing
             ctx.log("Every photo already has a mask (redo to make new ones)")
             return SegmentedPhotos(None, False, False, skipped=skipped)
@@ -106,6 +111,7 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
         _announce(ctx, segmenter)
         made: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
+        flagged: list[dict[str, str]] = []
         for step, (cid, photo) in enumerate(todo):
             ctx.progress(step, len(todo), f"segmenting {photo.original_name}")
             try:
@@ -116,20 +122,60 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
                 failed.append({"photo": photo.original_name, "reason": str(exc)})
                 ctx.log(str(exc), "warning")
                 continue
+            area = float(result.mask.mean())
             made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
-                         "method": mask.method, "area": float(result.mask.mean())})
+                         "method": mask.method, "area": area})
+            _flag_coverage(ctx, photo.original_name, area, flagged)
             ctx.preview(_preview(image, result), photo.original_name)
         ctx.progress(len(todo), len(todo), "segmented")
         return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model,
-                               made, skipped, failed)
+                               made, skipped, failed, flagged)
+
+
+# A mask this full, or this empty, is the segmenter's failure far more often than a photo
+# of that shape: the user is asked to look.
+NEARLY_ALL, NEARLY_NONE = 0.97, 0.005
+
+
+def coverage_warning(name: str, area: float) -> str:
+    """Why a mask covering `area` of photo `name` needs a look, or ''."""
+    if area >= NEARLY_ALL:
+        return (f"{name}: the mask covers {area:.0%} of the photo, so the segmenter probably "
+                "did not find the object; check it, or draw a box around the object")
+    if area <= NEARLY_NONE:
+        return (f"{name}: the mask covers only {area:.1%} of the photo; check it, or draw a "
+                "box around the object")
+    return ""
+
+
+def _flag_coverage(ctx: JobContext, name: str, area: float,
+                   flagged: list[dict[str, str]]) -> None:
+    warning = coverage_warning(name, area)
+    if warning:
+        ctx.log(warning, "warning")
+        flagged.append({"photo": name, "reason": warning})
+
+
+PREVIEW_SIDE = 1024  # a preview is looked at, not measured: it never needs the full photo
 
 
 def _preview(image: DecodedImage, result: SegmentResult) -> Any:
-    """The photo with everything outside the mask dimmed: what the user checks."""
+    """The photo with everything outside the mask dimmed, at most PREVIEW_SIDE pixels long:
+    what the user checks."""
     from PIL import Image
 
-    rgb = np.asarray(image.rgb).astype(np.float32)
-    shown = np.where(result.mask[..., None], rgb, rgb * 0.3 + 255 * 0.2)
+    from engine.segment.cleanup import _cv2
+
+    rgb, mask = image.rgb, result.mask
+    scale = min(1.0, PREVIEW_SIDE / max(rgb.size))
+    if scale < 1.0:
+        size = (max(1, round(rgb.size[0] * scale)), max(1, round(rgb.size[1] * scale)))
+        rgb = rgb.resize(size, Image.Resampling.BOX)
+        small = _cv2().resize(np.where(mask, np.uint8(255), np.uint8(0)), size,
+                              interpolation=_cv2().INTER_AREA)
+        mask = small >= 128
+    pixels = np.asarray(rgb).astype(np.float32)
+    shown = np.where(mask[..., None], pixels, pixels * 0.3 + 255 * 0.2)
     return Image.fromarray(shown.astype(np.uint8), "RGB")
 
 
@@ -181,13 +227,17 @@ def segment_prompts_job(ctx: JobContext, params: SegmentPromptsParams) -> Segmen
             raise InputError(f"{photo.original_name}: found nothing for {', '.join(empty)} where "
                              "you pointed; draw the box around the object or click on it")
         made = []
+        flagged: list[dict[str, str]] = []
         for cid, result in results.items():
             mask = save_result(proj, photo, cid, result, image)
+            area = float(result.mask.mean())
             made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
-                         "method": mask.method, "area": float(result.mask.mean())})
+                         "method": mask.method, "area": area})
+            _flag_coverage(ctx, photo.original_name, area, flagged)
             ctx.preview(_preview(image, result), proj.concept(cid).name)
         ctx.progress(2, 2, "saved")
-        return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model, made)
+        return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model, made,
+                               flagged=flagged)
 
 
 # --------------------------------------------------------------------------- the brush

@@ -22,12 +22,86 @@ Custom Diffusion:
     training_job.py      the `train` job
     jobs.py              the `train` job, declared once
 
-Public API: `TRAIN`, `TrainParams`, `TrainedRun`, `latest_resumable_run`; the parts above for
-other trainers. Importing this package is cheap: torch is imported inside the functions that
+Public API: `TRAIN`, `TrainParams`, `TrainedRun`, `latest_resumable_run`, `delete_run`; the
+parts above for other trainers. For the stages that use a run's concepts (generation): the
+export format (`read_manifest`, `MANIFEST_NAME`, `WEIGHTS_NAME`), a run's folder (`RunPaths`)
+and the training prompt rules (`ConceptRef`, `PromptStrategies`, `training_prompt`). For other
+trainers (EM extraction): the parts listed in `_PARTS` below, each imported from its module
+on first use. Importing this package is cheap: torch is imported inside the functions that
 need it.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from engine.train.export import MANIFEST_NAME, WEIGHTS_NAME, read_manifest
 from engine.train.jobs import TRAIN, TrainedRun, TrainParams
+from engine.train.prompts import ConceptRef, PromptStrategies, training_prompt
+from engine.train.runs import (
+    RunKind,
+    RunPaths,
+    delete_run,
+    new_run,
+    open_run,
+    resume_run,
+    status_follows,
+)
+from engine.train.runs import latest_resumable_run as latest_unfinished_run  # of any kind
 from engine.train.training_job import latest_resumable_run
 
-__all__ = ["TRAIN", "TrainParams", "TrainedRun", "latest_resumable_run"]
+# The reusable training parts other trainers import from here (not from the modules, which a
+# stage may not reach into). Their modules import torch or numpy, so each name is imported on
+# first use: `from engine.train import run_loop` costs nothing until then.
+_PARTS = {
+    "add_concept_tokens": "engine.train.tokens",
+    "AddedTokens": "engine.train.tokens",
+    "noised_prediction": "engine.train.diffusion_step",
+    "draw_latents": "engine.train.diffusion_step",
+    "weighted_mse": "engine.train.diffusion_step",
+    "OptimiserStep": "engine.train.optimiser",
+    "run_loop": "engine.train.loop",
+    "LoopSchedule": "engine.train.loop",
+    "MetricsLog": "engine.train.loop",
+    "Trainer": "engine.train.loop",
+    "TrainerState": "engine.train.loop",
+    "Precision": "engine.train.precision",
+    "plan_precision": "engine.train.precision",
+    "remove_stale_temp_folders": "engine.train.checkpoints",
+    "export_concepts": "engine.train.export",
+    "apply_concepts": "engine.train.export",
+    "train_cross_attention_kv": "engine.train.custom_diffusion",
+    "derived_seed": "engine.train.data",
+    "step_generator": "engine.train.data",
+    "encode_latent_stats": "engine.train.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PARTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.train' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from engine.train.checkpoints import remove_stale_temp_folders
+    from engine.train.custom_diffusion import train_cross_attention_kv
+    from engine.train.data import derived_seed, encode_latent_stats, step_generator
+    from engine.train.diffusion_step import draw_latents, noised_prediction, weighted_mse
+    from engine.train.export import apply_concepts, export_concepts
+    from engine.train.loop import LoopSchedule, MetricsLog, Trainer, TrainerState, run_loop
+    from engine.train.optimiser import OptimiserStep
+    from engine.train.precision import Precision, plan_precision
+    from engine.train.tokens import AddedTokens, add_concept_tokens
+
+__all__ = ["MANIFEST_NAME", "TRAIN", "WEIGHTS_NAME", "AddedTokens", "ConceptRef", "LoopSchedule",
+           "MetricsLog", "OptimiserStep", "Precision", "PromptStrategies", "RunKind", "RunPaths",
+           "TrainParams", "TrainedRun", "Trainer", "TrainerState", "add_concept_tokens",
+           "apply_concepts", "delete_run", "derived_seed", "draw_latents", "encode_latent_stats",
+           "export_concepts", "latest_resumable_run", "latest_unfinished_run", "new_run",
+           "noised_prediction", "open_run", "plan_precision", "read_manifest",
+           "remove_stale_temp_folders", "resume_run", "run_loop", "status_follows",
+           "step_generator", "train_cross_attention_kv", "training_prompt", "weighted_mse"]

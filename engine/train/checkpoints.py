@@ -24,8 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import TEMP_MARK, fsync_dir, pid_alive
-from engine.errors import InputError
+from engine.atomic import (
+    TEMP_MARK,
+    disk_full_error,
+    ensure_free_space,
+    fsync_dir,
+    looks_like_disk_full,
+    pid_alive,
+)
+from engine.errors import reading
 
 WEIGHTS_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -82,10 +89,31 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
     return found[-1] if found else None
 
 
+def _bytes_of(value: Any) -> int:
+    """What the tensors in a (nested) state take on disk, about."""
+    if hasattr(value, "element_size") and hasattr(value, "nelement"):
+        return int(value.element_size() * value.nelement())
+    if isinstance(value, dict):
+        return sum(_bytes_of(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_bytes_of(v) for v in value)
+    return 64
+
+
+def kept_checkpoint(folder: Path) -> str:
+    """What a failed write leaves to resume from, for the message."""
+    last = latest_checkpoint(folder)
+    if last is None:
+        return "no checkpoint of this run was written yet, so it would start from step 0"
+    return f"the checkpoint at step {last.step} ({last.path.name}) was kept"
+
+
 def save_checkpoint(folder: Path, step: int, trainable: dict[str, Any],
                     optimizer_state: dict[str, Any], state: dict[str, Any],
                     keep: int) -> Checkpoint:
-    """Write checkpoint `step` atomically, then prune all but the newest `keep`."""
+    """Write checkpoint `step` atomically, then prune all but the newest `keep`. A full disk
+    (checked before writing, and recognised while writing) is a DiskFullError that names the
+    checkpoint, the space it needs and the checkpoint that was kept."""
     import torch
     from safetensors.torch import save_file
 
@@ -93,6 +121,9 @@ def save_checkpoint(folder: Path, step: int, trainable: dict[str, Any],
     final = folder / checkpoint_name(step)
     if (final / STATE_FILE).is_file():
         return Checkpoint(step, final)  # this step is already saved (e.g. cancel right after)
+    needed = _bytes_of(trainable) + _bytes_of(optimizer_state) + (1 << 20)
+    then = "resume the run (mycanvas train PROJECT --resume)"
+    ensure_free_space(final, needed, kept_checkpoint(folder), then)
     temp = folder / f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     temp.mkdir()
     try:
@@ -108,8 +139,10 @@ def save_checkpoint(folder: Path, step: int, trainable: dict[str, Any],
             shutil.rmtree(final)
         os.replace(temp, final)
         fsync_dir(folder)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
+        if isinstance(exc, Exception) and looks_like_disk_full(exc, folder, needed):
+            raise disk_full_error(final, needed, kept_checkpoint(folder), then) from exc
         raise
     prune_checkpoints(folder, keep)
     return Checkpoint(step, final)
@@ -127,18 +160,24 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
 
 def load_checkpoint(checkpoint: Checkpoint) -> tuple[dict[str, Any], dict[str, Any],
                                                      dict[str, Any]]:
-    """(trainable tensors, optimiser state, state.json) of a complete checkpoint."""
+    """(trainable tensors, optimiser state, state.json) of a complete checkpoint. A file that
+    cannot be read is an InputError naming it and the checkpoint to fall back on."""
     import torch
     from safetensors.torch import load_file
 
     where = checkpoint.path
-    try:
+    earlier = [c for c in list_checkpoints(where.parent) if c.step < checkpoint.step]
+    remedy = (f"Delete the folder {where} to resume from the checkpoint at step "
+              f"{earlier[-1].step}" if earlier else
+              f"Delete the folder {where} to start the run again from step 0")
+    with reading(where / WEIGHTS_FILE, "a safetensors file", remedy):
         trainable = load_file(str(where / WEIGHTS_FILE))
+    with reading(where / OPTIMIZER_FILE, "a checkpoint of the optimiser", remedy):
         # Our own file; weights_only keeps the unpickler to tensors and plain containers.
         optimizer_state = torch.load(where / OPTIMIZER_FILE, weights_only=True,
                                      map_location="cpu")
+    with reading(where / STATE_FILE, "a JSON file", remedy):
         state = json.loads((where / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"Checkpoint {where} cannot be read ({exc}); delete it to resume "
-                         "from the one before") from exc
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
     return trainable, optimizer_state, state

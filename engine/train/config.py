@@ -48,6 +48,10 @@ class TrainConfig:
     # --- data
     resolution: int | None = None  # None: the model profile's resolution
     hflip: bool = True  # each item is used as is or mirrored (both latents are cached)
+    # Dataset items built with test models (a profile with test_models, e.g. tiny: their
+    # pictures are noise) are left out of a run on a real profile unless this is on; a run
+    # on a test profile always uses them.
+    include_test_pictures: bool = False
     # --- loss
     masked_loss: bool = False  # weight the loss inside the object masks ...
     mask_background_weight: float = 0.1  # ... and by this much outside them
@@ -60,7 +64,9 @@ class TrainConfig:
     repeat_concept_tokens: bool = True
     separate_background: bool = True
     # --- speed and memory
-    mixed_precision: str = "auto"  # auto: fp16/bf16 on CUDA, fp32 on CPU and MPS
+    # auto: fp16/bf16 on CUDA, bf16 autocast on CPUs with bf16 units (fp32 master weights),
+    # fp32 on MPS and other CPUs (engine.train.precision)
+    mixed_precision: str = "auto"
     gradient_checkpointing: bool = False
     # auto: on for CUDA; off on CPU, where it measured no faster (SD 1.5 size) or slower
     # (tiny) in tests/benchmarks/bench_train.py
@@ -95,7 +101,8 @@ class TrainConfig:
         _whole("sample_every", self.sample_every, 0, MAX_STEPS)
         _whole("sample_steps", self.sample_steps, 1, 1000)
         for name in ("scale_lr", "hflip", "masked_loss", "prior_preservation", "global_token",
-                     "repeat_concept_tokens", "separate_background", "gradient_checkpointing"):
+                     "repeat_concept_tokens", "separate_background", "gradient_checkpointing",
+                     "include_test_pictures"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

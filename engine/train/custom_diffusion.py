@@ -54,6 +54,18 @@ def _start_token_gets_no_gradient(_module: nn.Module, _inputs: Any,
     return torch.cat([output[:, :1].detach(), output[:, 1:]], dim=1)
 
 
+def train_cross_attention_kv(unet: nn.Module) -> tuple[dict[str, nn.Linear], list[Any]]:
+    """Make the k/v of every cross-attention layer trainable: float32 master weights that
+    require gradients, the start token's key and value kept out of the gradient. Returns the
+    layers (as cross_attention_kv) and the hook handles."""
+    layers = cross_attention_kv(unet)
+    hooks = []
+    for layer in layers.values():
+        layer.to(torch.float32).weight.requires_grad_(True)
+        hooks.append(layer.register_forward_hook(_start_token_gets_no_gradient))
+    return layers, hooks
+
+
 class CustomDiffusionModel:
     """A loaded StableDiffusionPipeline set up for Custom Diffusion (see the module doc)."""
 
@@ -72,11 +84,7 @@ class CustomDiffusionModel:
                                         precision.device)
         self.tokens, self.token_ids, self.embedding = \
             self.added.tokens, self.added.ids, self.added.embedding
-        self.kv_layers = cross_attention_kv(self.unet)
-        self._hooks: list[Any] = []
-        for layer in self.kv_layers.values():
-            layer.to(torch.float32).weight.requires_grad_(True)
-            self._hooks.append(layer.register_forward_hook(_start_token_gets_no_gradient))
+        self.kv_layers, self._hooks = train_cross_attention_kv(self.unet)
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         if self.channels_last:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.masks import png_bytes
 from engine.project import DatasetItem, Project
 from engine.train.prompts import ConceptRef, concepts_in_caption, scene_from_caption
@@ -89,9 +89,11 @@ class DatasetSnapshot:
                           for i in data["items"])
             snapshot = cls(str(data["snapshot_id"]), concepts, items)
         except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{where}: not a readable dataset snapshot ({exc})") from exc
+            raise InputError(f"{where}: not a readable dataset snapshot ({first_line(exc, 120)})"
+                             "; this run cannot be resumed, start a new one") from exc
         if snapshot_id(concepts, items) != snapshot.snapshot_id:
-            raise InputError(f"{where}: the dataset snapshot does not match its id")
+            raise InputError(f"{where}: the dataset snapshot does not match its id (it was "
+                             "changed); this run cannot be resumed, start a new one")
         return snapshot
 
 
@@ -110,8 +112,25 @@ def _item_scene(project: Project, item: DatasetItem, refs: Sequence[ConceptRef])
     return scene_from_caption(item.token_caption or item.caption, refs)
 
 
-def take_snapshot(project: Project) -> DatasetSnapshot:
-    """The items a run trains on (auto-kept and accepted), with their concepts."""
+def built_with_test_models(item: DatasetItem) -> bool:
+    """Whether the item was built on a profile of test models (its picture is noise), as its
+    provenance says; an item that does not say, or names an unknown profile, counts as real."""
+    from engine.models.profiles import get_profile
+
+    name = item.provenance.get("profile") if isinstance(item.provenance, dict) else None
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        return get_profile(name).test_models
+    except InputError:
+        return False
+
+
+def take_snapshot(project: Project, *, test_pictures: bool = True) -> DatasetSnapshot:
+    """The items a run trains on (auto-kept and accepted), with their concepts.
+
+    `test_pictures`: whether items built with test models count. A run on a real profile
+    leaves them out unless asked (TrainConfig.include_test_pictures): see the train job."""
     concepts = {c.id: c for c in project.concepts()}
     by_token = {c.token: c for c in concepts.values()}
     items: list[DatasetItem] = []
@@ -121,6 +140,15 @@ def take_snapshot(project: Project) -> DatasetSnapshot:
     if not items:
         raise InputError("The project has no accepted dataset items to train on: build the "
                          "dataset first (mycanvas build-dataset) and review it")
+    if not test_pictures:
+        real = [i for i in items if not built_with_test_models(i)]
+        if not real:
+            raise InputError(
+                f"Every one of the {len(items)} kept dataset items was built with the test "
+                "models (their pictures are noise), which a run on a real profile leaves out: "
+                "build the dataset again on this profile, or include them "
+                "(--include-test-pictures)")
+        items = real
     all_refs = [ConceptRef(c.token, c.class_word) for c in concepts.values()]
     used: set[int] = set()
     snap_items: list[SnapshotItem] = []
@@ -259,11 +287,25 @@ def class_image_folder(project: Project, model_key: str, class_word: str) -> Pat
         class_word, fallback="class")
 
 
+def _readable_image(path: Path) -> bool:
+    from PIL import Image
+
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception:
+        return False
+    return True
+
+
 def ensure_class_images(project: Project, pipe: Any, class_word: str, count: int,
                         steps: int, resolution: int, seed: int, model_key: str,
                         progress: Progress | None = None) -> list[Path]:
     """`count` images of the class made by the base model, kept in the project and reused
-    by later runs (same model, resolution and steps); missing ones are made now."""
+    by later runs (same model, resolution and steps); missing or unreadable ones are made
+    now (they are a cache: a damaged one is replaced, not an error)."""
 
     import torch
 
@@ -276,7 +318,7 @@ def ensure_class_images(project: Project, pipe: Any, class_word: str, count: int
     for i, path in enumerate(paths):
         if progress:
             progress(i, count, f"class images of {class_word!r}")
-        if path.is_file():
+        if _readable_image(path):
             continue
         gen = torch.Generator().manual_seed(derived_seed(seed, "class", class_word, i))
         with torch.no_grad():

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import TEMP_MARK, fsync_dir
-from engine.errors import InputError
+from engine.errors import InputError, reading
 
 WEIGHTS_NAME = "pytorch_custom_diffusion_weights.safetensors"
 MANIFEST_NAME = "mycanvas_concepts.json"
@@ -116,12 +116,12 @@ def _swap_into_place(temp: Path, out_dir: Path) -> None:
 
 def read_manifest(export_dir: Path) -> dict[str, Any]:
     path = Path(export_dir) / MANIFEST_NAME
-    try:
+    again = "export the run again (mycanvas train PROJECT --resume RUN re-exports a finished run)"
+    with reading(path, "a concept manifest", again[:1].upper() + again[1:]):
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable concept manifest ({exc})") from exc
-    if data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("token_files"), dict):
-        raise InputError(f"{path}: not a MyCanvas concept manifest")
+    if (not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT
+            or not isinstance(data.get("token_files"), dict)):
+        raise InputError(f"{path}: not a MyCanvas concept manifest; {again}")
     if data.get("version", 0) > MANIFEST_VERSION:
         raise InputError(f"{path}: made by a newer version of MyCanvas Studio")
     return data
@@ -135,7 +135,11 @@ def apply_concepts(pipe: Any, export_dir: Path) -> list[str]:
 
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
-    state = load_file(str(export_dir / manifest["weights"]))
+    run = manifest.get("run_id", "RUN")
+    remedy = (f"Export the run again: mycanvas train PROJECT --resume {run} (it only "
+              "re-exports a finished run)")
+    with reading(export_dir / manifest["weights"], "a safetensors file", remedy):
+        state = load_file(str(export_dir / manifest["weights"]))
     suffix = ".processor.to_{}_custom_diffusion.weight"
     with torch.no_grad():
         for key, weight in state.items():
@@ -148,6 +152,8 @@ def apply_concepts(pipe: Any, export_dir: Path) -> list[str]:
                     layer.weight.copy_(weight.to(layer.weight.dtype))
     tokens = list(manifest["token_files"])
     for token in tokens:
-        pipe.load_textual_inversion(str(export_dir / manifest["token_files"][token]),
-                                    token=token)
+        token_file = export_dir / manifest["token_files"][token]
+        with reading(token_file, "a safetensors file", remedy):
+            embedding = load_file(str(token_file))
+        pipe.load_textual_inversion(embedding, token=token)
     return tokens

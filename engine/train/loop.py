@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -137,15 +138,20 @@ def step_with_oom_retry(trainer: Trainer, step: int, ctx: Any) -> dict[str, floa
     return trainer.train_step(step)
 
 
-def run_loop(ctx: Any, trainer: Trainer, schedule: LoopSchedule, paths: RunPaths) -> int:
+def run_loop(ctx: Any, trainer: Trainer, schedule: LoopSchedule, paths: RunPaths,
+             stop: Callable[[int], bool] | None = None) -> int:
     """Train from the last checkpoint (or step 0) to schedule.steps; returns the step it
-    resumed from. `ctx` is the job context (progress, log, preview)."""
+    resumed from. `ctx` is the job context (progress, log, preview). `stop(steps_done)`, asked
+    before every step (also right after a resume), ends the run early when true (e.g. EM
+    extraction's masks converged); the steps done are then checkpointed."""
     metrics = MetricsLog(paths.metrics)
     start = resume(trainer, paths.checkpoints, metrics, ctx)
     saved_at = done = start
     loss = float("nan")
     try:
         for step in range(start, schedule.steps):
+            if stop is not None and stop(step):
+                break
             ctx.progress(step, schedule.steps, f"step {step + 1}/{schedule.steps}"
                          + (f", loss {loss:.4f}" if step > start else ""))
             began = time.perf_counter()
@@ -163,4 +169,6 @@ def run_loop(ctx: Any, trainer: Trainer, schedule: LoopSchedule, paths: RunPaths
         if done > saved_at:  # keep what was done: the run can be resumed from here
             save(trainer, paths.checkpoints, done, schedule.keep_checkpoints)
         raise
+    if done > saved_at:  # stopped early between checkpoints
+        save(trainer, paths.checkpoints, done, schedule.keep_checkpoints)
     return start

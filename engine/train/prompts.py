@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from engine.text import article, bare_scene, join_words, scene_phrase, squash
+from engine.text import bare_scene, join_words, scene_phrase, squash, with_article
 
 GLOBAL_TOKEN = "<composition>"
 GLOBAL_TOKEN_INIT_WORD = "photo"  # our choice; the paper does not say how it starts
@@ -85,9 +85,9 @@ def training_prompt(concepts: Sequence[ConceptRef], scene: str,
 
 
 def class_prompt(class_word: str) -> str:
-    """The prior-preservation prompt of a class: 'a photo of a cat', 'an owl'."""
-    word = squash(class_word)
-    return f"a photo of {article(word)} {word}"
+    """The prior-preservation prompt of a class: 'a photo of a cat', 'an owl',
+    'a photo of sunglasses'."""
+    return f"a photo of {with_article(class_word)}"
 
 
 def choose_global_token(taken: Iterable[str]) -> str:

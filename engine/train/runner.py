@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.atomic import atomic_write_bytes
-from engine.errors import InputError
+from engine.device import inference_autocast
+from engine.errors import InputError, first_line
 from engine.jobs.pipelines import PipelineRunner
 from engine.project import Project
 from engine.train import checkpoints as ckpt
@@ -91,8 +92,10 @@ def _latents(project: Project, paths: RunPaths, model: CustomDiffusionModel,
             with safe_open(str(paths.latent_cache), "pt") as f:
                 if (f.metadata() or {}).get("key") == key:
                     return f.get_tensor("mean"), f.get_tensor("std")
-        except (OSError, ValueError, RuntimeError, KeyError):
-            pass  # unreadable: encode again
+        except Exception as exc:  # SafetensorError is none of the usual kinds
+            # A cache: what it held is made again, and the file replaced.
+            ctx.log(f"{paths.latent_cache} could not be read ({first_line(exc, 120)}); "
+                    "encoding the images again", "warning")
     images = [square_image(project.abspath(i.image_file), resolution) for i in snapshot.items]
     mean, std = encode_latent_stats(model.vae, images, model.precision.device,
                                     model.precision.weight_dtype,
@@ -188,9 +191,13 @@ class CustomDiffusionTrainer:
             return self.model.sample(self.preview_prompt, seed, cfg.sample_steps,
                                      resolution), self.preview_prompt
         step_end = self.pipeline.step_callback(None, self.check_cancelled, cfg.sample_steps)
-        image = self.pipeline.run(lambda _plan: self.model.sample(
-            self.preview_prompt, seed, cfg.sample_steps, resolution, step_end))
-        return image, self.preview_prompt
+
+        def sample(plan: DevicePlan) -> Any:
+            with inference_autocast(plan):  # bf16 compute where the plan says so
+                return self.model.sample(self.preview_prompt, seed, cfg.sample_steps,
+                                         resolution, step_end)
+
+        return self.pipeline.run(sample), self.preview_prompt
 
     def go_leaner(self) -> str | None:
         if self.cfg.gradient_checkpointing:
@@ -212,12 +219,14 @@ def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConf
         tokens.append(global_token)
         init_words.append(GLOBAL_TOKEN_INIT_WORD)
     class_sets = None
-    if cfg.prior_preservation:  # made first, while the pipeline is still the base model
-        class_sets = {
-            word: ensure_class_images(project, setup.pipe, word, cfg.class_images_per_concept,
-                                      cfg.class_image_steps, resolution, cfg.seed,
-                                      setup.model_key, ctx.progress)
-            for word in sorted({c.class_word for c in snapshot.concepts})}
+    # Made first, while the pipeline is still the base model; bf16 compute where the plan says.
+    if cfg.prior_preservation:
+        with inference_autocast(setup.plan):
+            class_sets = {
+                word: ensure_class_images(project, setup.pipe, word,
+                                          cfg.class_images_per_concept, cfg.class_image_steps,
+                                          resolution, cfg.seed, setup.model_key, ctx.progress)
+                for word in sorted({c.class_word for c in snapshot.concepts})}
     model = CustomDiffusionModel(setup.pipe, tokens, init_words, setup.precision, cfg)
     prompts = training_prompts(snapshot, cfg, global_token or "")
     data = prepare_data(project, paths, model, snapshot, cfg, prompts, class_sets, ctx)
@@ -241,6 +250,8 @@ def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConf
                               "repeat_concept_tokens": cfg.repeat_concept_tokens,
                               "separate_background": cfg.separate_background},
         "config": cfg.to_dict(),
+        "training_precision": str(setup.precision.autocast_dtype
+                                  or setup.precision.weight_dtype).removeprefix("torch."),
     }
     export_concepts(model, paths.export, manifest)
     losses = [r["loss"] for r in MetricsLog(paths.metrics).records() if "loss" in r]

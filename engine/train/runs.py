@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engine.atomic import atomic_write_text
 from engine.errors import Cancelled, InputError
+from engine.text import with_article
 
 if TYPE_CHECKING:
     from engine.project import Project, Run
@@ -84,8 +85,8 @@ def open_run(project: Project, run_id: int, kind: RunKind) -> Run:
     """Run `run_id`, refused unless it is of `kind`."""
     run = project.run(run_id)
     if run.kind != kind.name:
-        article = "an" if kind.noun[:1] in "aeiou" else "a"
-        raise InputError(f"Run {run_id} is a {run.kind!r} run, not {article} {kind.noun} run")
+        raise InputError(f"Run {run_id} is a {run.kind!r} run, not "
+                         f"{with_article(kind.noun)} run")
     return run
 
 
@@ -130,3 +131,15 @@ def status_follows(project: Project, run_id: int) -> Iterator[None]:
         project.update_run(run_id, status="failed")
         raise
     project.update_run(run_id, status="finished")
+
+
+def delete_run(project: Project, run_id: int) -> None:
+    """Delete a run of any kind: its row first, then its folder (a kill in between leaves
+    only a folder no row names). Its generated pictures stay in the gallery, unlinked. The
+    caller makes sure no job works on it (the window: not its own running job)."""
+    import shutil
+
+    project.run(run_id)  # InputError "No run with id N" if there is none
+    folder = RunPaths.of(project, run_id).root
+    project.delete_run(run_id)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -12,11 +12,13 @@ Torch is imported when a run starts, not with this module.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputError
+from engine.errors import InputError, MyCanvasError
 from engine.train.runs import RunKind
 
 if TYPE_CHECKING:
@@ -31,11 +33,14 @@ RUN_KIND = RunKind("custom-diffusion", "training")
 
 
 def _new_run(project: Project, cfg: TrainConfig, profile: str) -> tuple[Run, DatasetSnapshot]:
+    from engine.models.profiles import get_profile
     from engine.train.data import take_snapshot
     from engine.train.prompts import choose_global_token
     from engine.train.runs import new_run
 
-    snapshot = take_snapshot(project)
+    # Pictures made by test models are noise: a real run leaves them out unless asked.
+    test_pictures = cfg.include_test_pictures or get_profile(profile).test_models
+    snapshot = take_snapshot(project, test_pictures=test_pictures)
     global_token = choose_global_token(c.token for c in project.concepts()) \
         if cfg.global_token else None
     config = {"train": cfg.to_dict(), "profile": profile, "global_token": global_token}
@@ -69,35 +74,60 @@ def latest_resumable_run(project: Project) -> int:
 
 
 def train_job(ctx: JobContext, params: TrainParams) -> TrainedRun:
-    """Job: train a new run with `config` (TrainConfig fields), or resume `run_id`."""
+    """Job: train a new run with `config` (TrainConfig fields), or resume `run_id`. The base
+    model is found before anything is recorded: a missing model leaves no run behind."""
     from dataclasses import replace
 
     from engine.jobs.stage_setup import resolve_stage
     from engine.project import Project
     from engine.train.config import TrainConfig
     from engine.train.jobs import TrainedRun
-    from engine.train.runs import status_follows
+    from engine.train.runs import open_run, status_follows
 
     with Project.open(params.project) as proj:
         if params.run_id is None:
             setup = resolve_stage(params)
+            base = setup.role_path("base")  # ModelMissingError here, before a run exists
             cfg = TrainConfig.from_dict(params.config)
             if cfg.resolution is None:
                 cfg = cfg.with_changes(resolution=setup.profile.resolution)
             run, snapshot = _new_run(proj, cfg, setup.profile.name)
         else:
-            run, cfg, snapshot = _existing_run(proj, params.run_id, dict(params.config or {}))
             # A resumed run keeps the profile it started with, unless told otherwise.
+            run = open_run(proj, params.run_id, RUN_KIND)
             setup = resolve_stage(replace(params, profile=params.profile
                                           or run.config.get("profile")))
+            base = setup.role_path("base")
+            run, cfg, snapshot = _existing_run(proj, params.run_id, dict(params.config or {}))
         assert run.id is not None
         # Resuming this job (after a crash or a quit) continues this run, not a new one.
         proj.journal_note_resume(ctx.job_id, run_id=run.id, config={})
         ctx.log(f"Run {run.id}: {cfg.steps} steps on {len(snapshot.items)} items, "
                 f"concepts {', '.join(c.token for c in snapshot.concepts)}")
-        with status_follows(proj, run.id):
-            result = _train(ctx, proj, run, cfg, snapshot, setup)
+        with status_follows(proj, run.id), _disk_full_named(proj, run.id):
+            result = _train(ctx, proj, run, cfg, snapshot, setup, base)
     return TrainedRun(**result)
+
+
+@contextlib.contextmanager
+def _disk_full_named(project: Project, run_id: int) -> Iterator[None]:
+    """A full disk anywhere in a run (metrics, previews, caches, the export) is reported
+    with the run's folder and the checkpoint it can resume from."""
+    from engine.atomic import disk_full_error, is_disk_full
+    from engine.train.checkpoints import kept_checkpoint
+    from engine.train.runs import RunPaths
+
+    try:
+        yield
+    except MyCanvasError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        paths = RunPaths.of(project, run_id)
+        raise disk_full_error(paths.root, None, kept_checkpoint(paths.checkpoints),
+                              f"resume the run (mycanvas train PROJECT --resume {run_id})"
+                              ) from exc
 
 
 def _pipeline_bytes(folder: Path) -> int:
@@ -106,7 +136,7 @@ def _pipeline_bytes(folder: Path) -> int:
 
 
 def _train(ctx: JobContext, project: Project, run: Run, cfg: TrainConfig,
-           snapshot: DatasetSnapshot, setup: StageSetup) -> dict[str, Any]:
+           snapshot: DatasetSnapshot, setup: StageSetup, folder: Path) -> dict[str, Any]:
     from engine.models.loaders import load_text_to_image
     from engine.train.precision import plan_precision
     from engine.train.runner import RunSetup, run_custom_diffusion
@@ -114,10 +144,13 @@ def _train(ctx: JobContext, project: Project, run: Run, cfg: TrainConfig,
     plan = setup.device
     assert plan is not None
     prof = setup.profile
-    precision = plan_precision(plan.device, cfg.mixed_precision)
+    precision = plan_precision(plan.device, cfg.mixed_precision, plan.autocast_dtype)
     if cfg.mixed_precision in ("fp16", "bf16") and precision.autocast_dtype is None:
-        ctx.log(f"Mixed precision needs a CUDA GPU; training in float32 on {plan.device}")
-    folder = setup.role_path("base")
+        ctx.log(f"{cfg.mixed_precision} needs a CUDA GPU or (bf16) a CPU with bf16 units that "
+                f"the settings do not hold to float32; training in float32 on {plan.device}")
+    elif precision.autocast_dtype is not None:
+        ctx.log(f"Training computes in {str(precision.autocast_dtype).removeprefix('torch.')} "
+                f"autocast, trained weights in float32 ({plan.describe()})")
     ctx.progress(0, cfg.steps, "loading the base model")
     # A fresh pipeline: training changes it (tokens, k/v), so it is never the warm cache's.
     # It needs the room the warm models hold on this device (the inpainter, above all).

@@ -42,3 +42,38 @@ def slow_models_job(ctx: Any, params: Any, steps: int = 400) -> Any:
         ctx.progress(step, steps, f"{(params.roles or ['base'])[0]}: {step} of {steps} MB")
         time.sleep(0.05)
     return ModelsReady({})
+
+
+def shrinking_box_job(ctx: Any, params: Any) -> Any:
+    """A segmenter's answer to a box that is worse than the mask it replaces: the left half of
+    what the current mask had inside the box is gone (the issue's cat, boxed whole)."""
+    from engine.masks import mask_png, read_mask
+    from engine.project import Project
+    from engine.segment.jobs import SegmentedPhotos
+
+    prompt = params.prompts[0]
+    with Project.open(params.project) as project:
+        photo = project.photo(params.photo_id)
+        concept = int(prompt["concept"])
+        current = project.current_masks(concept)[photo.id]
+        mask = read_mask(str(project.abspath(current.file)))
+        x0, y0, x1, y1 = (round(v) for v in prompt["box"])
+        mask[y0:y1, x0:(x0 + x1) // 2] = False
+        new = project.add_mask(photo.id, concept, project.put_bytes(mask_png(mask), "png"),
+                               "sam-refined", cutout_file=current.cutout_file)
+    return SegmentedPhotos("stand-in", False, True, masks=[{
+        "photo_id": photo.id, "concept_id": concept, "mask_id": new.id,
+        "method": new.method, "area": float(mask.mean())}])
+
+
+def offline_models_job(ctx: Any, params: Any) -> Any:
+    """What the model job does offline: the first role to download fails with the engine's
+    own message (engine.models.hub.download_role, no connection)."""
+    from engine.errors import ModelMissingError
+    from engine.models.profiles import get_profile, missing_message
+
+    profile = get_profile(params.profile)
+    role = (params.roles or list(profile.roles))[0]
+    ctx.progress(0, 1, f"{role}: fetching")
+    raise ModelMissingError(missing_message(profile, profile.role(role),
+                                            "no connection to the Hugging Face Hub"))

@@ -1,4 +1,5 @@
-"""Helpers of the desktop tests: drops as Qt delivers them, waiting for jobs, mouse drags."""
+"""Helpers of the desktop tests: drops as Qt delivers them, waiting for jobs, mouse drags,
+key presses."""
 
 from __future__ import annotations
 
@@ -59,3 +60,16 @@ def drag(viewport: QWidget, points: list[QPoint],
                            Qt.MouseButton.NoButton, button, modifiers)
         QApplication.sendEvent(viewport, move)
     QTest.mouseRelease(viewport, button, modifiers, points[-1])
+
+
+def press_key(qtbot, window: QWidget, key: Qt.Key,
+              modifiers: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier,
+              widget: QWidget | None = None) -> None:
+    """A key press as the user makes it: the window active (so its shortcuts are live), the
+    key to `widget` (default: the window's focused widget)."""
+    window.raise_()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=10_000)
+    if widget is not None:
+        widget.setFocus()
+    QTest.keyClick(widget or window.focusWidget() or window, key, modifiers)

@@ -60,7 +60,7 @@ def test_model_manager_shows_roles_and_the_test_models(make_window, qtbot):
         assert roles[role] == "present"  # the tiny models of this session
     assert manager.warning.isVisible() and "pictures are noise" in manager.warning.text()
     manager.profile.setCurrentIndex(manager.profile.findData("sd15"))
-    qtbot.waitUntil(lambda: table.rowCount() == 6 and table.item(0, 2).text().startswith(
+    qtbot.waitUntil(lambda: table.rowCount() == 6 and table.item(0, 3).text().startswith(
         "stable-diffusion-v1-5/"), timeout=30_000)
     assert table.item(0, 1).text() == "missing" and not manager.warning.isVisible()
     assert manager.fetch.isEnabled() and "Missing: base" in manager.status.text()

@@ -37,8 +37,11 @@ def test_window_shows_profile_and_device_from_worker(window, qtbot):
     assert row.state.text() == "done"
     assert isinstance(window._device_job.outcome, JobFinished)
     assert window.job_label.text() == "no job running"
-    # Train and Generate are on the path but not offered yet.
-    assert [window.steps.isTabEnabled(i) for i in range(5)] == [True, True, True, False, False]
+    # Every step is offered, in the pipeline's order (Extract beside Train).
+    assert [window.steps.tabText(i) for i in range(window.steps.count())] == [
+        "1. Concepts", "2. Layouts", "3. Dataset", "4. Train", "4b. Extract", "5. Generate",
+        "6. Gallery"]
+    assert all(window.steps.isTabEnabled(i) for i in range(window.steps.count()))
 
 
 def test_open_project_sets_title_and_lists_concepts(window, tmp_path):

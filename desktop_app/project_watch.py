@@ -1,0 +1,89 @@
+"""Changes to the open project that this window did not make: the CLI on the same project, or a
+worker job the window did not start, committed to the catalogue.
+
+SQLite's `PRAGMA data_version` (Project.data_version) changes whenever another connection
+commits; a QTimer polls it a few times a second (microseconds a poll). When it moved, a
+fingerprint of each part of the project is read and compared with the last one, and the parts
+that differ are touched in the AppState, so every view showing them reloads. The window's own
+writes are announced by the views that make them and by the JobsBridge (a job's declared
+changes); the watcher catches everything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+
+from desktop_app.observable import AppState, Bindings
+from engine.errors import MyCanvasError
+
+POLL_MS = 250
+
+
+def fingerprints(project: Any) -> dict[str, Any]:
+    """What each part of the project holds, compared with == from one poll to the next.
+
+    Rows that are only ever added or deleted (photos, masks, generations, scores) count by
+    their number; rows changed in place (concepts renamed, layouts edited, items reviewed,
+    runs finishing) are compared whole. Read only after data_version moved."""
+    counts = project.summary()
+    return {
+        "concepts": project.concepts(),
+        "photos": (counts.get("photos"), counts.get("masks")),
+        "layouts": project.layouts(),
+        "dataset": project.dataset_items(),
+        "runs": project.runs(),
+        "generations": (counts.get("generations"), counts.get("scores")),
+    }
+
+
+class ProjectWatcher(QObject):
+    """Polls the open project's data_version; touches the parts another process changed."""
+
+    def __init__(self, state: AppState, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.timer = QTimer(self)
+        self.timer.setObjectName("projectWatch")
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.poll)
+        self._version: int | None = None
+        self._seen: dict[str, Any] = {}
+        self.bindings = Bindings()
+        self.bindings.bind(state, "project", self._project_changed)
+
+    def _project_changed(self, project: Any) -> None:
+        self._version = None
+        self._seen = {}
+        if project is None:
+            self.timer.stop()
+            return
+        try:
+            self._version = project.data_version()
+            self._seen = fingerprints(project)
+        except MyCanvasError:
+            self._version = None
+        self.timer.start()
+
+    def poll(self) -> None:
+        """One look: cheap unless another connection committed since the last one."""
+        project = self.state.project
+        if project is None or project.closed:
+            return
+        try:
+            version = project.data_version()
+            if version == self._version:
+                return
+            now = fingerprints(project)
+        except MyCanvasError:
+            return  # closed or busy for a moment: the next poll looks again
+        self._version = version
+        changed = [part for part, value in now.items() if self._seen.get(part) != value]
+        self._seen = now
+        if changed:
+            self.state.touch(*changed)
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self.bindings.clear()

@@ -1,0 +1,387 @@
+"""The Train step: a preset and the main settings (each with its plain-language help), start,
+cancel, resume an unfinished run; the loss (raw and smoothed) and learning rate live, the
+sample images in a strip as they are made, the time left; the runs with their status, steps
+and dataset size, and a delete.
+
+While a train job runs, a timer follows the run's metrics.jsonl (the worker appends a line
+per step and per sample): the chart and the strip grow from it, and the time left comes from
+the job's own timing, or until it has timed a step, from the run's recorded step times (right
+at once after a resume). A finished run selected in the list shows its whole history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, QTimer
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.jobs_bridge import JobsBridge
+from desktop_app.jobs_panel import eta_text
+from desktop_app.observable import AppState, Bindings
+from desktop_app.params_form import ParamsForm, field_specs
+from desktop_app.plain_words import for_window
+from desktop_app.runs_list import RunsTable, run_total_steps
+from desktop_app.thumbnails import BackgroundLoader, render_cutout
+from desktop_app.train_chart import LossChart, MetricsTail, history_eta
+from desktop_app.train_settings import BOUNDS, CUSTOM, HELP, MAIN_SETTINGS, PRESETS
+from engine.errors import MyCanvasError
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
+from engine.train import TRAIN, delete_run
+from engine.train.config import TrainConfig
+
+RUN_KIND = "custom-diffusion"
+FOLLOW_MS = 400
+SAMPLE_SIDE = 96
+
+
+class TrainPage(QWidget):
+    def __init__(self, state: AppState, jobs: JobsBridge, thumbs: BackgroundLoader) -> None:
+        super().__init__()
+        self.setObjectName("trainPage")
+        self.state, self.jobs, self.thumbs = state, jobs, thumbs
+        self.job: str | None = None
+        self.job_project: Path | None = None
+        self.follow_run: int | None = None  # the run whose metrics the chart shows
+        self._runs_before = 0  # the newest run id when the job was started
+        self._resuming: int | None = None
+        self._job_eta: float | None = None
+        self._step = (0, 0)
+        self._tail: MetricsTail | None = None
+        self._records: list[dict[str, Any]] = []
+        self._sample_keys: dict[object, QListWidgetItem] = {}
+        self.preset = QComboBox()
+        self.preset.setObjectName("trainPreset")
+        for name in (*PRESETS, CUSTOM):
+            self.preset.addItem(name)
+        self.preset.setCurrentText("Standard (Custom Diffusion)")
+        self.preset.currentTextChanged.connect(self._apply_preset)
+        self.form = ParamsForm(field_specs(TrainConfig, MAIN_SETTINGS, helps=HELP,
+                                           bounds=BOUNDS, scientific=("learning_rate",)))
+        self.form.changed.connect(lambda _n: self._mark_custom())
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("startTraining")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelTraining")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume run")
+        self.resume_button.setObjectName("resumeTraining")
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.delete_button = QPushButton("Delete run")
+        self.delete_button.setObjectName("deleteRun")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.status = QLabel()
+        self.status.setObjectName("trainStatus")
+        self.status.setWordWrap(True)
+        self.eta = QLabel()
+        self.eta.setObjectName("trainEta")
+        self.bar = QProgressBar()
+        self.bar.hide()
+        self.chart = LossChart()
+        self.samples = QListWidget()
+        self.samples.setObjectName("sampleStrip")
+        self.samples.setViewMode(QListWidget.ViewMode.IconMode)
+        self.samples.setFlow(QListWidget.Flow.LeftToRight)
+        self.samples.setWrapping(False)
+        self.samples.setIconSize(QSize(SAMPLE_SIDE, SAMPLE_SIDE))
+        self.samples.setFixedHeight(SAMPLE_SIDE + 46)
+        self.runs = RunsTable(thumbs)
+        self.runs.run_selected.connect(self._run_selected)
+        thumbs.ready.connect(self._thumb_ready)
+        self.timer = QTimer(self)
+        self.timer.setObjectName("trainFollow")
+        self.timer.setInterval(FOLLOW_MS)
+        self.timer.timeout.connect(self.follow)
+
+        settings = QWidget()
+        left = QVBoxLayout(settings)
+        left.addWidget(QLabel("<b>Preset</b>"))
+        left.addWidget(self.preset)
+        left.addWidget(self.form)
+        left.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(settings)
+        scroll.setMinimumWidth(330)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.cancel_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.eta)
+        run_buttons = QHBoxLayout()
+        run_buttons.addWidget(QLabel("<b>Runs</b>"))
+        run_buttons.addStretch(1)
+        run_buttons.addWidget(self.resume_button)
+        run_buttons.addWidget(self.delete_button)
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.addLayout(buttons)
+        column.addWidget(self.bar)
+        column.addWidget(self.status)
+        column.addWidget(self.chart, 3)
+        column.addWidget(QLabel("Samples over time"))
+        column.addWidget(self.samples)
+        column.addLayout(run_buttons)
+        column.addWidget(self.runs, 2)
+        split = QSplitter()
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(split)
+        self._apply_preset(self.preset.currentText())
+        self.bindings = Bindings()
+        self.bindings.on(state, "project", lambda _p: self._project_changed())
+        self.bindings.on(state, "runs_rev", lambda _v: self.reload())
+        self.bindings.on(state, "dataset_rev", lambda _v: self._explain_readiness())
+        self.reload()
+
+    # ------------------------------------------------------------------ settings
+
+    def _apply_preset(self, name: str) -> None:
+        if name in PRESETS:
+            self.form.set_values(PRESETS[name])
+
+    def _mark_custom(self) -> None:
+        if self.preset.currentText() != CUSTOM:
+            blocked = self.preset.blockSignals(True)
+            self.preset.setCurrentText(CUSTOM)
+            self.preset.blockSignals(blocked)
+
+    def config(self) -> dict[str, Any]:
+        """The TrainConfig fields the form sets."""
+        return self.form.values()
+
+    # ------------------------------------------------------------------ showing
+
+    def _project_changed(self) -> None:
+        if not self._training_here():
+            self._show_run(None)
+        self.reload()
+
+    def _training_here(self) -> bool:
+        project = self.state.project
+        return self.job is not None and project is not None and self.job_project == project.root
+
+    def reload(self) -> None:
+        project = self.state.project
+        runs = [] if project is None else project.runs(RUN_KIND)
+        self.runs.show_runs(project, runs)
+        self._explain_readiness()
+        self._update_run_buttons()
+
+    def _explain_readiness(self) -> None:
+        project = self.state.project
+        problem = ""
+        if project is None:
+            problem = "Open a project first."
+        elif self.job is not None:
+            problem = "A training run is going (cancel it to start another)."
+        elif not any(i.review_state in ("auto-kept", "accepted")
+                     for i in project.dataset_items()):
+            problem = "Build a dataset first (Dataset step): training learns from its pictures."
+        self.start_button.setEnabled(not problem)
+        self.start_button.setToolTip(problem)
+        if not self._training_here() and not self.status.text().startswith(("Done", "Cancel")):
+            self.status.setText(problem or "Ready to train.")
+
+    def _update_run_buttons(self) -> None:
+        chosen = self._selected()
+        self.resume_button.setEnabled(chosen is not None and chosen.status != "finished"
+                                      and self.job is None)
+        self.delete_button.setEnabled(chosen is not None and not (
+            self._training_here() and chosen.id == self.follow_run))
+
+    def _selected(self) -> Any:
+        run_id = self.runs.selected_run()
+        return next((r for r in self.runs.runs if r.id == run_id), None)
+
+    def _run_selected(self, run_id: int | None) -> None:
+        self._update_run_buttons()
+        if run_id is not None and not self._training_here():
+            self._show_run(run_id)
+
+    def _show_run(self, run_id: int | None) -> None:
+        """Show a run's whole history (chart and samples)."""
+        self.chart.clear()
+        self.samples.clear()
+        self._sample_keys.clear()
+        self._records = []
+        self.follow_run = run_id
+        project = self.state.project
+        if run_id is None or project is None:
+            self._tail = None
+            return
+        self._tail = MetricsTail(project.root / "runs" / str(run_id) / "metrics.jsonl")
+        self.follow()
+
+    # ------------------------------------------------------------------ following a run
+
+    def follow(self) -> None:
+        """One look at the followed run: new metric lines to the chart, new samples to the
+        strip, the time left."""
+        project = self.state.project
+        if project is None:
+            return
+        if self.follow_run is None and self._training_here():
+            newer = [r.id for r in project.runs(RUN_KIND) if r.id > self._runs_before]
+            if not newer:
+                return
+            self._show_run(newer[0])
+            return
+        if self._tail is None:
+            return
+        records = self._tail.read_new()
+        if not records:
+            return
+        self._records += records
+        self.chart.add_records(records)
+        for record in records:
+            if isinstance(record.get("sample"), str):
+                self._add_sample(project.root / "runs" / str(self.follow_run), record)
+        self._show_eta()
+        if self._training_here():
+            self.runs.refresh_facts(project, self.follow_run)
+
+    def _add_sample(self, run_dir: Path, record: dict[str, Any]) -> None:
+        path = run_dir / record["sample"]
+        item = QListWidgetItem(f"step {record.get('step', '?')}")
+        item.setToolTip(str(record.get("prompt", "")))
+        self.samples.addItem(item)
+        self.samples.scrollToItem(item)
+        key = ("train-sample", str(path), SAMPLE_SIDE)
+        self._sample_keys[key] = item
+        image = self.thumbs.request(key, render_cutout, str(path), SAMPLE_SIDE)
+        if image is not None:
+            self._thumb_ready(key, image)
+
+    def _thumb_ready(self, key: object, image: object) -> None:
+        item = self._sample_keys.pop(key, None)
+        if item is not None:
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
+
+    def _show_eta(self) -> None:
+        if not self._training_here():
+            self.eta.setText("")
+            return
+        step, total = self._step
+        if not total:
+            run = next((r for r in self.runs.runs if r.id == self.follow_run), None)
+            total = (run_total_steps(run) if run is not None else None) or 0
+            step = self.chart.last_step
+        seconds = self._job_eta if self._job_eta is not None else \
+            history_eta(self._records, step, total)
+        self.eta.setText(eta_text(seconds) if total else "")
+
+    # ------------------------------------------------------------------ jobs
+
+    def start(self) -> None:
+        self._submit(None)
+
+    def resume_selected(self) -> None:
+        chosen = self._selected()
+        if chosen is not None:
+            self._submit(chosen.id)
+
+    def _submit(self, run_id: int | None) -> None:
+        project = self.state.project
+        if project is None or self.job is not None:
+            return
+        try:
+            fields: dict[str, Any] = {"run_id": run_id} if run_id else {"config": self.config()}
+            params = self.state.job_params(TRAIN, **fields)
+            handle = self.jobs.submit(TRAIN, params, on_event=self._job_event)
+        except MyCanvasError as exc:
+            self.status.setText(for_window(str(exc)))
+            return
+        self.job, self.job_project = handle.job_id, project.root
+        self._resuming, self._job_eta, self._step = run_id, None, (0, 0)
+        self._runs_before = max((r.id for r in project.runs()), default=0)
+        self._show_run(run_id)  # a resume shows its history now; a new run once it exists
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.bar.setRange(0, 0)
+        self.bar.show()
+        self.status.setText(f"Resuming run {run_id}…" if run_id else
+                            "Starting: loading the models and caching the dataset…")
+        self._show_eta()
+        self._update_run_buttons()
+        self.timer.start()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.jobs.cancel(self.job)
+            self.status.setText("Cancelling: the run saves where it is, so it can resume…")
+
+    def _job_event(self, event: JobEvent) -> None:
+        here = self._training_here()
+        if isinstance(event, JobProgress) and here:
+            self._job_eta, self._step = event.eta_seconds, (event.step, event.total)
+            self.bar.setRange(0, max(1, event.total))
+            self.bar.setValue(event.step)
+            self.status.setText(f"Training run {self.follow_run or '…'}: {event.message}")
+            self.follow()
+            self._show_eta()
+        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+            if here:
+                self.follow()  # the last lines, before the timer stops
+            self.job = self.job_project = None
+            self.timer.stop()
+            self.bar.hide()
+            self.cancel_button.setEnabled(False)
+            self.eta.setText("")
+            if here:
+                if isinstance(event, JobFinished):
+                    self.status.setText(f"Done. {event.result.summary()}")
+                elif isinstance(event, JobFailed):
+                    self.status.setText(for_window(event.reason))
+                else:
+                    self.status.setText("Cancelled. The run saved where it stopped: select "
+                                        "it below and press Resume run to go on.")
+            self.reload()
+
+    def delete_selected(self) -> None:
+        chosen = self._selected()
+        project = self.state.project
+        if chosen is None or project is None or not self.confirm_delete(chosen):
+            return
+        try:
+            delete_run(project, chosen.id)
+        except MyCanvasError as exc:
+            self.status.setText(str(exc))
+            return
+        if self.follow_run == chosen.id:
+            self._show_run(None)
+        self.state.touch("runs", "generations")
+
+    def confirm_delete(self, run: Any) -> bool:
+        """Asked before a run is deleted (tests answer it)."""
+        answer = QMessageBox.question(
+            self, "Delete run",
+            f"Delete run {run.id} ({run.status}) with its checkpoints, samples and learned "
+            "concepts? Pictures made from it stay in the gallery.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def teardown(self) -> None:
+        self.timer.stop()
+        self.bindings.clear()

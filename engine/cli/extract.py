@@ -1,0 +1,96 @@
+"""`mycanvas extract`: several concepts (tokens and masks) from one photo, or the resume of an
+extraction run (`--resume [RUN_ID]`).
+
+    mycanvas extract PROJECT PHOTO --concepts mochi:cat,rex:dog \\
+        [--box mochi X0 Y0 X1 Y1 ...] [--steps N] [--iterations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.cli.arguments import add_params_arguments
+from engine.cli.progress import EXIT_OK, run_job_in_cli
+from engine.cli.registry import command
+from engine.errors import InputError
+from engine.extract.jobs import EXTRACT
+
+
+def _concepts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from engine.extract import parse_concepts
+
+    if not args.concepts:
+        return []
+    concepts: list[dict[str, Any]] = [{"name": n, "class_word": w}
+                                      for n, w in parse_concepts(args.concepts)]
+    by_name = {c["name"].casefold(): c for c in concepts}
+    for name, *coords in args.box or []:
+        concept = by_name.get(name.casefold())
+        if concept is None:
+            raise InputError(f"--box {name}: no such concept in --concepts")
+        if "box" in concept:
+            raise InputError(f"--box {name} is given twice")
+        try:
+            concept["box"] = [float(v) for v in coords]
+        except ValueError:
+            raise InputError(f"--box {name}: a box is four numbers, got {coords}") from None
+    return concepts
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = {"steps": args.steps, "iterations": args.iterations, "seed": args.seed,
+             "resolution": args.resolution, "checkpoint_every": args.checkpoint_every,
+             "mixed_precision": args.mixed_precision}
+    config = {k: v for k, v in pairs.items() if v is not None}
+    if args.background_token:
+        config["background_token"] = True
+    return config
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    add_params_arguments(p, EXTRACT.params)  # project, photo, profile, device, ...
+    p.add_argument("--concepts", metavar="NAME:CLASS,...",
+                   help="the concepts in the photo, e.g. mochi:cat,rex:dog")
+    p.add_argument("--box", nargs=5, action="append", metavar=("NAME", "X0", "Y0", "X1", "Y1"),
+                   help="where a concept is in the photo, in pixels (repeatable)")
+    p.add_argument("--steps", type=int, help="optimiser steps in all (default 400)")
+    p.add_argument("--iterations", type=int, help="EM iterations: E-steps (default 4)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--resolution", type=int, help="side in pixels (default: the profile's)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (50)")
+    p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"],
+                   help="auto: bf16 or fp16 on a CUDA GPU, float32 elsewhere")
+    p.add_argument("--background-token", action="store_true",
+                   help="also learn a token for the rest of the photo")
+    p.add_argument("--resume", nargs="?", const="last", metavar="RUN_ID",
+                   help="continue an extraction run from its last checkpoint (default: the "
+                   "latest unfinished one)")
+
+
+@command("extract", EXTRACT.help, _arguments)
+def cmd_extract(args: argparse.Namespace) -> int:
+    run_id = None
+    if args.resume is not None:
+        if args.resume == "last":
+            from engine.extract import latest_resumable_extraction
+            from engine.project import Project
+
+            with Project.open(args.project) as proj:
+                run_id = latest_resumable_extraction(proj)
+        else:
+            try:
+                run_id = int(args.resume)
+            except ValueError:
+                raise InputError(f"--resume takes a run id, got {args.resume!r}") from None
+    elif not args.photo or not args.concepts:
+        raise InputError("Give the photo and --concepts NAME:CLASS,... (or --resume)")
+    values: dict[str, Any] = {"project": args.project, "photo": args.photo,
+                              "concepts": _concepts(args), "config": _config(args),
+                              "run_id": run_id, "profile": args.profile,
+                              "device": args.device}
+    for flag in ("start_from_masks", "segment_method"):
+        if getattr(args, flag, None) is not None:
+            values[flag] = getattr(args, flag)
+    print(run_job_in_cli(EXTRACT, EXTRACT.params(**values), args).summary())
+    return EXIT_OK

@@ -1,0 +1,57 @@
+"""One-click Personalize: the whole pipeline as one resumable job, with a plan shown first.
+
+    jobs.py       the `personalize` and `personalize-plan` jobs, their parameters and
+                  results (Personalized, Plan, StagePlan, StageOutcome), declared once
+    presets.py    quick / standard / best per model profile and kind of device
+    costs.py      each stage's measured cost (seconds, bytes) per profile and device
+    state.py      what is done, read from the project; the little the chain notes itself
+    planning.py   personalize_plan: stages, counts, time and disk, as a pure function
+    progress.py   one bar across the stages, weighted by their estimated seconds, with ETA
+    chain.py      the job: each stage's job function run in-process, in order
+
+Public API: the declarations and results above; `personalize_plan(state, params, device,
+profile)`, `read_chain_state(project, profile, overrides)` and `plan_for(params)` (the plan
+of a project as the job would see it). Importing this package is cheap.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from engine.personalize.jobs import (
+    PERSONALIZE,
+    PERSONALIZE_PLAN,
+    PRESETS,
+    STAGES,
+    Personalized,
+    PersonalizeParams,
+    Plan,
+    StageOutcome,
+    StagePlan,
+)
+
+_LAZY = {"personalize_plan": "engine.personalize.planning",
+         "plan_for": "engine.personalize.planning",
+         "read_chain_state": "engine.personalize.state",
+         "ChainState": "engine.personalize.state",
+         "preset_settings": "engine.personalize.presets",
+         "PresetSettings": "engine.personalize.presets"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.personalize' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from engine.personalize.planning import personalize_plan, plan_for
+    from engine.personalize.presets import PresetSettings, preset_settings
+    from engine.personalize.state import ChainState, read_chain_state
+
+__all__ = ["PERSONALIZE", "PERSONALIZE_PLAN", "PRESETS", "STAGES", "ChainState",
+           "PersonalizeParams", "Personalized", "Plan", "PresetSettings", "StageOutcome",
+           "StagePlan", "personalize_plan", "plan_for", "preset_settings", "read_chain_state"]

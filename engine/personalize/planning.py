@@ -1,0 +1,195 @@
+"""The plan shown before the chain starts: which stages run, how many of what each makes,
+how long that takes and how much disk it needs.
+
+`personalize_plan(state, params, device, profile)` is a pure function of what is done
+(`ChainState`, read by engine.personalize.state), the parameters, the device plan and the
+profile: the window shows its result, `mycanvas personalize --dry-run` prints it, and the
+chain weights its progress bar with its per-stage seconds. The `personalize-plan` job reads
+the state and the device and returns the plan (the window runs it in its worker, where
+torch is loaded anyway).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.personalize.costs import DATASET_STRENGTH, cost_table, disk_sizes
+from engine.personalize.jobs import Plan, StagePlan
+from engine.personalize.presets import PresetSettings, device_kind, settings_for
+from engine.personalize.state import BATCH_PREFIX, ChainState
+
+if TYPE_CHECKING:
+    from engine.device import DevicePlan
+    from engine.jobs import JobContext
+    from engine.models.profiles import Profile
+    from engine.personalize.jobs import PersonalizeParams
+
+TITLES = {
+    "segment": "Find the concepts in their photos",
+    "plan": "Plan layouts",
+    "dataset": "Build the dataset",
+    "train": "Train the concepts",
+    "generate": "Generate pictures from the layouts",
+    "score": "Score the pictures",
+}
+# The model each stage cannot run without (segmentation falls back to GrabCut without SAM;
+# scoring is skipped without its models).
+NEEDS = {"plan": "planner", "dataset": "inpaint", "train": "base", "generate": "base"}
+SCORING_ROLES = ("clip", "detector")
+
+
+def run_key(settings: PresetSettings, seed: int) -> str:
+    """What a chain's training run was started with: another key trains a new run."""
+    return f"steps={settings.train_steps} items={settings.items} seed={seed}"
+
+
+def dataset_denoising_steps(settings: PresetSettings) -> int:
+    """Steps the inpainting pipeline really runs per item (it skips 1 - strength of them)."""
+    return min(int(settings.dataset_steps * DATASET_STRENGTH), settings.dataset_steps)
+
+
+def personalize_plan(state: ChainState, params: PersonalizeParams, device: DevicePlan,
+                     profile: Profile) -> Plan:
+    """What the chain would do now, from what is done (pure: reads nothing, writes nothing)."""
+    kind = device_kind(device)
+    s = settings_for(params, profile.name, kind)
+    costs, disk = cost_table(profile.name, kind), disk_sizes(profile.name)
+    stages: list[StagePlan] = []
+
+    def add(stage: str, unit: str, target: int, done: int, count: int, seconds: float,
+            disk_bytes: float, note: str = "") -> None:
+        stages.append(StagePlan(stage, TITLES[stage], unit, target, done, count,
+                                round(seconds, 1) if count else 0.0,
+                                int(disk_bytes) if count else 0, note))
+
+    todo = state.photos_to_segment
+    add("segment", "photos", state.photos, state.photos - todo, todo,
+        costs.segment.seconds(todo), state.pixels_to_segment * disk.mask_per_pixel,
+        "" if todo else "every photo has a mask (yours are kept)")
+
+    present, deleted = len(state.layouts), state.deleted_layouts
+    todo = max(0, s.layouts - present - deleted)
+    note = f"{deleted} layout(s) you deleted are not planned again" if deleted else ""
+    if not todo and not note:
+        note = "enough layouts"
+    add("plan", "layouts", s.layouts, min(present + deleted, s.layouts), todo,
+        costs.plan.seconds(todo), 0, note)
+
+    have = sum(1 for i in range(s.items) if i in state.dataset_indices)
+    todo = s.items - have
+    add("dataset", "items", s.items, have, todo,
+        costs.dataset.seconds(todo, dataset_denoising_steps(s)), todo * disk.item,
+        "" if todo else "items you accepted or rejected are kept as they are")
+
+    run, key = state.run, run_key(s, params.seed)
+    same_run = run is not None and run.key == key
+    done = run.done_steps if same_run and run is not None else 0
+    todo = s.train_steps - done
+    if same_run and run is not None:
+        note = f"run {run.run_id}: " + ("finished" if not todo else f"resumes at step {done}")
+    else:
+        note = "a new run" + (f" (run {run.run_id} had other settings)" if run else "")
+    samples = todo // s.sample_every if s.sample_every else 0
+    seconds = costs.train.seconds(todo) + samples * costs.train_sample.seconds(
+        1, s.sample_steps)
+    if todo and not done:  # a new run encodes the dataset once first
+        seconds += s.items * costs.train_cache_per_item
+    add("train", "steps", s.train_steps, done, todo, seconds,
+        disk.run + s.items * disk.run_per_item if not done else 0, note)
+
+    made = sum(state.pictures_by_batch.values()) if same_run and not todo else 0
+    todo_pictures = max(0, s.pictures - made)
+    add("generate", "pictures", s.pictures, min(made, s.pictures), todo_pictures,
+        costs.generate.seconds(todo_pictures, s.picture_steps), todo_pictures * disk.picture,
+        f"layout-guided, {s.picture_steps} steps each")
+
+    scoring = not set(SCORING_ROLES) & set(state.missing_models)
+    unscored = len(state.unscored) if same_run else 0
+    todo = unscored + todo_pictures if scoring else 0
+    note = ("scored as they are made" if scoring else
+            "skipped: the scoring models (CLIP, OWL-ViT) are not on this computer")
+    add("score", "pictures", s.pictures, max(0, min(made, s.pictures) - unscored), todo,
+        costs.score.seconds(todo), 0, note)
+
+    needed = {NEEDS[p.stage] for p in stages if p.runs and p.stage in NEEDS}
+    missing = [r for r in state.missing_models if r in needed or r in SCORING_ROLES]
+    total_disk = sum(p.disk_bytes for p in stages)
+    return Plan(
+        preset=params.preset, profile=profile.name, test_models=profile.test_models,
+        device=device.describe(), device_kind=kind, stages=stages,
+        seconds=round(sum(p.seconds for p in stages), 1), disk_bytes=total_disk,
+        free_disk_bytes=state.free_disk_bytes, estimate=costs.source, measured=costs.measured,
+        missing_models=missing, settings={**s.to_dict(), "seed": params.seed,
+                                          "batch_prefix": BATCH_PREFIX})
+
+
+def needed_missing(plan: Plan) -> list[str]:
+    """The missing models the stages that will run cannot do without."""
+    needed = {NEEDS[p.stage] for p in plan.stages if p.runs and p.stage in NEEDS}
+    return [r for r in plan.missing_models if r in needed]
+
+
+# --------------------------------------------------------------------------- for people
+
+
+def format_seconds(seconds: float) -> str:
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s // 60 % 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan as the command line prints it (`--dry-run`)."""
+    lines = [f"Personalize ({plan.preset}) with profile {plan.profile} on {plan.device}:"]
+    for p in plan.stages:
+        if p.runs:
+            what = f"{p.count} {p.unit}" + (f" ({p.done} there)" if p.done else "")
+            cost = f"~{format_seconds(p.seconds)}, {format_bytes(p.disk_bytes)}"
+            lines.append(f"  {p.stage:<9} {what:<28} {cost}" + (f"  {p.note}" if p.note else ""))
+        else:
+            lines.append(f"  {p.stage:<9} nothing to do" + (f" ({p.note})" if p.note else ""))
+    free = (f" of {format_bytes(plan.free_disk_bytes)} free" if plan.free_disk_bytes is not None
+            else "")
+    lines.append(f"  total     ~{format_seconds(plan.seconds)}, {format_bytes(plan.disk_bytes)}"
+                 f"{free}")
+    lines.append(f"  ({plan.estimate})")
+    if plan.missing_models:
+        lines.append(f"  missing models: {', '.join(plan.missing_models)} "
+                     f"(mycanvas models download {plan.profile})")
+    if plan.test_models:
+        lines.append("  test models: every stage runs, but the pictures are noise")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def plan_for(params: PersonalizeParams) -> Plan:
+    """The plan of `params` for its project, device and profile, as the chain sees them."""
+    from engine.jobs.stage_setup import resolve_stage
+    from engine.personalize.state import read_chain_state
+    from engine.project import Project
+
+    setup = resolve_stage(params)
+    assert setup.device is not None
+    with Project.open(params.project) as proj:
+        state = read_chain_state(proj, setup.profile, setup.overrides)
+    return personalize_plan(state, params, setup.device, setup.profile)
+
+
+def personalize_plan_job(ctx: JobContext, params: PersonalizeParams) -> Plan:
+    """Job: the plan, nothing done."""
+    ctx.progress(0, 1, "reading the project")
+    plan = plan_for(params)
+    ctx.progress(1, 1, "planned")
+    return plan

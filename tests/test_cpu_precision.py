@@ -276,3 +276,32 @@ def _preview(run_dir: str) -> np.ndarray:
     [sample] = sorted((Path(run_dir) / "samples").glob("*.png"))
     with Image.open(sample) as im:
         return np.asarray(im.convert("RGB"), dtype=np.float64)
+
+
+def _with_items(tree):
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With | ast.AsyncWith):
+            yield node, [ast.unparse(item.context_expr) for item in node.items]
+
+
+def test_autocast_is_never_entered_under_inference_mode():
+    """Under inference_mode autocast re-casts every weight at every call (10x slower per big
+    layer), so every bf16 forward pass runs under no_grad. Reads each engine module's `with`
+    statements: none may open inference_mode together with an autocast, nor an autocast
+    directly inside an inference_mode block."""
+    import ast
+
+    offenders = []
+    for path in sorted(Path("engine").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node, items in _with_items(tree):
+            opens_inference = any("inference_mode" in item for item in items)
+            autocasts = [i for i in items if "autocast" in i]
+            inner = [i for stmt in node.body if isinstance(stmt, ast.With)
+                     for i in (ast.unparse(it.context_expr) for it in stmt.items)
+                     if "autocast" in i]
+            if opens_inference and (autocasts or inner):
+                offenders.append(f"{path}:{node.lineno}")
+    assert not offenders, offenders

@@ -181,7 +181,7 @@ def calibrate(pipe: Any, folder: Path, plan: DevicePlan, side: int) -> dict[str,
 
     def torch_run(graph: Any, args: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
         def run() -> Any:
-            with torch.inference_mode(), inference_autocast(plan):
+            with torch.no_grad(), inference_autocast(plan):  # as the builder runs it
                 return graph(*args)
         return run
 

@@ -64,6 +64,16 @@ EXTRACT_TIP = ("Another way to a run: learn several concepts and their masks fro
                "where they appear together, without layouts or a dataset")
 
 
+def short_device(described: str) -> str:
+    """'cpu (float32 weights, bfloat16 compute on amx_bf16, 15.0 GiB free; savers: none)'
+    -> 'cpu, bf16 compute'; 'cuda (float16, 7.5 GiB free; ...)' -> 'cuda, float16'."""
+    device, _, rest = described.partition(" (")
+    if "bfloat16 compute" in rest:
+        return f"{device}, bf16 compute"
+    precision = rest.split(",")[0].split(";")[0].split(":")[0].rstrip(")").strip()
+    return f"{device}, {precision}" if precision else device
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         guard_none_refcount()  # before the window makes its first thousands of Qt calls
@@ -166,8 +176,7 @@ class MainWindow(QMainWindow):
         self.bindings = Bindings()
         self.bindings.bind(self.state, "settings", self._show_profile)
         self.bindings.bind(self.state, "project", self._show_project)
-        self.bindings.bind(self.state, "device", lambda d: self.device_label.setText(
-            f"device: {d}"))
+        self.bindings.bind(self.state, "device", self._show_device)
         self.bindings.bind(self.state, "running_job", lambda text: self.job_label.setText(
             f"▶ {text}" if text else "no job running"))
         self._device_job = self.jobs.submit("device-info", {"requested": settings.device},
@@ -374,6 +383,12 @@ class MainWindow(QMainWindow):
         self.profile_label.setText(f"profile: {prof.label}{warn}")
         self.profile_label.setToolTip(test_models_warning(prof.name) or prof.description)
         self.profile_label.setStyleSheet("color: #8a5a00; font-weight: bold" if warn else "")
+
+    def _show_device(self, described: str) -> None:
+        # The full description (memory, savers) is long: it would push the status messages
+        # under the permanent labels. The label says device and precision; the tooltip all.
+        self.device_label.setText(f"device: {short_device(described)}")
+        self.device_label.setToolTip(described)
 
     def _show_project(self, project) -> None:
         self.central.setCurrentWidget(self.start_page if project is None else self.project_view)

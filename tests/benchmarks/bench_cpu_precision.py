@@ -168,7 +168,7 @@ def measure_inference(model_dir: str, ov_dir: str, size: int, precision: str) ->
 
     def torch_case(part: str, plan: Any, layout: str) -> Any:
         def run() -> Any:
-            with torch.inference_mode(), inference_autocast(plan):
+            with torch.no_grad(), inference_autocast(plan):
                 return graphs[layout][part](*inputs[part]).float()
         return run
 
@@ -190,7 +190,7 @@ def measure_inference(model_dir: str, ov_dir: str, size: int, precision: str) ->
     # Text encoder: what the OpenVINO path leaves in torch (one pass per item, batch 2).
     ids = pipe.tokenizer([PROMPT, ""], padding="max_length", max_length=77,
                          return_tensors="pt").input_ids
-    with torch.inference_mode(), inference_autocast(bf16):
+    with torch.no_grad(), inference_autocast(bf16):
         pipe.text_encoder(ids)
         start = time.perf_counter()
         pipe.text_encoder(ids)

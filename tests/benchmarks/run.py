@@ -2,6 +2,7 @@
 
     python tests/benchmarks/run.py                 # every benchmark
     python tests/benchmarks/run.py import worker   # names containing these words
+    python tests/benchmarks/run.py cpu-precision   # a whole name: that benchmark only
     python tests/benchmarks/run.py --list
 
 Each entry is a function decorated with @benchmark in a tests/benchmarks/bench_*.py module;
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(BENCHMARKS))
         return 0
-    chosen = [n for n in BENCHMARKS if not args.filters or any(f in n for f in args.filters)]
+    # A filter that is a benchmark's whole name picks that one only ("cpu-precision", not
+    # also "cpu-precision-train"); other filters pick every name containing them.
+    chosen = [n for n in BENCHMARKS if not args.filters or n in args.filters
+              or any(f in n and f not in BENCHMARKS for f in args.filters)]
     rows: list[dict] = []
     failed = []
     for name in chosen:

@@ -33,6 +33,9 @@ def test_window_shows_profile_and_device_from_worker(window, qtbot):
     assert window.windowTitle() == "MyCanvas Studio"
     assert "TEST MODELS" in window.profile_label.text()
     qtbot.waitUntil(lambda: window.device_label.text().startswith("device: cpu"), timeout=60000)
+    # The label stays short (status messages need the room); the tooltip has it all.
+    assert len(window.device_label.text()) < 30, window.device_label.text()
+    assert "savers" in window.device_label.toolTip()
     row = window.jobs_panel.rows[window._device_job.job_id]
     assert row.state.text() == "done"
     assert isinstance(window._device_job.outcome, JobFinished)
@@ -129,3 +132,17 @@ def test_void_qt_calls_cannot_use_up_none(qapp):
     else:
         # The installed binding (pyproject excludes 6.12.0) keeps None's count steady.
         assert abs(sys.getrefcount(None) - before) < 1_000
+
+
+@pytest.mark.parametrize(("described", "short"), [
+    ("cpu (float32 weights, bfloat16 compute on avx512_bf16+amx_bf16, 15.0 GiB free; savers: "
+     "none)", "cpu, bf16 compute"),
+    ("cpu (float32: no bf16 units on this CPU, 3.0 GiB free; savers: attention slicing)",
+     "cpu, float32"),
+    ("cuda (float16, 7.5 GiB free; savers: none)", "cuda, float16"),
+    ("detecting…", "detecting…"),
+])
+def test_the_device_label_says_device_and_precision(described, short):
+    from desktop_app.main_window import short_device
+
+    assert short_device(described) == short

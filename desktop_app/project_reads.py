@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.errors import InputError
-from engine.models.profiles import get_profile
+from engine.models.profiles import made_with_test_models
 
 if TYPE_CHECKING:
     from engine.project import DatasetItem, Mask, Project
@@ -38,11 +37,5 @@ def concept_cutout(project: Project, concept_id: int) -> Mask | None:
 
 def built_with_test_models(item: DatasetItem) -> bool:
     """Whether a dataset item was built on a test profile (its picture is noise), as its
-    provenance says; the rule training applies (engine.train.data.built_with_test_models)."""
-    name = item.provenance.get("profile") if isinstance(item.provenance, dict) else None
-    if not isinstance(name, str) or not name:
-        return False
-    try:
-        return get_profile(name).test_models
-    except InputError:
-        return False
+    provenance says; the rule training applies (engine.models.profiles.made_with_test_models)."""
+    return made_with_test_models(item.provenance)

@@ -90,3 +90,22 @@ def params_from_args(params: type[JobParams], args: argparse.Namespace,
             values[f.name] = value
     values.update({k: v for k, v in extra.items()})
     return params(**values)
+
+
+def resumed_run_id(resume: str | None, project: str,
+                   latest: typing.Callable[[Any], int | None]) -> int | None:
+    """`--resume last|ID` as a run id: "last" asks `latest(project)` (the newest run that
+    can resume), a number is taken as it is, None stays None."""
+    from engine.errors import InputError
+
+    if resume is None:
+        return None
+    if resume == "last":
+        from engine.project import Project
+
+        with Project.open(project) as proj:
+            return latest(proj)
+    try:
+        return int(resume)
+    except ValueError:
+        raise InputError(f"--resume takes a run id, got {resume!r}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.arguments import add_params_arguments
+from engine.cli.arguments import add_params_arguments, resumed_run_id
 from engine.cli.progress import EXIT_OK, run_job_in_cli
 from engine.cli.registry import command
 from engine.errors import InputError
@@ -70,20 +70,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 @command("extract", EXTRACT.help, _arguments)
 def cmd_extract(args: argparse.Namespace) -> int:
-    run_id = None
-    if args.resume is not None:
-        if args.resume == "last":
-            from engine.extract import latest_resumable_extraction
-            from engine.project import Project
+    from engine.extract import latest_resumable_extraction
 
-            with Project.open(args.project) as proj:
-                run_id = latest_resumable_extraction(proj)
-        else:
-            try:
-                run_id = int(args.resume)
-            except ValueError:
-                raise InputError(f"--resume takes a run id, got {args.resume!r}") from None
-    elif not args.photo or not args.concepts:
+    run_id = resumed_run_id(args.resume, args.project, latest_resumable_extraction)
+    if args.resume is None and (not args.photo or not args.concepts):
         raise InputError("Give the photo and --concepts NAME:CLASS,... (or --resume)")
     values: dict[str, Any] = {"project": args.project, "photo": args.photo,
                               "concepts": _concepts(args), "config": _config(args),

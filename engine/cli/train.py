@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.arguments import add_params_arguments
+from engine.cli.arguments import add_params_arguments, resumed_run_id
 from engine.cli.progress import EXIT_OK, run_job_in_cli
 from engine.cli.registry import command
-from engine.errors import InputError
 from engine.train.jobs import TRAIN
 
 
@@ -72,19 +71,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 @command("train", TRAIN.help, _arguments)
 def cmd_train(args: argparse.Namespace) -> int:
-    run_id = None
-    if args.resume is not None:
-        if args.resume == "last":
-            from engine.project import Project
-            from engine.train import latest_resumable_run
+    from engine.train import latest_resumable_run
 
-            with Project.open(args.project) as proj:
-                run_id = latest_resumable_run(proj)
-        else:
-            try:
-                run_id = int(args.resume)
-            except ValueError:
-                raise InputError(f"--resume takes a run id, got {args.resume!r}") from None
+    run_id = resumed_run_id(args.resume, args.project, latest_resumable_run)
     params = TRAIN.params(project=args.project, config=_cli_config(args), run_id=run_id,
                           profile=args.profile, device=args.device)
     print(run_job_in_cli(TRAIN, params, args).summary())

@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from engine.checks import check_number, check_whole
 from engine.errors import InputError
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -58,18 +59,18 @@ class ExtractConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        _whole("steps", self.steps, 1, MAX_STEPS)
-        _whole("iterations", self.iterations, 1, self.steps)
+        check_whole("steps", self.steps, 1, MAX_STEPS)
+        check_whole("iterations", self.iterations, 1, self.steps)
         if self.phase_one_steps is not None:
-            _whole("phase_one_steps", self.phase_one_steps, 0, self.steps)
-        _number("token_learning_rate", self.token_learning_rate, 0.0, 1.0, low_open=True)
-        _number("weights_learning_rate", self.weights_learning_rate, 0.0, 1.0, low_open=True)
-        _number("weight_decay", self.weight_decay, 0.0, 1.0)
-        _number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        _number("attention_loss_weight", self.attention_loss_weight, 0.0, 100.0)
-        _whole("seed", self.seed, 0, 2**63 - 1)
+            check_whole("phase_one_steps", self.phase_one_steps, 0, self.steps)
+        check_number("token_learning_rate", self.token_learning_rate, 0.0, 1.0, low_open=True)
+        check_number("weights_learning_rate", self.weights_learning_rate, 0.0, 1.0, low_open=True)
+        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
+        check_number("attention_loss_weight", self.attention_loss_weight, 0.0, 100.0)
+        check_whole("seed", self.seed, 0, 2**63 - 1)
         if self.resolution is not None:
-            _whole("resolution", self.resolution, 64, 4096)
+            check_whole("resolution", self.resolution, 64, 4096)
             if self.resolution % 64:
                 raise InputError(f"resolution must be a multiple of 64, got {self.resolution}")
         steps = tuple(self.estep_timesteps) if isinstance(self.estep_timesteps, (list, tuple)) \
@@ -77,19 +78,19 @@ class ExtractConfig:
         if not steps:
             raise InputError("estep_timesteps must be a list of 1 to 8 timesteps")
         for t in steps:
-            _whole("estep_timesteps", t, 0, 999)
+            check_whole("estep_timesteps", t, 0, 999)
         if len(steps) > 8:
             raise InputError("estep_timesteps must be a list of 1 to 8 timesteps")
         object.__setattr__(self, "estep_timesteps", steps)
-        _number("mask_threshold", self.mask_threshold, 0.0, 1.0, low_open=True)
-        _number("mask_blend", self.mask_blend, 0.0, 1.0, low_open=True)
-        _number("converge_iou", self.converge_iou, 0.0, 1.0)
-        _whole("crf_iterations", self.crf_iterations, 0, 50)
+        check_number("mask_threshold", self.mask_threshold, 0.0, 1.0, low_open=True)
+        check_number("mask_blend", self.mask_blend, 0.0, 1.0, low_open=True)
+        check_number("converge_iou", self.converge_iou, 0.0, 1.0)
+        check_whole("crf_iterations", self.crf_iterations, 0, 50)
         if self.mixed_precision not in MIXED_PRECISION:
             raise InputError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}; "
                              f"got {self.mixed_precision!r}")
-        _whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
-        _whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
+        check_whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
+        check_whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
         for name in ("hflip", "background_token", "gradient_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -122,15 +123,3 @@ class ExtractConfig:
     def with_changes(self, **changes: Any) -> ExtractConfig:
         return ExtractConfig.from_dict({**self.to_dict(), **changes})
 
-
-def _whole(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-
-
-def _number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and low <= value <= high and not (low_open and value == low))
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise InputError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")

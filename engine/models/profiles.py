@@ -140,6 +140,19 @@ def get_profile(name: str | None = None) -> Profile:
         ) from None
 
 
+def made_with_test_models(provenance: object) -> bool:
+    """Whether something whose provenance names its profile ({"profile": "tiny", ...}) was
+    made with test models (its picture is noise); one that does not say, or names an unknown
+    profile, counts as real."""
+    name = provenance.get("profile") if isinstance(provenance, dict) else None
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        return get_profile(name).test_models
+    except InputError:
+        return False
+
+
 # --------------------------------------------------------------------------- locating
 
 

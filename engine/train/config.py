@@ -22,10 +22,10 @@ the word "photo"; the repeat count is 2.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from engine.checks import check_number, check_whole
 from engine.errors import InputError
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -78,28 +78,28 @@ class TrainConfig:
     sample_steps: int = 25
 
     def __post_init__(self) -> None:
-        _whole("steps", self.steps, 1, MAX_STEPS)
-        _number("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        _whole("batch_size", self.batch_size, 1, 64)
-        _whole("gradient_accumulation", self.gradient_accumulation, 1, 256)
-        _whole("lr_warmup_steps", self.lr_warmup_steps, 0, MAX_STEPS)
-        _number("weight_decay", self.weight_decay, 0.0, 1.0)
-        _number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        _whole("seed", self.seed, 0, 2**63 - 1)
+        check_whole("steps", self.steps, 1, MAX_STEPS)
+        check_number("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        check_whole("batch_size", self.batch_size, 1, 64)
+        check_whole("gradient_accumulation", self.gradient_accumulation, 1, 256)
+        check_whole("lr_warmup_steps", self.lr_warmup_steps, 0, MAX_STEPS)
+        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
+        check_whole("seed", self.seed, 0, 2**63 - 1)
         if self.resolution is not None:
-            _whole("resolution", self.resolution, 32, 4096)
+            check_whole("resolution", self.resolution, 32, 4096)
             if self.resolution % 8:
                 raise InputError(f"resolution must be a multiple of 8, got {self.resolution}")
-        _number("mask_background_weight", self.mask_background_weight, 0.0, 1.0)
-        _whole("class_images_per_concept", self.class_images_per_concept, 1, 10_000)
-        _whole("class_image_steps", self.class_image_steps, 1, 1000)
-        _number("prior_loss_weight", self.prior_loss_weight, 0.0, 100.0)
+        check_number("mask_background_weight", self.mask_background_weight, 0.0, 1.0)
+        check_whole("class_images_per_concept", self.class_images_per_concept, 1, 10_000)
+        check_whole("class_image_steps", self.class_image_steps, 1, 1000)
+        check_number("prior_loss_weight", self.prior_loss_weight, 0.0, 100.0)
         _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _choice("channels_last", self.channels_last, CHANNELS_LAST)
-        _whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
-        _whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
-        _whole("sample_every", self.sample_every, 0, MAX_STEPS)
-        _whole("sample_steps", self.sample_steps, 1, 1000)
+        check_whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
+        check_whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
+        check_whole("sample_every", self.sample_every, 0, MAX_STEPS)
+        check_whole("sample_steps", self.sample_steps, 1, 1000)
         for name in ("scale_lr", "hflip", "masked_loss", "prior_preservation", "global_token",
                      "repeat_concept_tokens", "separate_background", "gradient_checkpointing",
                      "include_test_pictures"):
@@ -129,18 +129,6 @@ class TrainConfig:
     def with_changes(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
-
-def _whole(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-
-
-def _number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and low <= value <= high and not (low_open and value == low))
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise InputError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -115,15 +115,9 @@ def _item_scene(project: Project, item: DatasetItem, refs: Sequence[ConceptRef])
 def built_with_test_models(item: DatasetItem) -> bool:
     """Whether the item was built on a profile of test models (its picture is noise), as its
     provenance says; an item that does not say, or names an unknown profile, counts as real."""
-    from engine.models.profiles import get_profile
+    from engine.models.profiles import made_with_test_models
 
-    name = item.provenance.get("profile") if isinstance(item.provenance, dict) else None
-    if not isinstance(name, str) or not name:
-        return False
-    try:
-        return get_profile(name).test_models
-    except InputError:
-        return False
+    return made_with_test_models(item.provenance)
 
 
 def take_snapshot(project: Project, *, test_pictures: bool = True) -> DatasetSnapshot:

@@ -50,9 +50,10 @@ def safe_component(name: str, *, fallback: str = "item", max_len: int = 64) -> s
     return text
 
 
-def resolve_inside(root: Path, *parts: str) -> Path:
-    """Join `parts` under `root` and refuse any result that escapes `root`."""
-    base = root.resolve()
+def resolve_inside(root: Path, *parts: str, root_resolved: bool = False) -> Path:
+    """Join `parts` under `root` and refuse any result that escapes `root` (symbolic links
+    followed). `root_resolved`: the caller has resolved `root` already."""
+    base = root if root_resolved else root.resolve()
     candidate = base.joinpath(*parts).resolve()
     if candidate != base and base not in candidate.parents:
         raise InputError(f"Path {'/'.join(parts)!r} points outside {base}")

@@ -53,6 +53,7 @@ class FileStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._resolved_root: Path | None = None  # resolved once: the gallery asks per row
 
     @staticmethod
     def rel_for(sha256: str, ext: str) -> str:
@@ -60,7 +61,9 @@ class FileStore:
 
     def abspath(self, rel: str) -> Path:
         """Absolute path of a project-relative path; escaping the project is an InputError."""
-        return resolve_inside(self.root, *check_relative(rel))
+        if self._resolved_root is None:
+            self._resolved_root = self.root.resolve()
+        return resolve_inside(self._resolved_root, *check_relative(rel), root_resolved=True)
 
     def _already_stored(self, target: Path, size: int) -> bool:
         # Writes are atomic, so a file with the hash name and the right size is complete.

@@ -5,9 +5,7 @@ and re-run", bad input, the CLI; and one full-size step behind the slow marker."
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_extract_masks import cutout_scene
+from worker_kill import kill_then_resume
 
 from engine.extract.config import ExtractConfig
 
@@ -270,8 +269,7 @@ def test_resume_after_the_worker_is_killed_repeats_the_uninterrupted_run(
         tiny_models, project_dir, photo_file, tmp_path):
     """SIGKILL the worker mid-run; the resumed run ends bit for bit where an uninterrupted
     run ends: metrics, every iteration's masks, the export and the project's masks."""
-    from engine.jobs import JobFailed, JobFinished, JobProgress
-    from engine.jobs.worker import JobRunner
+    from engine.jobs import JobFinished
     from engine.project import Project
 
     config = {"steps": 60, "iterations": 5, "checkpoint_every": 5}
@@ -280,29 +278,9 @@ def test_resume_after_the_worker_is_killed_repeats_the_uninterrupted_run(
     params = {"project": str(project_dir), "photo": str(photo_file), "profile": "tiny",
               "device": "cpu", "concepts": _concepts(), "config": config,
               "segment_method": "fallback"}
-    with JobRunner() as runner:
-        killed: dict = {"at": None}
-
-        def kill_mid_run(event):
-            # In phase two (from step 30): the checkpoint holds the second optimiser.
-            if (isinstance(event, JobProgress) and event.total == 60 and event.step >= 37
-                    and killed["at"] is None):
-                killed["at"] = event.step
-                os.kill(runner.worker_pid, signal.SIGKILL)
-
-        runner.add_listener(kill_mid_run)
-        first = runner.submit("extract", params).wait(300)
-        assert isinstance(first, JobFailed) and "SIGKILL" in first.reason
-        with Project.open(project_dir) as project:
-            run = project.runs("em-extract")[-1]
-        assert run.status == "running"  # nobody could record the kill
-        run_dir = project_dir / run.output_dir
-        last_saved = max(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob(
-            "step-*"))
-        assert 35 <= last_saved < 60
-        resumed = runner.submit("extract", {**params, "config": {}, "run_id": run.id}).wait(300)
-        assert isinstance(resumed, JobFinished), getattr(resumed, "detail", resumed)
-        assert resumed.result.resumed_from == last_saved
+    # In phase two (from step 30): the checkpoint holds the second optimiser.
+    _result, run_dir = kill_then_resume("extract", params, project_dir, "em-extract",
+                                        total=60, kill_from=37, saved=range(35, 60))
     straight = _extract(twin, photo_file, _concepts(), config)
     assert isinstance(straight, JobFinished)
     _same_run(run_dir, Path(straight.result.run_dir))

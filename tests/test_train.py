@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from train_project import make_train_project
+from worker_kill import kill_then_resume
 
 from engine.errors import InputError
 from engine.train.config import TrainConfig
@@ -454,37 +453,13 @@ def test_resume_after_the_worker_is_killed_repeats_the_uninterrupted_run(
     run with the same seed ends (same device, same thread count)."""
     import shutil
 
-    from engine.jobs import JobFailed, JobFinished, JobProgress
-    from engine.jobs.worker import JobRunner
 
     config = {**FAST, "steps": 60, "checkpoint_every": 10, "sample_every": 0}
     twin = tmp_path / "twin"
     shutil.copytree(project_dir, twin)
     params = {"project": str(project_dir), "profile": "tiny", "device": "cpu", "config": config}
-    with JobRunner() as runner:
-        killed = {"at": None}
-
-        def kill_mid_run(event):
-            if (isinstance(event, JobProgress) and event.total == 60 and event.step >= 25
-                    and killed["at"] is None):
-                killed["at"] = event.step
-                os.kill(runner.worker_pid, signal.SIGKILL)
-
-        runner.add_listener(kill_mid_run)
-        first = runner.submit("train", params).wait(300)
-        assert isinstance(first, JobFailed) and "SIGKILL" in first.reason
-        from engine.project import Project
-
-        with Project.open(project_dir) as project:
-            run = project.runs("custom-diffusion")[-1]
-        assert run.status == "running"  # nobody could record the kill
-        run_dir = project_dir / run.output_dir
-        last_saved = max(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob(
-            "step-*"))
-        assert 20 <= last_saved < 60
-        resumed = runner.submit("train", {**params, "config": {}, "run_id": run.id}).wait(300)
-        assert isinstance(resumed, JobFinished), getattr(resumed, "detail", resumed)
-        assert resumed.result.resumed_from == last_saved
+    _result, run_dir = kill_then_resume("train", params, project_dir, "custom-diffusion",
+                                        total=60, kill_from=25, saved=range(20, 60))
     straight = _train(twin, config)
     assert _losses(run_dir) == _losses(Path(straight.result.run_dir))
     a, b = _export_tensors(run_dir / "export"), _export_tensors(straight.result.export_dir)

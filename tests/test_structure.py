@@ -103,4 +103,5 @@ def test_the_engine_folder_reads_like_the_pipeline():
         assert (REPO / "engine" / folder / "jobs.py").is_file(), f"{folder} is no stage"
     assert {"cli", "jobs", "models", "project", *STAGES} <= folders
     assert entries - folders <= {"errors.py", "paths.py", "atomic.py", "settings.py",
-                                 "device.py", "masks.py", "text.py", "reporting.py", "checks.py"}
+                                 "device.py", "masks.py", "text.py", "reporting.py", "checks.py",
+                                 "lazy.py"}

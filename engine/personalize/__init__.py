@@ -14,8 +14,9 @@ profile)`, `read_chain_state(project, profile, overrides)` and `plan_for(params)
 of a project as the job would see it). Importing this package is cheap.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine.lazy import lazy_exports
 from engine.personalize.jobs import (
     PERSONALIZE,
     PERSONALIZE_PLAN,
@@ -36,15 +37,7 @@ _LAZY = {"personalize_plan": "engine.personalize.planning",
          "PresetSettings": "engine.personalize.presets"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.personalize' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:

@@ -14,8 +14,9 @@ Public API: the declarations below, and for stages that point at objects (EM ext
 imported on first use. Importing this package is cheap.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine.lazy import lazy_exports
 from engine.segment.jobs import (
     PAINT_MASK,
     SEGMENT,
@@ -31,15 +32,7 @@ _LAZY = {"load_segmenter_for": "engine.segment.sam", "segment_image": "engine.se
          "SegmentResult": "engine.segment.sam", "save_result": "engine.segment.segment_photos"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.segment' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:

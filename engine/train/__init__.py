@@ -31,8 +31,9 @@ on first use. Importing this package is cheap: torch is imported inside the func
 need it.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine.lazy import lazy_exports
 from engine.train.export import MANIFEST_NAME, WEIGHTS_NAME, read_manifest
 from engine.train.jobs import TRAIN, TrainedRun, TrainParams
 from engine.train.prompts import ConceptRef, PromptStrategies, training_prompt
@@ -75,15 +76,7 @@ _PARTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _PARTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.train' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _PARTS)
 
 
 if TYPE_CHECKING:

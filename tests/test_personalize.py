@@ -13,39 +13,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from photos_project import make_photos_only_project
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"profile": "tiny", "device": "cpu"}
 STAGES = ["segment", "plan", "dataset", "train", "generate", "score"]
 
 
-def _photos_project(folder: Path) -> Path:
-    from PIL import Image
-    from skimage import data
-
-    from engine.jobs import JobFinished, run_inline
-    from engine.project import Project
-
-    photos = folder.parent / f"{folder.name}-photos"
-    photos.mkdir(parents=True)
-    Image.fromarray(data.chelsea()).save(photos / "chelsea.png")
-    Image.fromarray(data.chelsea()[:, ::-1][20:, 30:].copy()).save(photos / "chelsea-2.jpg")
-    Image.fromarray(data.coffee()).save(photos / "coffee.jpg")
-    Image.fromarray(data.rocket()).save(photos / "rocket.jpg")
-    Project.create(folder, "Only photos").close()
-    for name, word, files in (("Mochi", "cat", ["chelsea.png", "chelsea-2.jpg"]),
-                              ("Cup", "mug", ["coffee.jpg"]),
-                              ("Rocket", "rocket", ["rocket.jpg"])):
-        end = run_inline("import-photos", {"project": str(folder), "concept": name,
-                                           "class_word": word,
-                                           "paths": [str(photos / f) for f in files]})
-        assert isinstance(end, JobFinished), end
-    return folder
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    return _photos_project(tmp_path_factory.mktemp("personalize") / "template")
+    return make_photos_only_project(tmp_path_factory.mktemp("personalize") / "template")
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from memory import peak_rss_mb, reset_peak_rss
 from run import REPO, benchmark
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -41,24 +42,6 @@ PROMPT = "<mochi> cat and <cup> mug on a beach"
 BOXES = {"mochi": [0.0, 0.1, 0.5, 0.9], "cup": [0.5, 0.3, 1.0, 0.9]}
 
 
-def _peak_rss_reset() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Bench:
@@ -147,9 +130,9 @@ def _interleaved(variants: dict[str, Any], rounds: int, n: int) -> tuple[dict, d
     times: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, float] = {}
     for name, fn in variants.items():  # warm-up: first-call allocations, kernel choice
-        _peak_rss_reset()
+        reset_peak_rss()
         fn(1, 10_000)
-        peaks[name] = _peak_rss_mb()
+        peaks[name] = peak_rss_mb()
     for r in range(rounds):
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
         for name in order:

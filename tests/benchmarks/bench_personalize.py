@@ -31,37 +31,14 @@ from typing import Any
 from run import REPO, benchmark
 
 TESTS = REPO / "tests"
+sys.path.insert(0, str(TESTS))
+
+from photos_project import make_photos_only_project  # noqa: E402  (tests/ on the path first)
 
 
 def _in_child(fn: Any, *args: Any) -> Any:
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
-
-
-def _photos_project(root: Path) -> Path:
-    """A project with only photos: the state Personalize starts from."""
-    from PIL import Image
-    from skimage import data
-
-    from engine.jobs import JobFinished, run_inline
-    from engine.project import Project
-
-    photos = root / "photos"
-    photos.mkdir(parents=True)
-    Image.fromarray(data.chelsea()).save(photos / "chelsea.png")
-    Image.fromarray(data.chelsea()[:, ::-1][20:, 30:].copy()).save(photos / "chelsea-2.jpg")
-    Image.fromarray(data.coffee()).save(photos / "coffee.jpg")
-    Image.fromarray(data.rocket()).save(photos / "rocket.jpg")
-    folder = root / "project"
-    Project.create(folder, "Personalize benchmark").close()
-    for name, word, files in (("Mochi", "cat", ["chelsea.png", "chelsea-2.jpg"]),
-                              ("Cup", "mug", ["coffee.jpg"]),
-                              ("Rocket", "rocket", ["rocket.jpg"])):
-        end = run_inline("import-photos", {"project": str(folder), "concept": name,
-                                           "class_word": word,
-                                           "paths": [str(photos / f) for f in files]})
-        assert isinstance(end, JobFinished), end
-    return folder
 
 
 # --------------------------------------------------------------------------- end to end
@@ -75,7 +52,7 @@ def chain_end_to_end(preset: str) -> dict:
 
     root = Path(tempfile.mkdtemp(prefix="bench-personalize-"))
     try:
-        folder = _photos_project(root)
+        folder = make_photos_only_project(root / "project", "Personalize benchmark")
         params = {"project": str(folder), "profile": "tiny", "device": "cpu",
                   "preset": preset}
         spec = JobSpec("personalize", params)
@@ -172,7 +149,7 @@ def stage_costs() -> dict:
     try:
         import torch  # noqa: F401 - imported before the timings (the worker has it)
 
-        folder = str(_photos_project(root))
+        folder = str(make_photos_only_project(root / "project", "Personalize benchmark"))
         out: dict[str, Any] = {}
         _r, tl = call(SEGMENT, SegmentParams(project=folder, **common))
         out["segment"] = _fit(tl.unit_times(4))

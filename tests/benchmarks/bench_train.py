@@ -19,9 +19,9 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from memory import peak_rss_mb, reset_peak_rss
 from run import REPO, benchmark
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -49,22 +49,6 @@ def make_items(model: Any, count: int, side: int) -> tuple[Any, Any, Any]:
     return mean, std, model.tokenize([PROMPT] * count)
 
 
-def _peak_rss_reset() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def reference_step(model: Any, pixels: list[Any], prompts: list[str], class_pixels: list[Any],
@@ -159,7 +143,7 @@ def _compare(label: str, pipe: Any, side: int, items: int, batch: int, prior: bo
     cfg = TrainConfig(batch_size=batch, resolution=side)
     model = CustomDiffusionModel(pipe, ["<mochi>", "<cup>", "<composition>"],
                                  ["cat", "mug", "photo"], plan_precision("cpu", "auto"), cfg)
-    _peak_rss_reset()
+    reset_peak_rss()
     t0 = time.perf_counter()
     mean, std, ids = make_items(model, items, side)
     prior_data = None
@@ -194,9 +178,9 @@ def _compare(label: str, pipe: Any, side: int, items: int, batch: int, prior: bo
             model, _images(items, side, 1), class_images, batch, prior, data_order)
     peaks = {}
     for name, fn in variants.items():
-        _peak_rss_reset()
+        reset_peak_rss()
         fn(0)  # warm-up: first-call allocations and kernel selection; its peak is the step's
-        peaks[name] = _peak_rss_mb()
+        peaks[name] = peak_rss_mb()
     # Interleaved, so both see the same load from whatever else runs on the machine.
     times: dict[str, list[float]] = {name: [] for name in variants}
     for step in range(1, steps + 1):

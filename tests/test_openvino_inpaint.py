@@ -331,3 +331,21 @@ def test_full_size_sd15_prepares_and_builds_a_512_item_on_openvino(tmp_path, tin
         assert item.provenance["backend"] == "openvino" and item.provenance["size"] == 512
         with Image.open(proj.abspath(item.image_file)) as im:
             assert im.size == (512, 512)
+
+
+def test_doctor_says_what_openvino_can_do_here(prepared, ov_env, monkeypatch, tmp_path):
+    from engine.dataset import openvino_status
+    from engine.dataset.openvino_models import openvino_precision
+    from engine.dataset.openvino_store import openvino_version, plan_compute
+
+    # The module's conversion was verified at this machine's precision and in f32.
+    precisions = "/".join(sorted({"f32", openvino_precision(plan_compute(PLAN))}))
+    assert openvino_status() == (f"OpenVINO {openvino_version()} for the dataset's inpainting "
+                                 f"on CPU; converted: tiny (verified {precisions})")
+    monkeypatch.setenv("MYCANVAS_DATA_DIR", str(tmp_path / "empty"))
+    assert openvino_status().endswith("nothing converted yet (`mycanvas prepare-openvino "
+                                      "--profile NAME`)")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert openvino_status() == ("OpenVINO is not installed (pip install "
+                                 "'mycanvas-studio[openvino]'); the dataset's inpainting runs "
+                                 "on torch")

@@ -34,6 +34,7 @@ def _versions() -> dict[str, str]:
     p.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu"),
 ))
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from engine.dataset import openvino_status
     from engine.device import GIB, plan_device
     from engine.models.profiles import get_profile, profile_names, role_status
     from engine.paths import config_dir, data_dir
@@ -46,6 +47,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "precision": plan.precision_note or plan.dtype, "precision_setting": settings.precision,
         "free_memory_gib": None if plan.free_memory is None else round(plan.free_memory / GIB, 1),
         "memory_savers": plan.describe(), "versions": _versions(),
+        "openvino": openvino_status() if plan.device == "cpu" else None,
         "data_dir": str(data_dir()), "config_dir": str(config_dir()),
         "default_profile": settings.profile or get_profile().name, "profiles": {},
     }
@@ -63,6 +65,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"MyCanvas Studio {__version__}")
     print(f"device:   {plan.describe()}")
+    if report["openvino"]:
+        print(f"openvino: {report['openvino']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     print(f"data:     {report['data_dir']}")
     for name, roles in report["profiles"].items():

@@ -14,7 +14,7 @@ repainted, captions, a quality filter, an image-folder export.
     jobs.py      the jobs, declared once
 
 Public API: `BUILD_DATASET`, `EXPORT_DATASET`, `PREPARE_OPENVINO` and their parameters and
-results. Importing this package is cheap.
+results; `openvino_status()` (one line for `doctor`). Importing this package is cheap.
 """
 
 from engine.dataset.jobs import (
@@ -28,7 +28,8 @@ from engine.dataset.jobs import (
     OpenVinoPrepared,
     PrepareOpenVinoParams,
 )
+from engine.dataset.openvino_store import openvino_status
 
 __all__ = ["BUILD_DATASET", "EXPORT_DATASET", "PREPARE_OPENVINO", "BuildDatasetParams",
            "BuiltDataset", "ExportDatasetParams", "ExportedDataset", "OpenVinoPrepared",
-           "PrepareOpenVinoParams"]
+           "PrepareOpenVinoParams", "openvino_status"]

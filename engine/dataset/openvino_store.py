@@ -212,3 +212,22 @@ def remove_other_conversions(profile: str, keep: Path,
             remove(folder)
             gone.append(folder)
     return gone
+
+
+def openvino_status() -> str:
+    """One line for `doctor`: OpenVINO's version and which profiles are converted, or why it
+    cannot be used here."""
+    missing = openvino_missing()
+    if missing:
+        return f"{missing}; the dataset's inpainting runs on torch"
+    root = data_dir() / "openvino"
+    ready = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        states = [read_state(f) for f in folder.iterdir() if f.is_dir()]
+        verified = sorted({p for s in states if s for p, v in s.get("verified", {}).items()
+                           if isinstance(v, dict) and v.get("passed")})
+        if verified:
+            ready.append(f"{folder.name} (verified {'/'.join(verified)})")
+    where = (f"converted: {', '.join(ready)}" if ready else
+             "nothing converted yet (`mycanvas prepare-openvino --profile NAME`)")
+    return f"OpenVINO {openvino_version()} for the dataset's inpainting on CPU; {where}"

@@ -38,7 +38,6 @@ from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
 from engine.models.profiles import get_profile, profile_names
-from engine.settings import save_settings
 
 PRESENT, LATER, MISSING = QColor(27, 125, 58), QColor(138, 90, 0), QColor(179, 38, 30)
 COLUMNS = ("Role", "Status", "Download", "Where from", "Note", "")
@@ -293,13 +292,11 @@ class ModelManager(QDialog):
             overrides[role] = path
         else:
             overrides.pop(role, None)
-        settings = replace(self.state.settings, role_overrides=overrides)
-        try:
-            save_settings(settings)
-        except (OSError, MyCanvasError) as exc:
-            self.status.setText(f"Could not save the settings: {exc}")
+        problem = self.state.save_settings(replace(self.state.settings,
+                                                   role_overrides=overrides))
+        if problem:
+            self.status.setText(problem)
             return
-        self.state.settings = settings
         self.outcome, self.failed = "", False
         self.refresh()
 

@@ -20,9 +20,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 from desktop_app.model_manager import role_statuses, size_text
 from desktop_app.observable import AppState, Bindings
 from desktop_app.thumbnails import BackgroundLoader
-from engine.errors import MyCanvasError
 from engine.models.profiles import get_profile
-from engine.settings import save_settings
 
 TEST_PROFILE = "tiny"
 # The model roles each step needs; a step not listed needs none.
@@ -127,13 +125,9 @@ class ModelsBanner(QWidget):
         self.show()
 
     def use_test_models(self) -> None:
-        settings = replace(self.state.settings, profile=TEST_PROFILE)
-        try:
-            save_settings(settings)
-        except (OSError, MyCanvasError) as exc:
-            self.text.setText(f"Could not save the settings: {exc}")
-            return
-        self.state.settings = settings
+        problem = self.state.save_settings(replace(self.state.settings, profile=TEST_PROFILE))
+        if problem:
+            self.text.setText(problem)
 
     def teardown(self) -> None:
         self.bindings.clear()

@@ -128,6 +128,19 @@ class AppState(Evented):
     def __init__(self, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent, settings=settings)
 
+    def save_settings(self, settings: Settings) -> str | None:
+        """Save `settings` and make them the window's; or the reason they could not be saved
+        (nothing changes then)."""
+        from engine.errors import MyCanvasError
+        from engine.settings import save_settings
+
+        try:
+            save_settings(settings)
+        except (OSError, MyCanvasError) as exc:
+            return f"Could not save the settings: {exc}"
+        self.settings = settings
+        return None
+
     def touch(self, *parts: str) -> None:
         """Tell the views showing these parts ("concepts", "photos", ...: the kinds of
         change of JobDeclaration.changes) to reload."""

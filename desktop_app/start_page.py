@@ -57,6 +57,17 @@ def _big_button(text: str, tip: str, name: str) -> QPushButton:
     return button
 
 
+def _centre(page: QWidget, column: QVBoxLayout, max_width: int) -> None:
+    """Lay `column` out in the middle of `page`, no wider than `max_width`."""
+    box = QWidget()
+    box.setMaximumWidth(max_width)
+    box.setLayout(column)
+    outer = QHBoxLayout(page)
+    outer.addStretch(1)
+    outer.addWidget(box, 4)
+    outer.addStretch(1)
+
+
 class StartPage(QWidget):
     """Shown while no project is open."""
 
@@ -101,13 +112,7 @@ class StartPage(QWidget):
         column.addWidget(self.recent_title)
         column.addWidget(self.recent)
         column.addStretch(1)
-        box = QWidget()
-        box.setMaximumWidth(720)
-        box.setLayout(column)
-        outer = QHBoxLayout(self)
-        outer.addStretch(1)
-        outer.addWidget(box, 4)
-        outer.addStretch(1)
+        _centre(self, column, 720)
 
     def show_recent(self, paths: list[str]) -> None:
         self.recent.clear()
@@ -166,10 +171,4 @@ class WelcomePanel(QWidget):
         column.addWidget(self.text)
         column.addLayout(buttons)
         column.addStretch(2)
-        box = QWidget()
-        box.setMaximumWidth(640)
-        box.setLayout(column)
-        outer = QHBoxLayout(self)
-        outer.addStretch(1)
-        outer.addWidget(box, 4)
-        outer.addStretch(1)
+        _centre(self, column, 640)

@@ -24,9 +24,10 @@ POLL_MS = 250
 def fingerprints(project: Any) -> dict[str, Any]:
     """What each part of the project holds, compared with == from one poll to the next.
 
-    Rows that are only ever added or deleted (photos, masks, generations, scores) count by
-    their number; rows changed in place (concepts renamed, layouts edited, items reviewed,
-    runs finishing) are compared whole. Read only after data_version moved."""
+    Rows that are only ever added or deleted (photos, masks) count by their number; rows
+    changed in place (concepts renamed, layouts edited, items reviewed, runs finishing,
+    pictures marked, trashed or rescored) are compared whole or by what shows of them. Read
+    only after data_version moved."""
     counts = project.summary()
     return {
         "concepts": project.concepts(),
@@ -34,7 +35,7 @@ def fingerprints(project: Any) -> dict[str, Any]:
         "layouts": project.layouts(),
         "dataset": project.dataset_items(),
         "runs": project.runs(),
-        "generations": (counts.get("generations"), counts.get("scores")),
+        "generations": project.gallery_state(),
     }
 
 

@@ -117,3 +117,23 @@ def test_mycanvas_without_arguments_opens_the_window(tmp_path):
         proc.terminate()
         _out, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+def test_resume_takes_last_or_a_run_id_and_refuses_anything_else(tmp_path):
+    from engine.cli.arguments import resumed_run_id
+    from engine.errors import InputError
+    from engine.project import Project
+
+    Project.create(tmp_path / "p", "p").close()
+    asked = []
+
+    def latest(project):
+        asked.append(project.root)
+        return 7
+
+    assert resumed_run_id(None, str(tmp_path / "p"), latest) is None
+    assert resumed_run_id("3", str(tmp_path / "p"), latest) == 3
+    assert asked == []
+    assert resumed_run_id("last", str(tmp_path / "p"), latest) == 7 and len(asked) == 1
+    with pytest.raises(InputError, match="--resume takes a run id, got 'soon'"):
+        resumed_run_id("soon", str(tmp_path / "p"), latest)

@@ -360,3 +360,34 @@ def test_cli_gallery_lists_with_filters_and_json(gallery, capsys):
     assert "#" + str(ids["e"]) in capsys.readouterr().out
     assert main(["gallery", str(folder), "--concept", "Nobody"]) == 1
     assert "No concept 'Nobody'" in capsys.readouterr().err
+
+
+def test_the_gallery_state_changes_with_everything_a_view_shows(gallery):
+    """What the window's watcher compares: marks, trash and rescoring change it even when the
+    number of pictures and of scores stays the same."""
+    folder, ids = gallery
+    with Project.open(folder) as proj:
+        seen = [proj.gallery_state()]
+        assert proj.gallery_state() == seen[0]  # reading changes nothing
+
+        def changed() -> bool:  # since the last look
+            now = proj.gallery_state()
+            new = now != seen[-1]
+            seen.append(now)
+            return new
+
+        proj.set_favourite(ids["a"])
+        assert changed()
+        proj.set_favourite(ids["a"], False)
+        proj.set_favourite(ids["b"])  # as many favourites as before, another picture
+        assert changed() and seen[-1] != seen[1]
+        proj.set_rating(ids["c"], 4)
+        assert changed()
+        proj.trash_generations(ids["d"])
+        assert changed()
+        proj.restore_generations(ids["d"])
+        assert changed()
+        before = proj.summary()["scores"]
+        gen = proj.gallery_image(ids["b"]).generation
+        _score(proj, gen, 0.5, 0.25, {ids["mochi"]: 0.5})  # a rescore: same number of rows
+        assert proj.summary()["scores"] == before and changed()

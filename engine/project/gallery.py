@@ -162,6 +162,15 @@ class GalleryRecords:
         q = query if query is not None else GalleryQuery(**filters)
         return int(self._rows(*q.count_sql())[0][0])
 
+    def gallery_state(self) -> tuple[Any, ...]:
+        """What a view of the gallery shows, in a form compared with ==: each picture's marks
+        (favourite, rating, trash) and how many scores there are and when the newest was made,
+        so adding, deleting, restoring, marking and (re)scoring pictures all change it."""
+        marks = tuple(tuple(r) for r in self._rows(
+            "SELECT id, favourite, rating, deleted_at FROM generations ORDER BY id"))
+        scores = tuple(self._rows("SELECT COUNT(*), MAX(scored_at) FROM scores")[0])
+        return marks, scores
+
     def gallery_image(self, generation_id: int) -> GalleryImage:
         """One picture, in the trash or not; InputError if there is none."""
         self._one("generations", generation_id, "generation")

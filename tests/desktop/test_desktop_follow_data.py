@@ -217,3 +217,39 @@ def test_the_bridge_touches_what_a_job_changes_before_the_job_is_heard(make_wind
     finished = [rev for name, rev in heard if name == "JobFinished"]
     assert finished and finished[0] > before  # the views had reloaded when the job was heard
     assert "GrabCut" in window.concepts_page.page.grid.item(0).text()
+
+
+def test_the_gallery_follows_pictures_marked_trashed_and_rescored_elsewhere(make_window, qtbot,
+                                                                            tmp_path):
+    folder = make_dataset_project(tmp_path / "p")
+    another_process(folder, """
+        cutout = project.masks()[1].cutout_file
+        for n in range(3):
+            project.add_generation(Generation(prompt=f"picture {n}", seed=n, settings={},
+                                              image_file=cutout))
+    """)
+    window = make_window(folder)
+    page = window.gallery_page
+    window.steps.setCurrentWidget(page)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 3, timeout=SEEN_MS)
+
+    def shown(n: int):
+        return next(i for i in page.model.images if i.generation.prompt == f"picture {n}")
+
+    # Nothing added or removed: only marks change, which counting rows would miss.
+    another_process(folder, "project.set_favourite(project.generations()[0].id)")
+    qtbot.waitUntil(lambda: shown(0).generation.favourite, timeout=SEEN_MS)
+    another_process(folder, """
+        gen = project.generations()[1]
+        project.replace_scores(gen.id, [Score(generation_id=gen.id, metric="ti-clip",
+                                              value=0.25)])
+    """)
+    qtbot.waitUntil(lambda: shown(1).ti_clip == 0.25, timeout=SEEN_MS)
+    another_process(folder, """
+        gen = project.generations()[1]
+        project.replace_scores(gen.id, [Score(generation_id=gen.id, metric="ti-clip",
+                                              value=0.5)])
+    """)
+    qtbot.waitUntil(lambda: shown(1).ti_clip == 0.5, timeout=SEEN_MS)
+    another_process(folder, "project.trash_generations(project.generations()[2].id)")
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=SEEN_MS)

@@ -34,6 +34,7 @@ from desktop_app.jobs_bridge import JobsBridge
 from desktop_app.jobs_panel import eta_text
 from desktop_app.mask_editor import MaskEditor
 from desktop_app.observable import AppState, Bindings
+from desktop_app.photo_sources import IMAGE_FILTER
 from desktop_app.plain_words import for_window
 from desktop_app.thumbnails import BackgroundLoader, render_photo
 from engine.errors import MyCanvasError
@@ -194,7 +195,7 @@ class ExtractPage(QWidget):
 
     def _choose_file(self) -> None:
         path = QFileDialog.getOpenFileName(self, "A photo with several things in it", "",
-                                           "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif)")[0]
+                                           IMAGE_FILTER)[0]
         if path:
             self.use_file(Path(path))
 
@@ -351,7 +352,7 @@ class ExtractPage(QWidget):
         run_dir = str(project.root / "runs" / str(self.run_id))
         key = ("extract-iterations", run_dir, len(self.view.iterations), self.job is None)
         self._keys.add(key)
-        self.thumbs.request(key, read_iterations, run_dir)
+        self.thumbs.request(key, read_iterations, run_dir, fresh=True)
 
     def _ready(self, key: object, result: object) -> None:
         if key not in self._keys:

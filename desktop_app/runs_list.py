@@ -137,7 +137,7 @@ class RunsTable(QTableWidget):
         key = ("run-facts", str(project.root), run.id, run.status, "live",
                self.facts.get(run.id, {}).get("steps"))
         self._keys[key] = run.id
-        self.loader.request(key, run_facts, str(project.abspath(run.output_dir)))
+        self.loader.request(key, run_facts, str(project.abspath(run.output_dir)), fresh=True)
 
     def _facts_ready(self, key: object, facts: object) -> None:
         run_id = self._keys.pop(key, None)

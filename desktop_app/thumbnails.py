@@ -176,8 +176,12 @@ class BackgroundLoader(QObject):
             return self._cache[key]
         return None
 
-    def request(self, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
-        """The cached result now, or None and `ready` later."""
+    def request(self, key: Any, fn: Callable[..., Any], *args: Any, fresh: bool = False) -> Any:
+        """The cached result now, or None and `ready` later. `fresh`: a polled read of
+        something that moves (a running job's files): always read again, never answered
+        from the cache."""
+        if fresh:
+            self._cache.pop(key, None)
         hit = self.cached(key)
         if hit is not None or self._closed:
             return hit

@@ -196,6 +196,9 @@ def test_prompts_know_where_each_concept_sits(tiny_models):
     assert words.ids == tok(words.text, padding="max_length", max_length=77).input_ids
     assert [tok.decode([words.ids[p] for p in span]) for span in words.spans] == [
         "cat", "owl", "teddy bear"]
+    plural = class_word_prompt(tok, ["cat", "sunglasses"])  # no article, no double space
+    assert plural.text == "a photo of a cat and sunglasses"
+    assert plural.ids == tok(plural.text, padding="max_length", max_length=77).input_ids
     with pytest.raises(InputError, match="longer than the text encoder"):
         class_word_prompt(tok, ["very " * 30 + "long"] * 3)
 

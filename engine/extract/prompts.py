@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InputError
-from engine.text import article, join_words
+from engine.text import article, join_words, with_article
 from engine.train import ConceptRef, PromptStrategies, training_prompt
 
 PLAIN = PromptStrategies(global_token=False, repeat_concept_tokens=False,
@@ -72,5 +72,5 @@ def class_word_prompt(tokenizer: Any, words: Sequence[str]) -> TokenisedPrompt:
         if sep:
             pieces.append((sep, False))
         pieces += [(article(word), False), (word, True)]
-    text = "a photo of " + join_words([f"{article(w)} {w}" for w in words])
+    text = "a photo of " + join_words([with_article(w) for w in words])
     return encode_pieces(tokenizer, pieces, text)

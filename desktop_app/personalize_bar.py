@@ -7,7 +7,6 @@ chain goes on from where it stopped (it redoes nothing that is done)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -32,10 +31,10 @@ from desktop_app.observable import AppState
 from desktop_app.plain_words import for_window
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
+from engine.personalize import format_bytes
 from engine.personalize.jobs import PERSONALIZE, PERSONALIZE_PLAN, PRESETS
 
 PRESET_TEXT = {"quick": "Quick", "standard": "Standard", "best": "Best"}
-_STAGE = re.compile(r"^\[(\d+)/(\d+)\]\s*([^:]+)")
 
 
 def seconds_text(seconds: float) -> str:
@@ -48,12 +47,7 @@ def seconds_text(seconds: float) -> str:
 
 
 def bytes_text(size: float | None) -> str:
-    if size is None:
-        return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{int(size)} B"
+    return "?" if size is None else format_bytes(int(size))
 
 
 class PlanDialog(QDialog):
@@ -248,8 +242,3 @@ class PersonalizeBar(QWidget):
             else:
                 self.stage.setText("Cancelled. Personalize again goes on from where it "
                                    "stopped: finished stages are kept.")
-
-    def current_stage(self) -> str:
-        """The stage the chain reports now ("Training"), or ""."""
-        found = _STAGE.match(self.stage.toolTip())
-        return found.group(3).strip() if found else ""

@@ -56,10 +56,6 @@ class MetricsTail:
                 out.append(record)
         return out
 
-    @property
-    def restarted(self) -> bool:
-        return self.offset == 0
-
 
 def step_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The per-step lines (loss, lr, seconds), not the sample lines."""

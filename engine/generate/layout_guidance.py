@@ -83,14 +83,6 @@ class AttentionRecord:
         entry["unmodulated"].append(inside_unmodulated)
         entry["layers"].append(layer)
 
-    def mean_inside(self, token: str, guided: bool | None = None,
-                    unmodulated: bool = False) -> float:
-        """The token's mean inside-box share over the (guided / unguided / all) calls."""
-        key = "unmodulated" if unmodulated else "inside"
-        values = [v for call in self.calls if guided is None or call["guided"] == guided
-                  for v in call["tokens"].get(token, {}).get(key, [])]
-        return sum(values) / len(values) if values else float("nan")
-
 
 class LayoutGuidance:
     """The state one generation's processors share: regions, masks per attention size, the

@@ -39,10 +39,6 @@ def check_prompt(prompt: str, run: RunConcepts) -> str:
     return text
 
 
-def concepts_in_prompt(prompt: str, run: RunConcepts) -> list[ConceptInfo]:
-    return [c for c in run.concepts if c.token in prompt]
-
-
 def prompt_for_concepts(run: RunConcepts, concepts: Sequence[ConceptInfo], scene: str) -> str:
     """The prompt the run's training would have used for these concepts in this scene."""
     if not concepts:

@@ -10,8 +10,8 @@
     chain.py      the job: each stage's job function run in-process, in order
 
 Public API: the declarations and results above; `personalize_plan(state, params, device,
-profile)`, `read_chain_state(project, profile, overrides)` and `plan_for(params)` (the plan
-of a project as the job would see it). Importing this package is cheap.
+profile)`, `read_chain_state(project, profile, overrides)`, `plan_for(params)` (the plan
+of a project as the job would see it) and `format_bytes`. Importing this package is cheap.
 """
 
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ from engine.personalize.jobs import (
 )
 
 _LAZY = {"personalize_plan": "engine.personalize.planning",
+         "format_bytes": "engine.personalize.planning",
          "plan_for": "engine.personalize.planning",
          "read_chain_state": "engine.personalize.state",
          "ChainState": "engine.personalize.state",
@@ -41,10 +42,11 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:
-    from engine.personalize.planning import personalize_plan, plan_for
+    from engine.personalize.planning import format_bytes, personalize_plan, plan_for
     from engine.personalize.presets import PresetSettings, preset_settings
     from engine.personalize.state import ChainState, read_chain_state
 
 __all__ = ["PERSONALIZE", "PERSONALIZE_PLAN", "PRESETS", "STAGES", "ChainState",
            "PersonalizeParams", "Personalized", "Plan", "PresetSettings", "StageOutcome",
-           "StagePlan", "personalize_plan", "plan_for", "preset_settings", "read_chain_state"]
+           "StagePlan", "format_bytes", "personalize_plan", "plan_for", "preset_settings",
+           "read_chain_state"]

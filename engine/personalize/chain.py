@@ -273,8 +273,9 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
                 f"{proj.root}, and {format_bytes(plan.free_disk_bytes)} is free: free some "
                 "space, or choose a smaller preset")
         book = ChainBook.read(proj)
-        if book.settled(proj) != book:  # what a cut-short plan or run start left, taken in
-            book.settled(proj).write(proj)
+        settled = book.settled(proj)
+        if settled != book:  # what a cut-short plan or run start left, taken in
+            settled.write(proj)
         for line in plan_text(plan).splitlines():
             ctx.log(line)
         settings = settings_for(params, setup.profile.name, device_kind(setup.device))

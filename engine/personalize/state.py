@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +40,6 @@ META_KEY = "personalize"
 BOOK_VERSION = 1
 TRAINING_KIND = "custom-diffusion"  # the train stage's runs (engine.train's RUN_KIND)
 BATCH_PREFIX = "personalize"
-_CHECKPOINT = re.compile(r"^step-(\d{7,})$")
 
 
 def batch_prefix(run_id: int) -> str:
@@ -157,7 +155,7 @@ class ChainState:
 
 
 def _run_state(project: Project, book: ChainBook) -> RunState | None:
-    from engine.train import RunPaths
+    from engine.train import RunPaths, latest_checkpoint
 
     if book.run_id is None:
         return None
@@ -171,10 +169,9 @@ def _run_state(project: Project, book: ChainBook) -> RunState | None:
     if run.status == "finished":
         done = steps
     else:
-        folder = RunPaths.of(project, book.run_id).checkpoints
-        found = [int(m[1]) for p in (folder.iterdir() if folder.is_dir() else ())
-                 if (m := _CHECKPOINT.match(p.name))]
-        done = max(found, default=0)
+        # The checkpoint training would resume from (a torn one does not count).
+        latest = latest_checkpoint(RunPaths.of(project, book.run_id).checkpoints)
+        done = latest.step if latest else 0
     return RunState(book.run_id, run.status, steps, min(done, steps), book.run_key)
 
 
@@ -200,7 +197,7 @@ def read_chain_state(project: Project, profile: Profile | None = None,
                      overrides: dict[str, str] | None = None) -> ChainState:
     """What is done in `project` (read only: nothing is written). With a profile, the roles
     it lacks are named too."""
-    import shutil
+    from engine.atomic import free_bytes
 
     book = ChainBook.read(project).settle(project)
     concepts = project.concepts()
@@ -233,10 +230,7 @@ def read_chain_state(project: Project, profile: Profile | None = None,
     if profile is not None:
         missing = missing_roles(profile, dict(overrides or {}),
                                 ("segmenter", "planner", "inpaint", "base", "clip", "detector"))
-    try:
-        free = shutil.disk_usage(project.root).free
-    except OSError:
-        free = None
+    free = free_bytes(project.root)
     return ChainState(
         concepts=len(concepts), photos=photos, photos_to_segment=todo,
         pixels_to_segment=todo_pixels, layouts=layouts,

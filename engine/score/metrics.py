@@ -73,7 +73,7 @@ import numpy as np
 from engine.score.definitions import CLIPSCORE_WEIGHT, DEFAULT_THRESHOLD, NMS_IOU
 
 __all__ = ["CLIPSCORE_WEIGHT", "DEFAULT_THRESHOLD", "GREY", "NMS_IOU", "ConceptWord",
-           "assign_greedy", "cd_text", "crop_corners", "mean_similarity", "normalised",
+           "assign_greedy", "cd_text", "crop_corners", "mean_similarity",
            "picture_mean", "plain_prompt"]
 
 GREY = (128, 128, 128)
@@ -101,11 +101,6 @@ def plain_prompt(prompt: str, concepts: Sequence[ConceptWord]) -> str:
     text = _ANY_TOKEN.sub(" ", text)
     text = " ".join(text.split())
     return re.sub(r"\s+([,.;:!?])", r"\1", text)
-
-
-def normalised(vectors: np.ndarray) -> np.ndarray:
-    v = np.asarray(vectors, dtype=np.float64)
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def mean_similarity(embedding: np.ndarray, references: np.ndarray) -> float:

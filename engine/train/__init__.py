@@ -67,6 +67,7 @@ _PARTS = {
     "Precision": "engine.train.precision",
     "plan_precision": "engine.train.precision",
     "remove_stale_temp_folders": "engine.train.checkpoints",
+    "latest_checkpoint": "engine.train.checkpoints",
     "export_concepts": "engine.train.export",
     "apply_concepts": "engine.train.export",
     "train_cross_attention_kv": "engine.train.custom_diffusion",
@@ -80,7 +81,7 @@ __getattr__ = lazy_exports(__name__, _PARTS)
 
 
 if TYPE_CHECKING:
-    from engine.train.checkpoints import remove_stale_temp_folders
+    from engine.train.checkpoints import latest_checkpoint, remove_stale_temp_folders
     from engine.train.custom_diffusion import train_cross_attention_kv
     from engine.train.data import derived_seed, encode_latent_stats, step_generator
     from engine.train.diffusion_step import draw_latents, noised_prediction, weighted_mse
@@ -90,11 +91,44 @@ if TYPE_CHECKING:
     from engine.train.precision import Precision, plan_precision
     from engine.train.tokens import AddedTokens, add_concept_tokens
 
-__all__ = ["MANIFEST_NAME", "TRAIN", "WEIGHTS_NAME", "AddedTokens", "ConceptRef", "LoopSchedule",
-           "MetricsLog", "OptimiserStep", "Precision", "PromptStrategies", "RunKind", "RunPaths",
-           "TrainParams", "TrainedRun", "Trainer", "TrainerState", "add_concept_tokens",
-           "apply_concepts", "delete_run", "derived_seed", "draw_latents", "encode_latent_stats",
-           "export_concepts", "latest_resumable_run", "latest_unfinished_run", "new_run",
-           "noised_prediction", "open_run", "plan_precision", "read_manifest",
-           "remove_stale_temp_folders", "resume_run", "run_loop", "status_follows",
-           "step_generator", "train_cross_attention_kv", "training_prompt", "weighted_mse"]
+__all__ = [
+    "MANIFEST_NAME",
+    "TRAIN",
+    "WEIGHTS_NAME",
+    "AddedTokens",
+    "ConceptRef",
+    "LoopSchedule",
+    "MetricsLog",
+    "OptimiserStep",
+    "Precision",
+    "PromptStrategies",
+    "RunKind",
+    "RunPaths",
+    "TrainParams",
+    "TrainedRun",
+    "Trainer",
+    "TrainerState",
+    "add_concept_tokens",
+    "apply_concepts",
+    "delete_run",
+    "derived_seed",
+    "draw_latents",
+    "encode_latent_stats",
+    "export_concepts",
+    "latest_checkpoint",
+    "latest_resumable_run",
+    "latest_unfinished_run",
+    "new_run",
+    "noised_prediction",
+    "open_run",
+    "plan_precision",
+    "read_manifest",
+    "remove_stale_temp_folders",
+    "resume_run",
+    "run_loop",
+    "status_follows",
+    "step_generator",
+    "train_cross_attention_kv",
+    "training_prompt",
+    "weighted_mse",
+]

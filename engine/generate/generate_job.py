@@ -17,6 +17,7 @@ cancel, progress with its own total); else it logs one line saying why it did no
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,7 @@ def plan_request(project: Project, params: GenerateParams) -> Request:
 
     if params.recipe is not None:
         recipe = Recipe.from_dict(params.recipe, "the recipe")
+        _check_scheduler(recipe.scheduler)
         run = load_run_concepts(project, recipe.run_id)
         _check_profile(run, params.profile or recipe.profile)
         _check_boxes(check_prompt(recipe.prompt, run), recipe.layout)
@@ -119,6 +121,18 @@ def plan_request(project: Project, params: GenerateParams) -> Request:
         first = params.seed if params.seed is not None else secrets.randbelow(2**32)
         seeds = [first + k for k in range(params.count)]
     return Request(run, prompt, layout, seeds, None)
+
+
+def _check_scheduler(name: str) -> None:
+    """A recipe's scheduler is one of ours or a model's own (recorded by its class name):
+    anything else is refused here, before the base model is loaded."""
+    from engine.generate.sampler import SCHEDULERS
+
+    if name == "default" or name in SCHEDULERS or name in SCHEDULERS.values() or \
+            re.fullmatch(r"[A-Z][A-Za-z0-9]*Scheduler", name):
+        return
+    raise InputError(f"the recipe: unknown scheduler {name!r} (known: "
+                     f"{', '.join(SCHEDULERS)})")
 
 
 def _check_profile(run: RunConcepts, profile: str | None) -> None:

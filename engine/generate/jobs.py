@@ -84,8 +84,12 @@ class GenerateParams(StageParams):
             value = getattr(self, name)
             if value is not None and value % 8:
                 raise InputError(f"{name} must be a multiple of 8, got {value}")
-        from engine.generate.recipe import LayoutBox
+        from engine.generate.recipe import LayoutBox, check_text_size
 
+        for name in ("prompt", "negative", "scene"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                check_text_size(value, name, "generate")
         for name, corners in (self.boxes or {}).items():
             LayoutBox.from_corners(name, corners)
 

@@ -29,6 +29,14 @@ PNG_RECIPE_KEY = "mycanvas_recipe"
 PNG_PARAMETERS_KEY = "parameters"
 MAX_SEED = 2**63 - 1  # a catalogue INTEGER
 MAX_SIDE = 4096
+# Limits of a recipe, checked before it is parsed, stored or given to a model. CLIP reads 77
+# tokens of a prompt, so 2000 characters is far more than any prompt can use.
+MAX_PROMPT_CHARS = 2000
+MAX_NAME_CHARS = 256  # scheduler, profile, device, versions, a model's source...
+MAX_RECIPE_CHARS = 64_000  # the recipe's JSON text
+MAX_NESTING = 6  # recipe > layout > boxes > box is 4 levels
+MAX_BOXES = 64
+_TEXT_LIMITS = {"prompt": MAX_PROMPT_CHARS, "negative_prompt": MAX_PROMPT_CHARS}
 
 
 def _number(data: dict[str, Any], key: str, low: float, high: float, where: str) -> float:
@@ -51,8 +59,44 @@ def _whole(data: dict[str, Any], key: str, low: int, high: int, where: str) -> i
 def _text(data: dict[str, Any], key: str, where: str, empty: bool = True) -> str:
     value = data.get(key, "" if empty else None)
     if not isinstance(value, str) or (not empty and not value.strip()):
-        raise InputError(f"{where}: {key} must be text, got {value!r}")
+        raise InputError(f"{where}: {key} must be text, got {_shown(value)}")
+    check_text_size(value, key, where, _TEXT_LIMITS.get(key, MAX_NAME_CHARS))
     return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_text_size(value: str, field: str, where: str, limit: int = MAX_PROMPT_CHARS) -> None:
+    """A text field of a recipe or a request is at most `limit` characters."""
+    if len(value) > limit:
+        raise InputError(f"{where}: {field} is {len(value):,} characters long; at most "
+                         f"{limit:,} are allowed")
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply the JSON `text` nests arrays and objects, without parsing it (a parser
+    recurses once per level and runs out of stack on a hostile file)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -111,6 +155,9 @@ class LayoutSpec:
         if not isinstance(data, dict) or not isinstance(data.get("boxes"), list):
             raise InputError(f"{where}: layout must be an object with a list of boxes")
         boxes = []
+        if len(data["boxes"]) > MAX_BOXES:
+            raise InputError(f"{where}: layout has {len(data['boxes'])} boxes; at most "
+                             f"{MAX_BOXES} are allowed")
         for i, raw in enumerate(data["boxes"]):
             if not isinstance(raw, dict):
                 raise InputError(f"{where}: layout box {i} must be an object")
@@ -170,8 +217,12 @@ class Recipe:
         if not isinstance(data.get("version"), int) or data["version"] > RECIPE_VERSION:
             raise InputError(f"{where} was written by a newer version of MyCanvas Studio")
         model = data.get("model")
-        if not isinstance(model, dict) or not all(isinstance(v, str) for v in model.values()):
-            raise InputError(f"{where}: model must be an object of texts")
+        if not isinstance(model, dict) or len(model) > 16 or \
+                not all(isinstance(v, str) for v in model.values()):
+            raise InputError(f"{where}: model must be an object of a few texts")
+        for key in model:
+            check_text_size(str(key), "model", where, MAX_NAME_CHARS)
+            _text(model, key, f"{where}: model")
         side = (64, MAX_SIDE)
         layout = data.get("layout")
         return cls(
@@ -203,25 +254,32 @@ class Recipe:
 
 
 def recipe_from_png(path: Path) -> Recipe:
-    """The recipe a PNG we generated carries in its text chunk."""
-    from PIL import Image, UnidentifiedImageError
+    """The recipe a PNG we generated carries in its text chunk (read within the limits of
+    engine.image_files: chunk sizes, decompression, image size)."""
+    from engine.image_files import png_text
 
-    try:
-        with Image.open(path) as image:
-            text = dict(getattr(image, "text", {}) or {})
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})") from exc
+    text = png_text(path)
     if PNG_RECIPE_KEY not in text:
         raise InputError(f"{path} carries no MyCanvas recipe (was it made by MyCanvas Studio?)")
     return _parse(text[PNG_RECIPE_KEY], path)
 
 
-def _parse(text: str, where: Path) -> Recipe:
+def parse_recipe_json(text: str, where: str | Path) -> Any:
+    """The JSON values of a recipe's text, its size and nesting checked before parsing."""
+    if len(text) > MAX_RECIPE_CHARS:
+        raise InputError(f"{where}: the recipe is {len(text):,} characters long; at most "
+                         f"{MAX_RECIPE_CHARS:,} are read")
+    if nesting_depth(text) > MAX_NESTING:
+        raise InputError(f"{where}: the recipe nests more than {MAX_NESTING} levels deep; "
+                         "it is not a MyCanvas recipe")
     try:
-        data = json.loads(text)
-    except ValueError as exc:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{where}: the recipe is not valid JSON ({exc})") from exc
-    return Recipe.from_dict(data, str(where))
+
+
+def _parse(text: str, where: Path) -> Recipe:
+    return Recipe.from_dict(parse_recipe_json(text, where), str(where))
 
 
 def read_recipe_file(path: Path) -> Recipe:
@@ -231,6 +289,9 @@ def read_recipe_file(path: Path) -> Recipe:
         raise InputError(f"Recipe file not found: {path}")
     if path.suffix.lower() == ".png":
         return recipe_from_png(path)
+    if path.stat().st_size > 4 * MAX_RECIPE_CHARS:  # UTF-8: at most 4 bytes a character
+        raise InputError(f"{path}: {path.stat().st_size:,} bytes is too large for a recipe "
+                         f"(at most {MAX_RECIPE_CHARS:,} characters)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

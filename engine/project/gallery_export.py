@@ -60,16 +60,18 @@ def recipe_of(image: GalleryImage, project_name: str) -> dict[str, Any]:
 
 def read_recipe(png: str | Path) -> dict[str, Any]:
     """The recipe stored in an exported PNG (InputError if it holds none)."""
-    from PIL import Image, UnidentifiedImageError
+    from engine.image_files import png_text
 
-    try:
-        with Image.open(png) as im:
-            text = getattr(im, "text", {}).get(RECIPE_KEY)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"{png} cannot be read as a PNG ({exc})") from exc
+    text = png_text(png).get(RECIPE_KEY)
     if not text:
         raise InputError(f"{png} holds no MyCanvas recipe")
-    return dict(json.loads(text))
+    try:
+        recipe = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{png}: its recipe is not valid JSON") from exc
+    if not isinstance(recipe, dict):
+        raise InputError(f"{png}: its recipe is not a JSON object")
+    return recipe
 
 
 def _png_with_recipe(path: Path, recipe: dict[str, Any]) -> bytes:

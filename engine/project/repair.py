@@ -4,7 +4,8 @@ What it does, in order:
 
 1. Refuses while the catalogue is in use (by this process, or by another one: its SQLite
    read lock is visible to `fcntl`), because a running app would keep writing to the old file.
-2. Reads the damaged file and its write-ahead log page by page (`sqlite_pages`), walks each
+2. Reads the damaged file and its write-ahead log page by page (`sqlite_pages`; a lost
+   header is rebuilt from the pages, a lost schema version told by the tables' SQL), walks each
    table from the root page that the damaged file's schema table names, and collects the
    rows of leaf pages that no tree reaches any more (their interior page was lost). Such an
    orphan page joins a table only when the freelist was read whole (so it cannot be a page
@@ -13,9 +14,11 @@ What it does, in order:
 3. Writes a fresh catalogue with this app's schema of the damaged file's version, inserts
    the rows (rows from trees first; a duplicate id keeps the first), then settles foreign
    keys the way the schema says (a row whose parent is lost is removed, or its link set to
-   NULL where the schema says ON DELETE SET NULL).
+   NULL where the schema says ON DELETE SET NULL). A row goes in only when it is valid (each
+   value of its column's type, each JSON column parses); the rest are dropped and counted.
 4. Checks the content-addressed files the rows name: present, and their bytes hash to
-   their name.
+   their name; then lists again the generated pictures whose rows were lost, from their
+   files' recipe chunks (`repair_files`).
 5. Unless it is a dry run, renames the damaged file (and its -wal/-shm) to
    `catalogue.damaged-<time>.sqlite…`, puts the new one in place, and writes the report
    beside them as JSON. The damaged file's bytes are never changed.
@@ -24,7 +27,6 @@ What it does, in order:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -38,8 +40,16 @@ from engine.atomic import atomic_write_text, fsync_file, replace_durably, temp_p
 from engine.errors import ProjectError
 from engine.project.catalogue import open_catalogues
 from engine.project.connection import CATALOGUE_NAME, inspect_catalogue
-from engine.project.schema import CURRENT_VERSION, FILE_COLUMNS, apply_migrations
-from engine.project.sqlite_pages import LEAF_TABLE, Cell, PageError, PageImage, Value
+from engine.project.repair_files import check_files, relist_pictures
+from engine.project.schema import CURRENT_VERSION, apply_migrations
+from engine.project.sqlite_pages import (
+    LEAF_TABLE,
+    Cell,
+    PageError,
+    PageImage,
+    Value,
+    rebuild_header,
+)
 
 # SQLite's lock bytes (os_unix.c): a connection holds a read lock in this range while open.
 _PENDING_BYTE = 0x40000000
@@ -52,7 +62,9 @@ class RepairReport:
     schema_version: int
     damaged: bool
     problems: list[str] = field(default_factory=list)
+    rows_read: dict[str, int] = field(default_factory=dict)  # table -> rows read (before)
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows in the new catalogue
+    invalid_dropped: dict[str, int] = field(default_factory=dict)  # wrong types, bad JSON
     rows_from_orphan_pages: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: dict[str, int] = field(default_factory=dict)
     orphans_removed: dict[str, int] = field(default_factory=dict)  # parent row lost
@@ -61,6 +73,8 @@ class RepairReport:
     files_checked: int = 0
     files_missing: list[str] = field(default_factory=list)
     files_corrupt: list[str] = field(default_factory=list)
+    pictures_relisted: int = 0  # generations listed again from their PNGs' recipes
+    pictures_unreadable: list[str] = field(default_factory=list)  # unlisted, recipe unsound
     kept_damaged: str | None = None
     report_file: str | None = None
     lost_and_found: str | None = None
@@ -75,6 +89,21 @@ class RepairReport:
             return f"{self.catalogue} passed its checks; nothing to repair."
         saved = ", ".join(f"{n} {t}" for t, n in self.rows.items() if n and t != "meta")
         lines = [f"Recovered: {saved or 'no rows'}."]
+        changed = [f"{t} {self.rows_read.get(t, 0)} -> {n}" for t, n in self.rows.items()
+                   if n != self.rows_read.get(t, 0)]
+        if changed:
+            lines.append(f"Rows read -> kept: {', '.join(changed)}.")
+        if self.pictures_relisted:
+            lines.append(f"Listed again from their files' recipes: {self.pictures_relisted} "
+                         "picture(s) whose rows were lost (their scores were lost with them: "
+                         "`mycanvas score` makes them again).")
+        if self.pictures_unreadable:
+            lines.append(f"{len(self.pictures_unreadable)} unlisted picture file(s) carry no "
+                         f"usable recipe (first: {self.pictures_unreadable[0]}).")
+        dropped = sum(self.invalid_dropped.values())
+        if dropped:
+            lines.append(f"Dropped {dropped} row(s) that could be read but were not valid "
+                         f"({_counts(self.invalid_dropped)}).")
         if self.problems:
             lines.append(f"Unreadable parts: {len(self.problems)} (first: {self.problems[0]}).")
         removed = sum(self.orphans_removed.values())
@@ -82,8 +111,9 @@ class RepairReport:
             lines.append(f"Removed {removed} row(s) whose parent was lost "
                          f"({_counts(self.orphans_removed)}).")
         if self.lost_rows:
-            lines.append(f"{self.lost_rows} row(s) could be read but not placed; they are kept "
-                         f"in {self.lost_and_found}.")
+            where = (f"they are kept in {self.lost_and_found}" if self.lost_and_found else
+                     "a repair would keep them in a lost-and-found file")
+            lines.append(f"{self.lost_rows} row(s) could be read but not placed; {where}.")
         if self.files_missing or self.files_corrupt:
             lines.append(f"Files: {len(self.files_missing)} missing, "
                          f"{len(self.files_corrupt)} damaged, of {self.files_checked}.")
@@ -162,6 +192,31 @@ def _reference_schema(version: int) -> dict[str, _Table]:
     return tables
 
 
+def _reference_sql(version: int) -> dict[str, str]:
+    """Each table's CREATE statement at `version`, as SQLite stores it (ALTERs included)."""
+    ref = sqlite3.connect(":memory:")
+    try:
+        apply_migrations(ref, 0, version)
+        return {name: " ".join(sql.split()) for name, sql in ref.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        ref.close()
+
+
+def _version_from_schema(schema_rows: list[Cell]) -> int | None:
+    """The schema version whose tables' SQL matches the damaged file's schema rows (the
+    header that said it is lost); None when no version matches."""
+    found = {str(v[1]): " ".join(v[4].split()) for v in (c.values for c in schema_rows)
+             if len(v) >= 5 and v[0] == "table" and isinstance(v[4], str)}
+    if not found:
+        return None
+    for version in range(CURRENT_VERSION, 0, -1):
+        ref = _reference_sql(version)
+        if all(ref.get(name) == sql for name, sql in found.items()):
+            return version
+    return None
+
+
 def _is_json(value: Value) -> bool:
     try:
         json.loads(value)  # type: ignore[arg-type]
@@ -215,9 +270,8 @@ class _Recovered:
     problems: list[str]
 
 
-def _read_rows(image: PageImage, tables: dict[str, _Table]) -> _Recovered:
-    visited: set[int] = set()
-    schema_rows, problems = image.walk_table(1, visited)
+def _read_rows(image: PageImage, tables: dict[str, _Table], schema_rows: list[Cell],
+               visited: set[int], problems: list[str]) -> _Recovered:
     roots: dict[str, int] = {}
     for cell in schema_rows:
         v = cell.values
@@ -327,17 +381,30 @@ def _build(dest: Path, version: int, tables: dict[str, _Table], found: _Recovere
         conn.execute("BEGIN")
         apply_migrations(conn, 0, version)
         for table in tables.values():
-            dropped = 0
+            dropped = invalid = 0
             for source in (found.tree_rows, found.orphan_rows):
                 for cell in source.get(table.name, []):
-                    if not _insert(conn, table, cell):
+                    if not _fits(table, cell.values):
+                        invalid += 1
+                    elif not _insert(conn, table, cell):
                         dropped += 1
+            report.rows_read[table.name] = sum(len(source.get(table.name, []))
+                                               for source in (found.tree_rows, found.orphan_rows))
+            if invalid:
+                report.invalid_dropped[table.name] = invalid
             if dropped:
                 report.duplicates_dropped[table.name] = dropped
             if found.orphan_rows.get(table.name):
                 report.rows_from_orphan_pages[table.name] = len(found.orphan_rows[table.name])
         _settle_foreign_keys(conn, report)
         conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _count_and_check(dest: Path, tables: dict[str, _Table], report: RepairReport) -> None:
+    conn = sqlite3.connect(dest)
+    try:
         for name in tables:
             report.rows[name] = int(conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0])
         problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
@@ -347,44 +414,49 @@ def _build(dest: Path, version: int, tables: dict[str, _Table], found: _Recovere
         conn.close()
 
 
-def _check_files(root: Path, dest: Path, report: RepairReport) -> None:
-    conn = sqlite3.connect(dest)
+def _invalid_rows(catalogue: Path) -> str | None:
+    """Why a catalogue that SQLite reads whole still cannot be used (JSON that does not parse,
+    a row whose parent is gone), or None. Read through SQLite, read-only."""
+    journal = any(catalogue.with_name(catalogue.name + s).is_file() for s in ("-wal", "-journal"))
+    query = "mode=ro" if journal else "mode=ro&immutable=1"
+    conn = sqlite3.connect(f"{catalogue.resolve().as_uri()}?{query}", uri=True)
     try:
-        names: set[str] = set()
-        for table, column, kind in FILE_COLUMNS:
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
-                                (table,)).fetchone():
-                continue
-            cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            if column not in cols:
-                continue
-            for (value,) in conn.execute(f"SELECT {column} FROM {table}"):
-                if not value:
-                    continue
-                if kind == "json-map":
-                    with contextlib.suppress(ValueError, AttributeError):
-                        names.update(str(v) for v in json.loads(value).values())
-                else:
-                    names.add(str(value))
+        bad: list[str] = []
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            for column in (r[1] for r in conn.execute(f"PRAGMA table_info({table})")):
+                if column.endswith("_json"):
+                    n = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} IS NOT NULL "
+                                     f"AND NOT json_valid({column})").fetchone()[0]
+                    if n:
+                        bad.append(f"{table}.{column}: {n}")
+        if bad:
+            return f"row(s) hold JSON that does not parse ({', '.join(bad)})"
+        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            return f"{len(broken)} row(s) name a parent row that is gone"
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
     finally:
         conn.close()
-    for rel in sorted(names):
-        report.files_checked += 1
-        path = root / rel
-        if not path.is_file():
-            report.files_missing.append(rel)
-            continue
-        stem = path.name.split(".", 1)[0]
-        if len(stem) == 64 and rel.startswith("files/"):
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != stem:
-                report.files_corrupt.append(rel)
+    return None
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def _page_image(main: bytes, wal: bytes, report: RepairReport) -> PageImage | None:
+    """The damaged file as pages, its header rebuilt when only the header is lost; None when
+    nothing of it reads as an SQLite file (then only the files can give rows back)."""
+    try:
+        image = PageImage.from_bytes(main, wal)
+    except PageError as exc:
+        header = rebuild_header(main, wal)
+        if header is None:
+            report.problems.append(f"no page of the catalogue could be read ({exc})")
+            return None
+        image = PageImage.from_bytes(main, wal, header)
+    report.problems.extend(image.problems)
+    return image
 
 
 def repair_project(folder: str | os.PathLike[str], *, dry_run: bool = False,
@@ -407,6 +479,9 @@ def repair_project(folder: str | os.PathLike[str], *, dry_run: bool = False,
     damaged, why = False, ""
     try:
         inspect_catalogue(catalogue)
+        invalid = _invalid_rows(catalogue)
+        if invalid:
+            damaged, why = True, invalid
     except ProjectError as exc:
         damaged, why = True, str(exc)
     report = RepairReport(str(catalogue), CURRENT_VERSION, damaged, dry_run=dry_run)
@@ -418,19 +493,24 @@ def repair_project(folder: str | os.PathLike[str], *, dry_run: bool = False,
     main = catalogue.read_bytes()
     wal_path = catalogue.with_name(CATALOGUE_NAME + "-wal")
     wal = wal_path.read_bytes() if wal_path.is_file() else b""
-    try:
-        image = PageImage.from_bytes(main, wal)
-    except PageError as exc:
-        raise ProjectError(f"{catalogue} cannot be repaired: {exc}") from exc
-    version = image.header.user_version
+    image = _page_image(main, wal, report)
+    visited: set[int] = set()
+    schema_rows: list[Cell] = []
+    problems: list[str] = []
+    if image is not None:
+        schema_rows, problems = image.walk_table(1, visited)
+    version = image.header.user_version if image is not None else 0
     if not 1 <= version <= CURRENT_VERSION:
-        report.problems.append(f"the schema version ({version}) is unreadable; "
-                               f"assuming {CURRENT_VERSION}")
-        version = CURRENT_VERSION
+        guessed = _version_from_schema(schema_rows)
+        report.problems.append(f"the schema version ({version}) is unreadable; " + (
+            f"the tables' SQL says {guessed}" if guessed else f"assuming {CURRENT_VERSION}"))
+        version = guessed or CURRENT_VERSION
     report.schema_version = version
-    report.problems.extend(image.problems)
     tables = _reference_schema(version)
-    found = _read_rows(image, tables)
+    if image is not None:
+        found = _read_rows(image, tables, schema_rows, visited, problems)
+    else:
+        found = _Recovered({}, {}, [], [])
     report.problems.extend(found.problems)
     report.lost_rows = len(found.lost)
 
@@ -438,7 +518,9 @@ def repair_project(folder: str | os.PathLike[str], *, dry_run: bool = False,
     dest = temp_path_for(catalogue)
     try:
         _build(dest, version, tables, found, report)
-        _check_files(root, dest, report)
+        check_files(root, dest, report)
+        relist_pictures(root, dest, report)
+        _count_and_check(dest, tables, report)
         if dry_run:
             return report
         fsync_file(dest)

@@ -130,6 +130,37 @@ def parse_header(first_page: bytes, file_size: int) -> Header:
                   encoding=encoding)
 
 
+def _schema_rows_score(image: PageImage) -> int:
+    """How many rows of page 1's tree read as schema rows (type, name, table, root page,
+    SQL): the measure of a guessed page size."""
+    rows, _problems = image.walk_table(1, set())
+    count = image.header.page_count
+    return sum(1 for c in rows if len(c.values) == 5 and c.values[0] in ("table", "index")
+               and isinstance(c.values[3], int) and 0 <= c.values[3] <= count
+               and isinstance(c.values[4], str | None))
+
+
+def rebuild_header(main: bytes, wal: bytes = b"") -> Header | None:
+    """A header for a file whose first 100 bytes are lost, when its pages are sound: the page
+    size that makes page 1 read as a schema table (the write-ahead log's page size is tried
+    first). The freelist and the schema version are unknown (0); None if no size fits."""
+    if len(main) < 512 or main[100] not in (LEAF_TABLE, INTERIOR_TABLE):
+        return None
+    sizes = [int.from_bytes(wal[8:12], "big")] if len(wal) >= _WAL_HEADER else []
+    sizes += [4096, 1024, 2048, 8192, 16384, 32768, 65536, 512]
+    best: tuple[int, Header] | None = None
+    for size in dict.fromkeys(sizes):
+        if size < 512 or size & (size - 1) or len(main) < size:
+            continue
+        header = Header(page_size=size, reserved=0, page_count=len(main) // size,
+                        first_freelist_trunk=0, user_version=0, encoding="utf-8")
+        pages = {n + 1: main[n * size:(n + 1) * size] for n in range(header.page_count)}
+        score = _schema_rows_score(PageImage(header, pages))
+        if score and (best is None or score > best[0]):
+            best = (score, header)
+    return best[1] if best else None
+
+
 def _wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, int]:
     fmt = ">" if big_endian else "<"
     words = struct.unpack(f"{fmt}{len(data) // 4}I", data)
@@ -189,10 +220,15 @@ class PageImage:
     header: Header
     pages: dict[int, bytes]
     problems: list[str] = field(default_factory=list)
+    freelist_known: bool = True  # False when the header was rebuilt: its freelist is lost
 
     @classmethod
-    def from_bytes(cls, main: bytes, wal: bytes = b"") -> PageImage:
-        header = parse_header(main[:100], len(main))
+    def from_bytes(cls, main: bytes, wal: bytes = b"", header: Header | None = None
+                   ) -> PageImage:
+        """The pages of `main` with `wal`'s committed frames; `header` replaces a lost one
+        (rebuild_header)."""
+        rebuilt = header is not None
+        header = header or parse_header(main[:100], len(main))
         size = header.page_size
         pages = {n + 1: main[n * size:(n + 1) * size] for n in range(len(main) // size)}
         problems = []
@@ -204,7 +240,11 @@ class PageImage:
         missing = [n for n in range(1, count + 1) if n not in pages]
         if missing:
             problems.append(f"{len(missing)} page(s) are missing from the end of the file")
-        return cls(header, {n: p for n, p in pages.items() if n <= count}, problems)
+        if rebuilt:
+            problems.append(f"the file's header was unreadable; it was rebuilt from the pages "
+                            f"(page size {size})")
+        return cls(header, {n: p for n, p in pages.items() if n <= count}, problems,
+                   freelist_known=not rebuilt)
 
     @property
     def usable(self) -> int:
@@ -332,6 +372,8 @@ class PageImage:
     def freelist(self) -> tuple[set[int], bool]:
         """Pages on the freelist, and whether the whole list could be read."""
         free: set[int] = set()
+        if not self.freelist_known:
+            return free, False
         trunk = self.header.first_freelist_trunk
         while trunk:
             if trunk in free:

@@ -27,6 +27,10 @@ from engine.project.records import (
 _TERMINAL_STATUSES = frozenset({"finished", "failed", "cancelled"})
 
 
+MAX_STORED_PROMPT = 10_000
+MAX_STORED_SETTINGS = 256_000
+
+
 def _json_or(text: str | None, default: Any) -> Any:
     # Columns added by a migration hold NULL for old rows.
     return json.loads(text) if text else default
@@ -57,9 +61,19 @@ def _run(row: sqlite3.Row) -> Run:
                created_at=row["created_at"] or "", finished_at=row["finished_at"])
 
 
+def _settings(text: str | None) -> dict[str, Any]:
+    """A generation's recipe; one whose JSON does not parse (a damaged catalogue before its
+    repair) reads as empty, so one bad row cannot stop every listing of the gallery."""
+    try:
+        value = _json_or(text, {})
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def generation_from_row(row: sqlite3.Row) -> Generation:
     return Generation(id=row["id"], run_id=row["run_id"], prompt=row["prompt"],
-                      seed=row["seed"], settings=_json_or(row["settings_json"], {}),
+                      seed=row["seed"], settings=_settings(row["settings_json"]),
                       image_file=row["image_file"], created_at=row["created_at"] or "",
                       favourite=bool(row["favourite"]), rating=row["rating"],
                       deleted_at=row["deleted_at"])
@@ -263,14 +277,19 @@ class PipelineRecords:
     def add_generation(self, generation: Generation) -> Generation:
         _record(generation, Generation, "add_generation's argument")
         _rel(generation.image_file, "Generation.image_file")
+        settings = to_json(generation.settings, "Generation.settings")
+        # A recipe's own limits are far below these; they keep a hostile one out of the rows.
+        if len(generation.prompt) > MAX_STORED_PROMPT or len(settings) > MAX_STORED_SETTINGS:
+            raise InputError(f"Generation: the prompt ({len(generation.prompt):,} characters) "
+                             f"or the settings ({len(settings):,}) are too long to store")
         with self._tx() as conn:
             if generation.run_id is not None:
                 self._one("runs", generation.run_id, "run")
             cur = conn.execute(
                 "INSERT INTO generations (run_id, prompt, seed, settings_json, image_file,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (generation.run_id, generation.prompt, generation.seed,
-                 to_json(generation.settings, "Generation.settings"), generation.image_file,
+                (generation.run_id, generation.prompt, generation.seed, settings,
+                 generation.image_file,
                  now_iso()),
             )
             return self.generation(int(cur.lastrowid or 0))

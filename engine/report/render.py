@@ -51,12 +51,11 @@ class PictureFiles:
         return self._done[rel]
 
     def _make(self, rel: str) -> str | None:
-        from PIL import Image, UnidentifiedImageError
+        from engine.image_files import open_picture
 
         try:
-            with Image.open(self.project.abspath(rel)) as im:
-                thumb = im.convert("RGB")
-        except (OSError, UnidentifiedImageError, InputError):
+            thumb = open_picture(self.project.abspath(rel))
+        except InputError:
             return None
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
         buf = io.BytesIO()

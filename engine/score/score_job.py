@@ -24,21 +24,16 @@ if TYPE_CHECKING:
 
 def load_picture(project: Project, generation: Generation, concepts: list[Concept]) -> Picture:
     """What a generation is scored from: its image (RGB), prompt and the concepts it names."""
-    from PIL import Image, UnidentifiedImageError
-
+    from engine.image_files import open_picture
     from engine.score.metrics import ConceptWord
     from engine.score.scorer import Picture
 
     if not generation.image_file:
         raise InputError(f"picture {generation.id} has no image file")
-    path = project.abspath(generation.image_file)
     try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(f"picture {generation.id}: its image {path} is missing") from None
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"picture {generation.id}: {path} cannot be read ({exc})") from exc
+        image = open_picture(project.abspath(generation.image_file))
+    except InputError as exc:  # a hostile or damaged file: this picture is skipped, named
+        raise InputError(f"picture {generation.id}: {exc}") from exc
     named = prompt_concepts(generation.prompt, concepts)
     return Picture(int(generation.id or 0), image, generation.prompt,
                    tuple(ConceptWord(c.id, c.token, c.class_word) for c in named))

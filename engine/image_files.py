@@ -1,0 +1,119 @@
+"""Pictures and PNG text chunks read from files someone else may have made.
+
+A PNG can carry text chunks of any size (a 56 MB prompt), compressed text that expands a
+thousandfold (a zTXt bomb) or claim 20000×20000 pixels. Every reader of such a file goes
+through here: the chunk headers are scanned first (lengths and the image size, a few bytes
+each, before anything is decoded), then Pillow reads with its own limits (MAX_TEXT_CHUNK for
+compressed text, the decompression-bomb guard as an error). Whatever goes wrong is one
+InputError that names the file and the part of it that is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import InputError, first_line
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow's PngImagePlugin.MAX_TEXT_CHUNK (ImageFile.SAFEBLOCK): the most one text chunk may
+# hold, raw or decompressed; Pillow itself enforces it only on compressed chunks.
+MAX_TEXT_CHUNK = 1024 * 1024
+MAX_PICTURE_SIDE = 8192  # our pictures are at most 4096 a side; twice that is refused
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+# Everything Pillow raises on a damaged or hostile file (a truncated chunk is a SyntaxError,
+# a text chunk over its memory limit a ValueError, a bomb its own error class).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
+                  TypeError, zlib.error)
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def check_png_chunks(path: str | os.PathLike[str], max_text: int = MAX_TEXT_CHUNK,
+                     max_side: int = MAX_PICTURE_SIDE) -> None:
+    """Refuse a PNG whose header claims more than `max_side` pixels a side or whose text chunk
+    is longer than `max_text` bytes, reading only the chunk headers. Not a PNG: no check."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"IHDR":
+                    width, height = struct.unpack(">II", f.read(8))
+                    if max(width, height) > max_side:
+                        raise InputError(f"{path}: the image is {width}×{height} pixels; "
+                                         f"pictures here are at most {max_side} a side")
+                    f.seek(length - 8 + 4, os.SEEK_CUR)
+                    continue
+                if kind in _TEXT_CHUNKS:
+                    key = f.read(min(length, 80)).split(b"\0", 1)[0].decode("latin-1")
+                    if length > max_text:
+                        raise InputError(
+                            f"{path}: its text chunk {key!r} holds {_size_text(length)}; "
+                            f"at most {_size_text(max_text)} is read")
+                    f.seek(length - min(length, 80) + 4, os.SEEK_CUR)
+                    continue
+                if kind == b"IEND":
+                    return
+                f.seek(length + 4, os.SEEK_CUR)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _pillow_error(path: str | os.PathLike[str], exc: BaseException) -> InputError:
+    from PIL import Image
+
+    text = first_line(exc, 160)
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{path}: the file is missing")
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return InputError(f"{path}: the image is too large to open safely ({text})")
+    if "Decompressed Data Too Large" in text:
+        return InputError(f"{path}: a compressed text chunk expands past "
+                          f"{_size_text(MAX_TEXT_CHUNK)} (refused)")
+    if "Too much memory used in text chunks" in text:
+        return InputError(f"{path}: its text chunks hold too much text (refused)")
+    return InputError(f"{path}: not a readable image ({text})")
+
+
+def png_text(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The text chunks of a PNG, within the limits above; InputError names what is refused."""
+    from PIL import Image, UnidentifiedImageError
+
+    check_png_chunks(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return {str(k): str(v) for k, v in (getattr(image, "text", {}) or {}).items()}
+    except (*_DECODE_ERRORS, UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise _pillow_error(path, exc) from exc
+
+
+def open_picture(path: str | os.PathLike[str], mode: str = "RGB") -> Image.Image:
+    """A picture file decoded whole in `mode`, or one InputError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    check_png_chunks(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(Path(path)) as image:
+                return image.convert(mode)
+    except (*_DECODE_ERRORS, UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise _pillow_error(path, exc) from exc

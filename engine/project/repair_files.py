@@ -1,0 +1,145 @@
+"""The repair's second source: the project's content-addressed files.
+
+After the catalogue's rows are rebuilt, the files they name are checked (present, bytes
+that hash to their name). A generated picture whose row was lost still carries its recipe in
+a PNG text chunk (engine/generate/recipe.py writes it), so each picture under files/ that no
+row names is read back, within the limits of engine.image_files, and listed again as a
+generation when its recipe is sound. Its scores cannot come back: `mycanvas score` makes
+them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.errors import InputError
+from engine.image_files import png_text
+from engine.project.schema import FILE_COLUMNS
+
+RECIPE_KEY = "mycanvas_recipe"  # the generate stage's PNG chunk (engine.generate.recipe)
+RECIPE_FORMAT = "mycanvas-recipe"
+_MAX_RECIPE_CHARS = 64_000
+_MAX_PROMPT_CHARS = 2000
+_MAX_ID = 2**63 - 1
+
+
+class FileReport(Protocol):
+    files_checked: int
+    files_missing: list[str]
+    files_corrupt: list[str]
+    pictures_relisted: int
+    pictures_unreadable: list[str]
+
+
+def referenced_files(conn: sqlite3.Connection) -> set[str]:
+    """Every project-relative file a row of the catalogue names."""
+    names: set[str] = set()
+    for table, column, kind in FILE_COLUMNS:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone():
+            continue
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            continue
+        for (value,) in conn.execute(f"SELECT {column} FROM {table}"):
+            if not value:
+                continue
+            if kind == "json-map":
+                with contextlib.suppress(ValueError, AttributeError):
+                    names.update(str(v) for v in json.loads(value).values())
+            else:
+                names.add(str(value))
+    return names
+
+
+def _hash_matches(path: Path) -> bool:
+    """Whether a content-addressed file's bytes still hash to its name (other files: yes)."""
+    stem = path.name.split(".", 1)[0]
+    if len(stem) != 64:
+        return True
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == stem
+
+
+def check_files(root: Path, dest: Path, report: FileReport) -> None:
+    """Count the files the rebuilt catalogue names that are missing or damaged."""
+    conn = sqlite3.connect(dest)
+    try:
+        names = referenced_files(conn)
+    finally:
+        conn.close()
+    for rel in sorted(names):
+        report.files_checked += 1
+        path = root / rel
+        if not path.is_file():
+            report.files_missing.append(rel)
+        elif rel.startswith("files/") and not _hash_matches(path):
+            report.files_corrupt.append(rel)
+
+
+def recipe_row(path: Path) -> dict[str, Any] | None:
+    """The generation row a picture's recipe chunk describes; None when it carries none.
+    InputError when the chunk is there but unsound (too big, not JSON, fields wrong)."""
+    text = png_text(path).get(RECIPE_KEY)
+    if text is None:
+        return None
+    if len(text) > _MAX_RECIPE_CHARS:
+        raise InputError(f"{path}: its recipe is {len(text):,} characters long")
+    try:
+        recipe = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: its recipe is not valid JSON") from exc
+    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
+        raise InputError(f"{path}: its recipe is not a MyCanvas recipe")
+    prompt, seed, run_id = recipe.get("prompt"), recipe.get("seed"), recipe.get("run_id")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > _MAX_PROMPT_CHARS:
+        raise InputError(f"{path}: its recipe's prompt is missing or too long")
+    for name, value in (("seed", seed), ("run_id", run_id)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= _MAX_ID):
+            raise InputError(f"{path}: its recipe's {name} is not a whole number")
+    return {"prompt": prompt, "seed": seed, "run_id": run_id,
+            "settings_json": json.dumps(recipe, ensure_ascii=False, sort_keys=True)}
+
+
+def relist_pictures(root: Path, dest: Path, report: FileReport) -> None:
+    """List again, as generations, the pictures under files/ that no row names and whose
+    recipe chunk is sound; oldest file first, so ids keep the order they were made in."""
+    files = root / "files"
+    if not files.is_dir():
+        return
+    conn = sqlite3.connect(dest, isolation_level=None)
+    try:
+        named = referenced_files(conn)
+        runs = {r[0] for r in conn.execute("SELECT id FROM runs")}
+        candidates = sorted((p for p in files.rglob("*.png") if p.is_file()),
+                            key=lambda p: (p.stat().st_mtime, p.name))
+        conn.execute("BEGIN")
+        for path in candidates:
+            rel = path.relative_to(root).as_posix()
+            if rel in named:
+                continue
+            try:
+                row = recipe_row(path) if _hash_matches(path) else None
+            except InputError as exc:
+                report.pictures_unreadable.append(f"{rel}: {str(exc).split(': ', 1)[-1]}")
+                continue
+            if row is None:
+                continue
+            made = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+            conn.execute(
+                "INSERT INTO generations (run_id, prompt, seed, settings_json, image_file, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (row["run_id"] if row["run_id"] in runs else None, row["prompt"], row["seed"],
+                 row["settings_json"], rel, made.isoformat(timespec="seconds")))
+            report.pictures_relisted += 1
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.errors import DiskFullError
+from engine.errors import DiskFullError, InputError
 
 TEMP_MARK = ".tmp-"
 # How libraries word a full disk when they do not raise OSError(ENOSPC) themselves
@@ -188,11 +188,53 @@ def ensure_free_space(target: str | os.PathLike[str], needed: int, kept: str,
         raise disk_full_error(target, needed, kept, then)
 
 
+# Errors that say where a file may not be written at all: never a matter of space.
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def not_writable_reason(exc: BaseException) -> str | None:
+    """What to tell a person when `exc` (or its cause) refused a write outright, else None."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            return "it is on a read-only file system; choose a folder on a writable disk"
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+            return "writing there is not permitted; choose a folder you may write to"
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
+def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
+    """`path` is (or can be made as) a folder this process may write to: the nearest existing
+    folder is probed with a temp file. Returns the absolute path; InputError naming `what`."""
+    target = Path(path).absolute()
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{what} {target} is a file, not a folder; give a folder")
+    folder = target
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{what} {target}: {folder} is a file, not a folder")
+    probe = temp_path_for(folder / "write-test")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        why = not_writable_reason(exc) or (exc.strerror or str(exc)).lower()
+        raise InputError(f"{what} {target} cannot be written: {why}") from exc
+    with contextlib.suppress(OSError):
+        probe.unlink()
+    return target
+
+
 def looks_like_disk_full(exc: BaseException, target: str | os.PathLike[str],
                          needed: int = 0) -> bool:
-    """is_disk_full, or a write error with less free space left than the write needed."""
+    """is_disk_full, or a write error with less free space left than the write needed (a
+    read-only file system or a refused permission is never taken for a full disk)."""
     if is_disk_full(exc):
         return True
+    if not_writable_reason(exc):
+        return False
     if not isinstance(exc, (OSError, RuntimeError)) and type(exc).__name__ != "SafetensorError":
         return False
     free = free_bytes(target)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from scoring_project import add_run_with_loss, picture  # isort: skip
 from dataset_project import make_dataset_project  # isort: skip
 

@@ -79,6 +79,7 @@ def export_dataset(project: Project, out_dir: str | os.PathLike[str],
     exist or be empty). Returns how many items were written."""
     from engine.atomic import (
         atomic_write_text,
+        check_writable_folder,
         disk_full_error,
         ensure_free_space,
         fsync_dir,
@@ -89,6 +90,7 @@ def export_dataset(project: Project, out_dir: str | os.PathLike[str],
     out = Path(out_dir).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not an empty folder")
+    check_writable_folder(out, "The export folder")
     items = [i for i in project.dataset_items() if i.review_state in states]
     items.sort(key=lambda i: (i.build_index is None, i.build_index or 0, i.id or 0))
     if not items:

@@ -55,12 +55,15 @@ class LoadedConcepts:
 
 
 def _load_tensors(path: Any) -> dict[str, torch.Tensor]:
+    """A run's exported tensors; any damage (safetensors raises its own error class) is one
+    line naming the file and what to do."""
     from safetensors.torch import load_file
 
-    try:
-        return load_file(str(path))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: not a readable safetensors file ({exc})") from exc
+    from engine.errors import reading
+
+    with reading(path, "a safetensors file", "Export the run again: mycanvas train PROJECT "
+                 "--resume RUN (it only re-exports a finished run)"):
+        return dict(load_file(str(path)))
 
 
 def _layer_weights(pipe: Any, run: RunConcepts) -> list[tuple[nn.Module, str, torch.Tensor]]:

@@ -48,9 +48,28 @@ def describe_failure(exc: BaseException) -> str:
             "Out of memory. Close other programs, pick a smaller model profile or a lower "
             "resolution, and try again."
         )
+    if isinstance(exc, OSError) and exc.filename:
+        return _file_failure(exc)
     text = first_line(str(exc))
     kind = type(exc).__name__
     return f"Unexpected {kind}: {text}" if text else f"Unexpected {kind}"
+
+
+def _file_failure(exc: OSError) -> str:
+    """An operating-system error about a file, as a line that names the file and says what
+    to do (the libraries' own text puts the errno first and the path last)."""
+    import errno
+
+    from engine.atomic import not_writable_reason
+
+    why = not_writable_reason(exc)
+    if why is None:
+        why = {errno.ENOENT: "it does not exist; check the path",
+               errno.EISDIR: "it is a folder; give a file",
+               errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+               errno.EEXIST: "it already exists; choose another name"}.get(
+            exc.errno or 0, f"{(exc.strerror or str(exc)).lower()}")
+    return f"{first_line(str(exc.filename))}: {why}"
 
 
 def params_dict(params: JobParams | dict[str, Any]) -> dict[str, Any]:

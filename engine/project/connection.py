@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from engine.atomic import fsync_file, replace_durably, temp_path_for
-from engine.errors import ProjectError
+from engine.errors import ProjectError, first_line
 from engine.project.schema import CURRENT_VERSION, apply_migrations
 
 CATALOGUE_NAME = "catalogue.sqlite"
@@ -91,8 +91,8 @@ def inspect_catalogue(path: Path) -> int:
         ).fetchone()
     except sqlite3.OperationalError as exc:
         raise ProjectError(f"Could not read {path}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        raise _damaged(path, str(exc)) from exc
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # text of a garbled schema
+        raise _damaged(path, first_line(exc)) from exc
     finally:
         if conn is not None:
             conn.close()

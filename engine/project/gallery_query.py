@@ -28,10 +28,10 @@ WITH sc AS (
 ), g AS (
     SELECT generations.*, sc.cp_clip, sc.ti_clip, sc.cd_text, sc.cd_image,
         COALESCE(sc.test_model, 0) AS test_model, sc.scored_at, sc.model,
-        (json_valid(settings_json)
-         AND (COALESCE(json_type(settings_json, '$.layout'), 'null') != 'null'
-              OR COALESCE(json_type(settings_json, '$.layout_id'), 'null') != 'null'))
-        AS guided
+        CASE WHEN json_valid(settings_json) THEN
+            (COALESCE(json_type(settings_json, '$.layout'), 'null') != 'null'
+             OR COALESCE(json_type(settings_json, '$.layout_id'), 'null') != 'null')
+        ELSE 0 END AS guided
     FROM generations LEFT JOIN sc ON sc.generation_id = generations.id
 )
 SELECT * FROM g"""

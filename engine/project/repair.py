@@ -40,7 +40,12 @@ from engine.atomic import atomic_write_text, fsync_file, replace_durably, temp_p
 from engine.errors import ProjectError
 from engine.project.catalogue import open_catalogues
 from engine.project.connection import CATALOGUE_NAME, inspect_catalogue
-from engine.project.repair_files import check_files, relist_pictures
+from engine.project.repair_files import (
+    check_files,
+    drop_rows_without_files,
+    drop_unsound_generations,
+    relist_pictures,
+)
 from engine.project.schema import CURRENT_VERSION, apply_migrations
 from engine.project.sqlite_pages import (
     LEAF_TABLE,
@@ -297,7 +302,11 @@ def _read_rows(image: PageImage, tables: dict[str, _Table], schema_rows: list[Ce
     for number in sorted(image.pages):
         if number in visited or number in free or image.page_type(number) != LEAF_TABLE:
             continue
-        cells = [c for c in image.leaf_cells(number, set()) if isinstance(c, Cell)]
+        try:
+            cells = [c for c in image.leaf_cells(number, set()) if isinstance(c, Cell)]
+        except PageError as exc:  # an unreached page that is itself damaged
+            problems.append(str(exc))
+            continue
         if not cells:
             continue
         fitting = _fitting_tables(tables, cells)
@@ -519,6 +528,8 @@ def repair_project(folder: str | os.PathLike[str], *, dry_run: bool = False,
     try:
         _build(dest, version, tables, found, report)
         check_files(root, dest, report)
+        drop_rows_without_files(root, dest, report)
+        drop_unsound_generations(root, dest, report)
         relist_pictures(root, dest, report)
         _count_and_check(dest, tables, report)
         if dry_run:

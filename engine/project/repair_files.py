@@ -35,6 +35,8 @@ class FileReport(Protocol):
     files_corrupt: list[str]
     pictures_relisted: int
     pictures_unreadable: list[str]
+    invalid_dropped: dict[str, int]
+    orphans_removed: dict[str, int]
 
 
 def referenced_files(conn: sqlite3.Connection) -> set[str]:
@@ -84,6 +86,43 @@ def check_files(root: Path, dest: Path, report: FileReport) -> None:
             report.files_corrupt.append(rel)
 
 
+# Rows that are nothing without their file (a photo, a mask, a dataset item): (table, column).
+_ROWS_NEED_FILES = (("photos", "file"), ("masks", "file"), ("dataset_items", "image_file"))
+
+
+def drop_rows_without_files(root: Path, dest: Path, report: FileReport) -> None:
+    """A photo, mask or dataset item whose file is missing (a garbled path, or the file gone)
+    is dropped and counted, with the rows that need it (a photo's masks); a photo whose
+    path lost a byte is first pointed back at its file by its sha256."""
+    conn = sqlite3.connect(dest, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN")
+        for pid, rel, sha in conn.execute("SELECT id, file, sha256 FROM photos").fetchall():
+            if (root / str(rel)).is_file() or not isinstance(sha, str) or len(sha) != 64:
+                continue
+            found = sorted((root / "files" / sha[:2]).glob(f"{sha}.*"))
+            if found and _hash_matches(found[0]):
+                conn.execute("UPDATE photos SET file = ? WHERE id = ?",
+                             (found[0].relative_to(root).as_posix(), pid))
+        counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                  for t in ("photos", "masks", "dataset_items")}
+        for table, column in _ROWS_NEED_FILES:
+            gone = [(rid,) for rid, rel in conn.execute(f"SELECT id, {column} FROM {table}")
+                    if not rel or not (root / str(rel)).is_file()]
+            conn.executemany(f"DELETE FROM {table} WHERE id = ?", gone)
+            if gone:
+                report.invalid_dropped[table] = report.invalid_dropped.get(table, 0) + len(gone)
+        conn.execute("COMMIT")
+        for table, before in counts.items():
+            after = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            cascaded = before - after - report.invalid_dropped.get(table, 0)
+            if cascaded > 0:
+                report.orphans_removed[table] = report.orphans_removed.get(table, 0) + cascaded
+    finally:
+        conn.close()
+
+
 def recipe_row(path: Path) -> dict[str, Any] | None:
     """The generation row a picture's recipe chunk describes; None when it carries none.
     InputError when the chunk is there but unsound (too big, not JSON, fields wrong)."""
@@ -107,6 +146,50 @@ def recipe_row(path: Path) -> dict[str, Any] | None:
             raise InputError(f"{path}: its recipe's {name} is not a whole number")
     return {"prompt": prompt, "seed": seed, "run_id": run_id,
             "settings_json": json.dumps(recipe, ensure_ascii=False, sort_keys=True)}
+
+
+def drop_unsound_generations(root: Path, dest: Path, report: FileReport) -> None:
+    """A generation row read from a damaged file is kept only when its picture backs it: the
+    image file is there, its bytes hash to its name, and the recipe the PNG carries (when it
+    carries one) is the row's own (prompt, seed, settings). A row that fails lost a byte of
+    its text: it is dropped (with its scores) and counted, and relist_pictures lists its
+    picture again from the file."""
+    conn = sqlite3.connect(dest, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        unsound: list[int] = []
+        rows = conn.execute("SELECT id, prompt, seed, settings_json, image_file FROM generations "
+                            "WHERE deleted_at IS NULL").fetchall()
+        for gen_id, prompt, seed, settings_json, rel in rows:
+            path = root / str(rel or "")
+            if not rel or not path.is_file() or not _hash_matches(path):
+                unsound.append(gen_id)
+                continue
+            try:
+                from_file = recipe_row(path)
+            except InputError:
+                from_file = None
+            if from_file is None:
+                continue
+            settings = json.loads(settings_json or "{}")
+            own = {k: v for k, v in settings.items() if k not in ("batch", "index")} \
+                if isinstance(settings, dict) else None
+            if (prompt, seed, own) != (from_file["prompt"], from_file["seed"],
+                                       json.loads(from_file["settings_json"])):
+                unsound.append(gen_id)
+        if not unsound:
+            return
+        scores_before = conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+        conn.execute("BEGIN")
+        conn.executemany("DELETE FROM generations WHERE id = ?", [(i,) for i in unsound])
+        conn.execute("COMMIT")
+        scores_gone = scores_before - conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+    finally:
+        conn.close()
+    report.invalid_dropped["generations"] = (report.invalid_dropped.get("generations", 0)
+                                             + len(unsound))
+    if scores_gone:
+        report.orphans_removed["scores"] = report.orphans_removed.get("scores", 0) + scores_gone
 
 
 def relist_pictures(root: Path, dest: Path, report: FileReport) -> None:

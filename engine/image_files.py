@@ -81,10 +81,10 @@ def _pillow_error(path: str | os.PathLike[str], exc: BaseException) -> InputErro
         return InputError(f"{path}: the file is missing")
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return InputError(f"{path}: the image is too large to open safely ({text})")
-    if "Decompressed Data Too Large" in text:
+    if "decompressed data too large" in text.lower():
         return InputError(f"{path}: a compressed text chunk expands past "
                           f"{_size_text(MAX_TEXT_CHUNK)} (refused)")
-    if "Too much memory used in text chunks" in text:
+    if "too much memory used in text chunks" in text.lower():
         return InputError(f"{path}: its text chunks hold too much text (refused)")
     return InputError(f"{path}: not a readable image ({text})")
 

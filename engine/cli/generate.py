@@ -95,6 +95,10 @@ def _copy_out(project: str, result: Any, out: Path) -> list[str]:
 
 @job_command(GENERATE, arguments=_arguments, skip=("count", "width", "height"))
 def cmd_generate(args: argparse.Namespace) -> int:
+    from engine.atomic import check_writable_folder
+
+    if args.out is not None:  # before anything is made or stored
+        check_writable_folder(args.out, "--out")
     width, height = _size(args.size)
     extra = {"count": args.count, "width": width, "height": height,
              "boxes": _boxes(args.box), "recipe": _recipe(args.project, args.recipe)}

@@ -65,6 +65,22 @@ def facts_from_cpuinfo(text: str, architecture: str) -> CpuFacts:
 
 
 @functools.cache
+def invalid_image_error(what: str, plan: DevicePlan) -> MyCanvasError:
+    """A model made NaN pixels. Half precision can do that on a GPU; in float32 on the CPU it
+    is the weights (NaN or overflowing values in the files), so the advice differs."""
+    half = plan.dtype != "float32" or plan.autocast_dtype is not None
+    if plan.device == "cpu" and not half:
+        advice = ("On the CPU in full precision this comes from the model's weights: check "
+                  "or re-download the profile's model files, or try another model profile.")
+    elif plan.device == "cpu":
+        advice = (f"Reduced precision ({plan.autocast_dtype or plan.dtype}) can do this: set "
+                  "the precision to float32 in the settings, or try another model profile.")
+    else:
+        advice = ("Half precision can do this on some devices: try --device cpu, or another "
+                  "model profile.")
+    return MyCanvasError(f"{what} produced an invalid image (NaN values). {advice}")
+
+
 def cpu_facts() -> CpuFacts:
     """This processor's bf16 units, from torch's CPU capability query (cpuinfo)."""
     import platform

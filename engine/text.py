@@ -17,6 +17,21 @@ PREPOSITIONS = ("on ", "in ", "at ", "by ", "under ", "inside ", "near ", "besid
                 "outside ", "against ", "among ", "over ", "underneath ", "along ", "across ")
 
 
+# Characters a terminal acts on instead of showing (ANSI escapes, bell, backspace, the C1
+# controls) and the bidirectional overrides that reorder what is shown: a prompt or a name
+# printed raw could rewrite the screen. Each is shown as its escape (\x1b) instead.
+_ACTING = [c for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))]
+_REORDERING = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {c: f"\\x{c:02x}" for c in _ACTING} | {c: f"\\u{c:04x}" for c in _REORDERING}
+_ESCAPES_KEEP_LINES = {c: e for c, e in _ESCAPES.items() if c not in (0x09, 0x0A, 0x0D)}
+
+
+def printable(text: str, keep_lines: bool = False) -> str:
+    """`text` with every character a terminal would act on shown as its escape; with
+    `keep_lines`, tabs, newlines and carriage returns are left as they are (whole output)."""
+    return text.translate(_ESCAPES_KEEP_LINES if keep_lines else _ESCAPES)
+
+
 def squash(text: str) -> str:
     """Runs of white space as one space, ends trimmed."""
     return " ".join(text.split())

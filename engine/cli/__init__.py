@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
+from engine.cli.output import printable_output
 from engine.cli.progress import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -95,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    with printable_output():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     run = COMMANDS[args.command].run
     try:
         code = run(args)

@@ -8,6 +8,7 @@ extraction run (`--resume [RUN_ID]`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from engine.cli.arguments import add_params_arguments, resumed_run_id
@@ -72,6 +73,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def cmd_extract(args: argparse.Namespace) -> int:
     from engine.extract import latest_resumable_extraction
 
+    if args.photo and not args.photo.isdigit() and not Path(args.photo).is_file():
+        raise InputError(f"Photo not found: {args.photo} (give an image file, or a photo id "
+                         "of the project)")
     run_id = resumed_run_id(args.resume, args.project, latest_resumable_extraction)
     if args.resume is None and (not args.photo or not args.concepts):
         raise InputError("Give the photo and --concepts NAME:CLASS,... (or --resume)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.cli.progress import EXIT_OK
 from engine.cli.registry import command
 from engine.errors import InputError
+from engine.text import printable
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -72,7 +73,8 @@ def _line(picture: object) -> str:
     marks = ("★" if g.favourite else " ") + (str(g.rating) if g.rating else " ")
     run = str(g.run_id) if g.run_id is not None else "-"
     tag = " [test model]" if picture.test_model else ""
-    prompt = g.prompt if len(g.prompt) <= 70 else g.prompt[:69] + "…"
+    prompt = printable(g.prompt)  # one line: no newline or carriage return of its own
+    prompt = prompt if len(prompt) <= 70 else prompt[:69] + "…"
     return f"#{g.id:<5} run {run:<4} CP {num(picture.cp_clip)}  TI {num(picture.ti_clip)}  " \
            f"{marks}  {prompt}{tag}"
 

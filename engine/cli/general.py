@@ -13,6 +13,7 @@ from engine.cli.arguments import params_from_args
 from engine.cli.progress import EXIT_OK, run_job_in_cli
 from engine.cli.registry import command, job_command
 from engine.jobs.builtin import ENSURE_MODELS, REPAIR_PROJECT
+from engine.text import printable
 
 
 def _versions() -> dict[str, str]:
@@ -109,9 +110,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "concepts": concepts}, indent=2, default=str))
         return EXIT_OK
     for key, value in summary.items():
-        print(f"{key:>16}: {value}")
+        print(f"{key:>16}: {printable(str(value))}")
     for c in concepts:
-        print(f"  {c['token']:<16} {c['name']} ({c['class_word']}), {c['photos']} photo(s)")
+        token, name = printable(str(c["token"])), printable(str(c["name"]))
+        print(f"  {token:<16} {name} ({c['class_word']}), {c['photos']} photo(s)")
     return EXIT_OK
 
 

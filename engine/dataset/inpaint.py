@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.dataset.compose import Composition
 from engine.device import inference_autocast
-from engine.errors import InputError, MyCanvasError
+from engine.errors import InputError
 from engine.jobs.pipelines import PipelineRunner, StepCallback
 from engine.masks import erode, mask_to_image
 
@@ -123,13 +123,12 @@ class InpaintResult:
     paste_alpha: np.ndarray
 
 
-def _to_uint8(images: Any) -> np.ndarray:
+def _to_uint8(images: Any, plan: DevicePlan) -> np.ndarray:
+    from engine.device import invalid_image_error
+
     array = np.asarray(images[0], dtype=np.float32)
     if not np.isfinite(array).all():
-        raise MyCanvasError(
-            "Inpainting produced an invalid image (NaN values). Half precision can do this "
-            "on some devices: try --device cpu, or another model profile."
-        )
+        raise invalid_image_error("Inpainting", plan)
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -173,7 +172,7 @@ class Inpainter(PipelineRunner):
                     callback_on_step_end=step_end,
                 ).images
 
-        painted = self.run(attempt, check=_to_uint8)
+        painted = self.run(attempt, check=lambda images: _to_uint8(images, self.plan))
         composite = np.asarray(composition.image, dtype=np.uint8)
         final = paste_back(composite, painted, masks.paste_alpha)
         return InpaintResult(image=Image.fromarray(final), painted=Image.fromarray(painted),

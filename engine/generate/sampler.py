@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputError, MyCanvasError
+from engine.errors import InputError
 from engine.jobs.pipelines import PipelineRunner, StepCallback
 
 if TYPE_CHECKING:
@@ -61,13 +61,14 @@ def model_info(setup: StageSetup, folder: Path) -> dict[str, str]:
     return {"source": source, "revision": spec.revision, "fingerprint": digest.hexdigest()[:16]}
 
 
-def _to_uint8(images: Any) -> Any:
+def _to_uint8(images: Any, plan: DevicePlan) -> Any:
     import numpy as np
+
+    from engine.device import invalid_image_error
 
     array = np.asarray(images[0], dtype=np.float32)
     if not np.isfinite(array).all():
-        raise MyCanvasError("Generation produced an invalid image (NaN values). Half precision "
-                            "can do this on some devices: try --device cpu, or another profile.")
+        raise invalid_image_error("Generation", plan)
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -210,7 +211,7 @@ class GenerationModel(PipelineRunner):
                     callback_on_step_end=step_end).images
 
         try:
-            pixels = self.run(attempt, check=_to_uint8)
+            pixels = self.run(attempt, check=lambda images: _to_uint8(images, self.plan))
         finally:
             self.pipe.scheduler = self.base_scheduler
         return Image.fromarray(pixels)

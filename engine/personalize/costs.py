@@ -78,9 +78,19 @@ class CostTable:
 class DiskSizes:
     mask_per_pixel: float  # a mask and its cut-out, bytes per photo pixel
     item: int  # a dataset item: image and masks
-    run: int  # a training run: the checkpoints kept and the export
+    trained: int  # the tensors a run trains (k/v weights and token rows), in float32
     run_per_item: int  # its latent cache, per dataset item
     picture: int  # a generated picture with its recipe
+
+    @property
+    def checkpoint(self) -> int:
+        """A checkpoint: the trained tensors with Adam's two moments."""
+        return 3 * self.trained
+
+    @property
+    def run(self) -> int:
+        """A training run at its largest: the checkpoints on disk at once and the export."""
+        return CHECKPOINTS_ON_DISK * self.checkpoint + self.trained
 
 
 # tiny: measured here by tests/benchmarks/bench_personalize.py: each stage alone
@@ -147,14 +157,18 @@ COSTS: dict[str, dict[str, CostTable]] = {
     "sd15": {"cpu": SD15_CPU, "cpu-bf16": SD15_CPU_BF16, "gpu": SD15_GPU},
 }
 
-# tiny measured from its files (64 px); sd15 from SD 1.5's sizes: 19.2 M trained k/v
-# parameters (16 cross-attention layers, 2 × 768 × 12480) = 77 MB in float32; a checkpoint
-# holds them with Adam's two moments (3×), two are kept, plus the export; the latent cache is
-# 4 × 64 × 64 float32 mean and std of an item and its mirror image (256 kB).
+# Training keeps two checkpoints (TrainConfig.keep_checkpoints) and writes the next one in
+# full before it prunes the oldest: three are on disk at that moment.
+CHECKPOINTS_ON_DISK = 3
+
+# tiny measured from its files (64 px: 92.5 kB trained, a 288 kB checkpoint); sd15 from SD
+# 1.5's sizes: 19.2 M trained k/v parameters (16 cross-attention layers, 2 × 768 × 12480) =
+# 77 MB in float32; the latent cache is 4 × 64 × 64 float32 mean and std of an item and its
+# mirror image (256 kB).
 DISK = {
-    "tiny": DiskSizes(mask_per_pixel=1.7, item=10_500, run=700_000, run_per_item=4_200,
+    "tiny": DiskSizes(mask_per_pixel=1.7, item=10_500, trained=96_000, run_per_item=4_200,
                       picture=11_000),
-    "sd15": DiskSizes(mask_per_pixel=1.7, item=450_000, run=7 * 77_000_000,
+    "sd15": DiskSizes(mask_per_pixel=1.7, item=450_000, trained=77_000_000,
                       run_per_item=262_144, picture=450_000),
 }
 

@@ -112,21 +112,23 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
         made: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
         flagged: list[dict[str, str]] = []
+        names = {c.id: c.name for c in proj.concepts()}
         for step, (cid, photo) in enumerate(todo):
-            ctx.progress(step, len(todo), f"segmenting {photo.original_name}")
+            label = photo_label(names.get(cid, str(cid)), photo.original_name)
+            ctx.progress(step, len(todo), f"segmenting {label}")
             try:
                 image = load_photo(proj, photo)
                 result = segment_image(segmenter, image, photo.sha256)
                 mask = save_result(proj, photo, cid, result, image)
             except InputError as exc:
-                failed.append({"photo": photo.original_name, "reason": str(exc)})
-                ctx.log(str(exc), "warning")
+                failed.append({"photo": label, "reason": f"{names.get(cid, cid)}: {exc}"})
+                ctx.log(f"{names.get(cid, cid)}: {exc}", "warning")
                 continue
             area = float(result.mask.mean())
             made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
                          "method": mask.method, "area": area})
-            _flag_coverage(ctx, photo.original_name, area, flagged)
-            ctx.preview(_preview(image, result), photo.original_name)
+            _flag_coverage(ctx, label, area, flagged)
+            ctx.preview(_preview(image, result), label)
         ctx.progress(len(todo), len(todo), "segmented")
         return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model,
                                made, skipped, failed, flagged)
@@ -135,6 +137,12 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
 # A mask this full, or this empty, is the segmenter's failure far more often than a photo
 # of that shape: the user is asked to look.
 NEARLY_ALL, NEARLY_NONE = 0.97, 0.005
+
+
+def photo_label(concept: str, file_name: str) -> str:
+    """How a warning names a photo: photos of different concepts often share a file name
+    (03.jpg), so the concept comes first."""
+    return f"{concept}'s {file_name}"
 
 
 def coverage_warning(name: str, area: float) -> str:
@@ -233,8 +241,9 @@ def segment_prompts_job(ctx: JobContext, params: SegmentPromptsParams) -> Segmen
             area = float(result.mask.mean())
             made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
                          "method": mask.method, "area": area})
-            _flag_coverage(ctx, photo.original_name, area, flagged)
-            ctx.preview(_preview(image, result), proj.concept(cid).name)
+            name = proj.concept(cid).name
+            _flag_coverage(ctx, photo_label(name, photo.original_name), area, flagged)
+            ctx.preview(_preview(image, result), name)
         ctx.progress(2, 2, "saved")
         return SegmentedPhotos(segmenter.label, segmenter.fallback, segmenter.test_model, made,
                                flagged=flagged)

@@ -104,4 +104,4 @@ def test_the_engine_folder_reads_like_the_pipeline():
     assert {"cli", "jobs", "models", "project", *STAGES} <= folders
     assert entries - folders <= {"errors.py", "paths.py", "atomic.py", "settings.py",
                                  "device.py", "masks.py", "text.py", "reporting.py", "checks.py",
-                                 "lazy.py"}
+                                 "lazy.py", "image_files.py"}

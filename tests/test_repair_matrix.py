@@ -126,6 +126,7 @@ def test_corruption_matrix(pristine, damage, tmp_path, capsys):
         print(f"\n{damage.__name__}: table before/read/kept " + ", ".join(
             f"{t} {before[t]}/{report.rows_read.get(t, 0)}/{report.rows[t]}" for t in TABLES)
             + f"; pictures relisted from files {report.pictures_relisted}")
+    assert "Rows per table, read from the damaged file -> kept:" in report.summary()
     with Project.open(folder) as project:
         pictures = project.generations()
         # Every PNG is intact, so every picture comes back (its row, or its file's recipe).

@@ -77,6 +77,9 @@ def read_recipe(png: str | Path) -> dict[str, Any]:
 def _png_with_recipe(path: Path, recipe: dict[str, Any]) -> bytes:
     from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+    from engine.image_files import check_png_chunks
+
+    check_png_chunks(path)  # a hostile chunk or size is refused before Pillow decodes it
     try:
         with Image.open(path) as im:
             im.load()
@@ -89,7 +92,8 @@ def _png_with_recipe(path: Path, recipe: dict[str, Any]) -> bytes:
             info.add_itxt(RECIPE_KEY, json.dumps(recipe, ensure_ascii=False, sort_keys=True))
             buf = io.BytesIO()
             picture.save(buf, format="PNG", pnginfo=info)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError,
+            Image.DecompressionBombError) as exc:
         raise InputError(f"The image {path} cannot be read ({exc})") from exc
     return buf.getvalue()
 

@@ -94,10 +94,10 @@ class RepairReport:
             return f"{self.catalogue} passed its checks; nothing to repair."
         saved = ", ".join(f"{n} {t}" for t, n in self.rows.items() if n and t != "meta")
         lines = [f"Recovered: {saved or 'no rows'}."]
-        changed = [f"{t} {self.rows_read.get(t, 0)} -> {n}" for t, n in self.rows.items()
-                   if n != self.rows_read.get(t, 0)]
-        if changed:
-            lines.append(f"Rows read -> kept: {', '.join(changed)}.")
+        if self.rows_read or self.pictures_relisted:
+            lines.append("Rows per table, read from the damaged file -> kept: " + ", ".join(
+                f"{t} {self.rows_read.get(t, 0)} -> {n}" for t, n in self.rows.items()
+                if t != "meta" and (n or self.rows_read.get(t))) + ".")
         if self.pictures_relisted:
             lines.append(f"Listed again from their files' recipes: {self.pictures_relisted} "
                          "picture(s) whose rows were lost (their scores were lost with them: "

@@ -365,7 +365,7 @@ def test_a_photo_whose_file_is_gone_is_reported_and_the_others_done(project, tmp
     result = segment_job(
         inline_context(), SegmentParams(project=str(project.root), method="fallback", overrides={})
     )
-    assert [f["photo"] for f in result.failed] == ["cat.png"]
+    assert [f["photo"] for f in result.failed] == ["Mochi's cat.png"]  # the concept named too
     assert "missing" in result.failed[0]["reason"]
     assert [m["concept_id"] for m in result.masks] == [cup]
 

@@ -121,7 +121,7 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
                 result = segment_image(segmenter, image, photo.sha256)
                 mask = save_result(proj, photo, cid, result, image)
             except InputError as exc:
-                failed.append({"photo": label, "reason": f"{names.get(cid, cid)}: {exc}"})
+                failed.append({"photo": label, "reason": str(exc)})
                 ctx.log(f"{names.get(cid, cid)}: {exc}", "warning")
                 continue
             area = float(result.mask.mean())

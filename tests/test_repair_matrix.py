@@ -191,3 +191,15 @@ def test_dry_run_names_no_missing_file(pristine, tmp_path):
     assert "None" not in report.summary()
     assert "a repair would keep them in a lost-and-found file" in report.summary()
     assert "Dry run: nothing was written." in report.summary()
+
+
+def test_a_forced_repair_of_a_sound_catalogue_keeps_every_row(pristine, tmp_path):
+    """Validation drops only what is wrong: every row of a sound project passes it, and every
+    picture agrees with the recipe its PNG carries."""
+    source, before = pristine
+    folder = tmp_path / "project"
+    shutil.copytree(source, folder)
+    report = repair_project(folder, force=True)
+    assert _counts(folder / "catalogue.sqlite") == before
+    assert not report.invalid_dropped and not report.orphans_removed
+    assert report.pictures_relisted == 0

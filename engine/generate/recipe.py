@@ -32,7 +32,8 @@ MAX_SIDE = 4096
 # Limits of a recipe, checked before it is parsed, stored or given to a model. CLIP reads 77
 # tokens of a prompt, so 2000 characters is far more than any prompt can use.
 MAX_PROMPT_CHARS = 2000
-MAX_NAME_CHARS = 256  # scheduler, profile, device, versions, a model's source...
+MAX_NAME_CHARS = 256  # scheduler, profile, device, versions...
+MAX_PATH_CHARS = 4096
 MAX_RECIPE_CHARS = 64_000  # the recipe's JSON text
 MAX_NESTING = 6  # recipe > layout > boxes > box is 4 levels
 MAX_BOXES = 64
@@ -220,9 +221,9 @@ class Recipe:
         if not isinstance(model, dict) or len(model) > 16 or \
                 not all(isinstance(v, str) for v in model.values()):
             raise InputError(f"{where}: model must be an object of a few texts")
-        for key in model:
+        for key, value in model.items():  # a source may be a folder's path: up to PATH_MAX
             check_text_size(str(key), "model", where, MAX_NAME_CHARS)
-            _text(model, key, f"{where}: model")
+            check_text_size(value, f"model {key}", where, MAX_PATH_CHARS)
         side = (64, MAX_SIDE)
         layout = data.get("layout")
         return cls(

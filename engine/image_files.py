@@ -64,13 +64,37 @@ def check_png_chunks(path: str | os.PathLike[str], max_text: int = MAX_TEXT_CHUN
                         raise InputError(
                             f"{path}: its text chunk {key!r} holds {_size_text(length)}; "
                             f"at most {_size_text(max_text)} is read")
-                    f.seek(length - min(length, 80) + 4, os.SEEK_CUR)
+                    f.seek(-min(length, 80), os.SEEK_CUR)
+                    _check_compressed_text(path, kind, key, f.read(length), max_text)
+                    f.seek(4, os.SEEK_CUR)
                     continue
                 if kind == b"IEND":
                     return
                 f.seek(length + 4, os.SEEK_CUR)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _check_compressed_text(path: str | os.PathLike[str], kind: bytes, key: str, data: bytes,
+                           max_text: int) -> None:
+    """A zTXt chunk, or an iTXt one with its compression flag, must not expand past
+    `max_text` (a bomb of a few kB can expand to gigabytes): decompressed only that far."""
+    rest = data.split(b"\0", 1)[1] if b"\0" in data else b""
+    if kind == b"zTXt":
+        compressed = rest[1:]
+    elif kind == b"iTXt" and rest[:1] == b"\1":
+        parts = rest[2:].split(b"\0", 2)
+        compressed = parts[2] if len(parts) == 3 else b""
+    else:
+        return
+    inflate = zlib.decompressobj()
+    try:
+        inflate.decompress(compressed, max_text)
+    except zlib.error as exc:
+        raise InputError(f"{path}: its text chunk {key!r} is damaged ({exc})") from exc
+    if inflate.unconsumed_tail:
+        raise InputError(f"{path}: its text chunk {key!r} expands past "
+                         f"{_size_text(max_text)} when decompressed (refused)")
 
 
 def _pillow_error(path: str | os.PathLike[str], exc: BaseException) -> InputError:

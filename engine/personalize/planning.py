@@ -63,9 +63,11 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
                                 int(disk_bytes) if count else 0, note))
 
     todo = state.photos_to_segment
+    note = "" if todo else "every photo has a mask (yours are kept)"
+    if state.test_masks:
+        note = f"{state.test_masks} mask(s) made with the test models will be made again"
     add("segment", "photos", state.photos, state.photos - todo, todo,
-        costs.segment.seconds(todo), state.pixels_to_segment * disk.mask_per_pixel,
-        "" if todo else "every photo has a mask (yours are kept)")
+        costs.segment.seconds(todo), state.pixels_to_segment * disk.mask_per_pixel, note)
 
     present, deleted = len(state.layouts), state.deleted_layouts
     todo = max(0, s.layouts - present - deleted)
@@ -77,16 +79,21 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
 
     have = sum(1 for i in range(s.items) if i in state.dataset_indices)
     todo = s.items - have
+    note = "" if todo else "items you accepted or rejected are kept as they are"
+    if state.test_items:
+        note = (f"{state.test_items} pictures made with the test models will be rebuilt "
+                "(never trained on)")
     add("dataset", "items", s.items, have, todo,
-        costs.dataset.seconds(todo, dataset_denoising_steps(s)), todo * disk.item,
-        "" if todo else "items you accepted or rejected are kept as they are")
+        costs.dataset.seconds(todo, dataset_denoising_steps(s)), todo * disk.item, note)
 
     run, key = state.run, run_key(s, params.seed)
-    same_run = run is not None and run.key == key
+    same_run = run is not None and run.key == key and not run.test_models
     done = run.done_steps if same_run and run is not None else 0
     todo = s.train_steps - done
     if same_run and run is not None:
         note = f"run {run.run_id}: " + ("finished" if not todo else f"resumes at step {done}")
+    elif run is not None and run.test_models:
+        note = f"a new run (run {run.run_id} was trained with the test models)"
     else:
         note = "a new run" + (f" (run {run.run_id} had other settings)" if run else "")
     samples = todo // s.sample_every if s.sample_every else 0

@@ -96,9 +96,11 @@ def test_segmentation_fallback_mask(tmp_path, tiny_models):
     assert main(["-q", "segment", str(folder), "--method", "fallback", *TINY]) == 0
     with Project.open(folder) as project:
         mask = pixels(project, project.masks()[0].file)
-    assert mask.shape == (400, 600) and int(mask.astype(bool).sum()) == 124232
+    # Re-derived when the automatic fallback began to choose among several starts (issue 24:
+    # it was 124232 pixels from the single centre box; IoU with the reference 0.885 -> 0.894).
+    assert mask.shape == (400, 600) and int(mask.astype(bool).sum()) == 124818
     assert hashlib.sha256(mask.tobytes()).hexdigest() == (
-        "3ab5b8cacd1660f5075f119121a4f222194bc7e18f0777fec8f133647038a670")
+        "7671e110b910848d7390b2edb4b558fbad14e2d6e324d8a10c0d53d9b5da8d9e")
 
 
 def test_solved_layout_and_fallback_caption():

@@ -74,6 +74,8 @@ def test_a_tiny_project_on_sd15_rebuilds_what_tiny_made_and_trains_on_none_of_it
     assert stages["train"].note == (f"a new run (run {tiny_run.id} was trained with the test "
                                     "models)")
     assert "3 pictures made with the test models will be rebuilt" in plan_text(plan)
+    assert [(p.stage, p.rebuilds) for p in plan.stages if p.rebuilds] == [
+        ("segment", 4), ("dataset", 3), ("train", 1)]
     # On tiny itself nothing is redone: the same work is its own.
     from engine.personalize import PersonalizeParams, plan_for
 

@@ -42,3 +42,21 @@ def test_the_grid_and_the_editor_show_a_flagged_mask_with_a_hint_to_click(make_w
     qtbot.waitUntil(lambda: "Check this mask" in tab.editor.status.text(), timeout=30_000)
     text = tab.editor.status.text()
     assert FLAG in text and "click on the object or drag a box around it" in text
+
+
+def test_the_plan_dialog_says_what_replaces_test_model_work(qtbot):
+    from desktop_app.personalize_bar import PlanDialog
+    from engine.personalize.jobs import Plan, StagePlan
+
+    note = "3 pictures made with the test models will be rebuilt (never trained on)"
+    plan = Plan(preset="quick", profile="sd15", test_models=False, device="cpu",
+                device_kind="cpu", stages=[
+                    StagePlan("segment", "Find the concepts in their photos", "photos", 4, 4, 0,
+                              0.0, 0, "every photo has a mask (yours are kept)"),
+                    StagePlan("dataset", "Build the dataset", "items", 3, 0, 3, 60.0, 1000,
+                              note, rebuilds=3)])
+    dialog = PlanDialog(plan)
+    qtbot.addWidget(dialog)
+    assert dialog.notes.isVisibleTo(dialog)
+    assert f"⚠ Build the dataset: {note}." in dialog.notes.text()
+    assert "Find the concepts" not in dialog.notes.text()

@@ -17,9 +17,10 @@ It runs on a copy at most `work_side` pixels long (GrabCut is slow: 0.3-1 s per 
 come from the fallback.
 
 Measured (tests/benchmarks/bench_segment.py; IoU against tests/data/reference_masks, the
-figures in README.md): automatic mean 0.79 over four photos, worst 0.70 (the astronaut:
-part of the flag taken in). The automatic choice costs about twice one cut (4 starts × 2
-iterations, then 3 more on the best). A user's box still does better.
+figures in README.md): automatic mean 0.79 over four photos, worst 0.70 (the astronaut: the
+wall, the shuttle model and its stand beside her taken in). The automatic choice costs about
+twice one cut (4 starts × 2 iterations, then 3 more on the best). A user's box still does
+better.
 """
 
 from __future__ import annotations

@@ -26,16 +26,16 @@ from PySide6.QtWidgets import (
 
 from desktop_app.concept_drop import CLASS_WORD_HELP, TOKEN_HELP, paths_from_mime
 from desktop_app.observable import AppState, Bindings
-from desktop_app.project_reads import method_label
+from desktop_app.project_reads import CHECK_HINT, mask_label
 from desktop_app.start_page import WelcomePanel
 from desktop_app.thumbnails import BackgroundLoader, render_photo
 from engine.errors import MyCanvasError
-from engine.models.profiles import get_profile
 
 LIST_ICON = 56
 GRID_ICON = 168
 PHOTO_ID = Qt.ItemDataRole.UserRole
 MASK_ID = Qt.ItemDataRole.UserRole + 1
+FLAG_MARK = "⚠"  # a mask flagged as likely wrong
 CONCEPT_ID = Qt.ItemDataRole.UserRole
 
 
@@ -279,10 +279,9 @@ class ConceptPhotosView(QWidget):
         if changed or not self.class_edit.hasFocus():
             self.class_edit.setText(concept.class_word)
         self.token_label.setText(concept.token)
-        test = get_profile(self.state.settings.profile or None).test_models
         photos = project.photos(concept.id)
         masks = project.current_masks(concept.id)
-        shown = (project, concept.id, photos, masks, test)
+        shown = (project, concept.id, photos, masks)
         if shown == self._shown:
             return  # the grid already shows this: keep its selection and scroll position
         self._shown = shown
@@ -292,13 +291,16 @@ class ConceptPhotosView(QWidget):
         self._keys.clear()
         for photo in photos:
             mask = masks.get(photo.id)
-            label = method_label(mask.method, test) if mask else "no mask yet"
-            item = QListWidgetItem(f"{photo.original_name}\n{label}")
+            label = mask_label(mask) if mask else "no mask yet"
+            flagged = mask is not None and bool(mask.flag)
+            item = QListWidgetItem(f"{photo.original_name}\n"
+                                   + (f"{FLAG_MARK} check: click to fix" if flagged else label))
             item.setSizeHint(QSize(GRID_ICON + 20, GRID_ICON + 48))
             item.setData(PHOTO_ID, photo.id)
             item.setData(MASK_ID, mask.id if mask else None)
+            why = f"likely wrong: {mask.flag}\n" if mask is not None and mask.flag else ""
             item.setToolTip(f"{photo.original_name} ({photo.width}×{photo.height})\n"
-                            f"mask: {label}\nClick to fix the mask")
+                            f"mask: {label}\n{why}Click to fix the mask")
             key = ("photo", photo.file, mask.file if mask else None, GRID_ICON)
             self._keys[key] = item
             image = self.thumbs.request(key, render_photo, str(project.abspath(photo.file)),
@@ -312,9 +314,12 @@ class ConceptPhotosView(QWidget):
                 self.grid.setCurrentItem(item)
                 self.grid.blockSignals(False)
         missing = sum(1 for p in photos if p.id not in masks)
+        flagged = sum(1 for m in masks.values() if m.flag)
         self.status.setText(
             f"{len(photos)} photo{'s' * (len(photos) != 1)}"
             + (f", {missing} without a mask yet" if missing else ", every one with a mask")
+            + (f". {FLAG_MARK} {flagged} mask{'s' * (flagged != 1)} look{'s' * (flagged == 1)} "
+               f"wrong: open the photo and {CHECK_HINT}" if flagged else "")
             + ". Click a photo to fix its mask.")
         self.again.setEnabled(bool(photos))
         self.remove_photo.setEnabled(bool(photos))

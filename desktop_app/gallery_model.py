@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from desktop_app.thumbnails import BackgroundLoader, render_cutout
+from engine.models.profiles import made_with_test_models
 from engine.project import GalleryQuery
 
 PAGE = 48  # rows per fetch: about two screens; a fetch runs on the GUI thread (~0.2 ms a row)
@@ -35,6 +36,11 @@ def score_text(value: float | None) -> str:
 def render_thumb(path: str, side: int) -> Any:
     return render_cutout(path, side)
 
+
+
+def made_by_test_models(image: Any) -> bool:
+    """The picture's recipe names a test profile: it is noise, whatever scored it."""
+    return made_with_test_models(image.generation.settings)
 
 class GalleryModel(QAbstractListModel):
     """The pictures a GalleryQuery selects, fetched PAGE rows at a time."""
@@ -82,6 +88,9 @@ class GalleryModel(QAbstractListModel):
             lines = [f"#{g.id}: {g.prompt}", f"seed {g.seed} · run {g.run_id or '–'} · "
                      f"{(g.created_at or '').replace('T', ' ')[:16]}",
                      f"CP-CLIP {score_text(image.cp_clip)} · TI-CLIP {score_text(image.ti_clip)}"]
+            if made_by_test_models(image):
+                lines.append("Made with the test models: a picture of noise, kept apart from "
+                             "real work.")
             if image.test_model:
                 lines.append("Scored by the test models: the numbers mean nothing.")
             return "\n".join(lines)
@@ -182,7 +191,7 @@ class GalleryDelegate(QStyledItemDelegate):
                                    f"{score_text(image.ti_clip)}", BADGE_BG, bottom=True)
         else:
             _badge(painter, frame, "not scored yet", BADGE_BG, bottom=True)
-        if image.test_model:
+        if image.test_model or made_by_test_models(image):
             _badge(painter, frame, "test models", TEST_BG)
         if image.generation.favourite:
             _badge(painter, frame, "★", QColor(230, 160, 0, 230), right=True)

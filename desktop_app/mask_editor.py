@@ -39,11 +39,10 @@ from desktop_app.mask_canvas import TOOLS, MaskCanvas, Prompts, view_toolbar
 from desktop_app.mask_compare import NOTICEABLE, CompareBar, box_loss
 from desktop_app.observable import AppState, Bindings
 from desktop_app.plain_words import for_window
-from desktop_app.project_reads import method_label
+from desktop_app.project_reads import mask_check, mask_label
 from desktop_app.thumbnails import BackgroundLoader, render_editor_images
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobDeclaration, JobEvent, JobFailed, JobFinished
-from engine.models.profiles import get_profile
 from engine.project import Mask
 from engine.segment.jobs import PAINT_MASK, SEGMENT_PROMPTS
 
@@ -223,11 +222,11 @@ class MaskEditor(QWidget):
         cur = self.current
         if cur is None:
             return
-        test = get_profile(self.state.settings.profile or None).test_models
-        made = method_label(cur.mask.method, test) if cur.mask else "no mask yet"
+        made = mask_label(cur.mask) if cur.mask else "no mask yet"
+        check = mask_check(cur.mask) if cur.mask else ""
         hint = ("Click the object, right-click what is not the object, drag a box, or paint "
                 "with the brush.")
-        self.status.setText(" ".join(t for t in (f"Mask: {made}.", extra, hint) if t))
+        self.status.setText(" ".join(t for t in (f"Mask: {made}.", check, extra, hint) if t))
 
     # ------------------------------------------------------------------ tools
 
@@ -335,7 +334,9 @@ class MaskEditor(QWidget):
         if cur is None or project is None:
             return
         cur.mask = project.add_mask(cur.photo_id, cur.concept_id, mask.file, mask.method,
-                                    cutout_file=mask.cutout_file, quality=mask.quality)
+                                    cutout_file=mask.cutout_file, quality=mask.quality,
+                                    profile=mask.profile, test_model=mask.test_model,
+                                    flag=mask.flag)
         cur.prompts = prompts
         self.canvas.show_prompts(prompts, cur.scale)
         self.state.touch("photos")

@@ -102,6 +102,8 @@ class PlanDialog(QDialog):
                          "(Settings → Models…), or use the test models.")
         if plan.test_models:
             notes.append("⚠ Test models: every stage runs, but the pictures are noise.")
+        notes += [f"⚠ {stage.title}: {stage.note}." for stage in plan.stages
+                  if stage.runs and stage.rebuilds]
         if plan.nothing_to_do:
             notes.append("Everything this preset makes is there already.")
         self.notes = QLabel("<br>".join(notes))

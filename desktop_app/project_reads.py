@@ -20,10 +20,24 @@ METHOD_LABELS = {
 
 
 def method_label(method: str, test_models: bool = False) -> str:
+    """How a mask was made, for people; `test_models`: a test model made it (noise)."""
     text = METHOD_LABELS.get(method, method or "unknown method")
-    if test_models and method.startswith("sam"):
+    if test_models:
         text += " · test model: noise"
     return text
+
+
+def mask_label(mask: Mask) -> str:
+    """A mask's method as `method_label` says it, from what the mask records it was made by."""
+    return method_label(mask.method, mask.test_model)
+
+
+CHECK_HINT = "click on the object or drag a box around it"
+
+
+def mask_check(mask: Mask) -> str:
+    """What to tell the user about a mask flagged as likely wrong ('' when it is not)."""
+    return f"Check this mask: {mask.flag}; {CHECK_HINT}." if mask.flag else ""
 
 
 def concept_cutout(project: Project, concept_id: int) -> Mask | None:

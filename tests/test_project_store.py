@@ -281,11 +281,13 @@ def test_migration_from_v1_keeps_data_and_backs_up(tmp_path: Path) -> None:
     catalogue = build_v1(folder)
     original_dump = dump(catalogue)
     with Project.open(folder) as p:
-        assert p.schema_version == CURRENT_VERSION == 5
+        assert p.schema_version == CURRENT_VERSION == 6
         assert [(c.id, c.name, c.token, c.class_word) for c in p.concepts()] == [
             (1, "Mochi", "<mochi>", "cat"), (2, "Blue mug", "<blue-mug>", "mug")]
         assert [ph.original_name for ph in p.photos(1)] == ["IMG_0001.JPG", "mochi sofa.png"]
         assert [m.quality for m in p.masks()] == [0.91, None]
+        # Masks from before migration 6 name no profile: they count as real, unflagged.
+        assert [(m.profile, m.test_model, m.flag) for m in p.masks()] == [("", False, "")] * 2
         layouts = p.layouts()
         assert layouts[0].objects[1] == LayoutObject(2, 0.6, 0.4, 0.3, 0.35, 1)
         items = p.dataset_items()

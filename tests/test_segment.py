@@ -290,9 +290,14 @@ def test_segmenter_choice_and_labels(tiny_models):
     from engine.jobs.warm_cache import WarmCache
 
     models = WarmCache()
-    sam = load_segmenter_for(setup_for("tiny"), "auto", models)
+    sam = load_segmenter_for(setup_for("tiny"), "sam", models)
     assert isinstance(sam, SamSegmenter)
-    assert load_segmenter_for(setup_for("tiny"), "auto", models) is sam  # kept warm
+    assert load_segmenter_for(setup_for("tiny"), "sam", models) is sam  # kept warm
+    # Automatic on the test profile: its SAM's masks would be noise, GrabCut's are cut-outs.
+    auto = load_segmenter_for(setup_for("tiny"), "auto", models)
+    assert isinstance(auto, GrabCutSegmenter) and auto.fallback and not auto.test_model
+    assert "test model" in auto.label and "GrabCut" in auto.label
+    assert len(models.loaded_keys()) == 1  # only the SAM asked for by name is loaded
     fallback = load_segmenter_for(setup_for("sd15"), "auto")  # no real weights here
     assert isinstance(fallback, GrabCutSegmenter) and fallback.fallback
     assert "mycanvas models download sd15" in fallback.label
@@ -376,12 +381,14 @@ def test_segment_job_with_tiny_sam(project, tmp_path, tiny_models):
     result = segment_job(
         inline_context(events.append),
         SegmentParams(
-            project=str(project.root), concept="Mochi", profile="tiny", device="cpu", overrides={}
-        ),
+            project=str(project.root), concept="Mochi", profile="tiny", device="cpu",
+            overrides={}, method="sam"),
     )
     assert not result.fallback and result.test_model
     assert [m["method"] for m in result.masks] == ["sam"] and not result.failed
     assert any(isinstance(e, JobLog) and "random weights" in e.text for e in events)
+    (mask,) = project.masks()
+    assert mask.profile == "tiny" and mask.test_model  # the mask says a test model made it
 
 
 def test_multi_concept_photo_gives_each_concept_its_own_mask(project, tmp_path):

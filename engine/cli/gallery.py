@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli.progress import EXIT_OK
 from engine.cli.registry import command
 from engine.errors import InputError
 from engine.text import printable
+
+if TYPE_CHECKING:
+    from engine.project import GalleryImage
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +42,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         help="only scored pictures")
     scored.add_argument("--unscored", dest="scored", action="store_const", const=False,
                         help="only pictures not scored yet")
+    p.add_argument("--no-test-models", dest="no_test", action="store_true",
+                   help="leave out pictures made with the test models (noise)")
     p.add_argument("--trash", action="store_true", help="list the trash instead")
     p.add_argument("--sort", choices=SORTS, default="newest", help="order (default newest)")
     p.add_argument("--limit", type=int, help="at most this many")
@@ -61,6 +67,19 @@ def _concept_id(project: object, value: str | None) -> int | None:
     return found.id
 
 
+def _test_profiles() -> tuple[str, ...]:
+    from engine.models.profiles import get_profile, profile_names
+
+    return tuple(n for n in profile_names() if get_profile(n).test_models)
+
+
+def _test_made(picture: GalleryImage) -> bool:
+    """Made with a test profile's models, as its recipe says (the picture is noise)."""
+    from engine.models.profiles import made_with_test_models
+
+    return made_with_test_models(picture.generation.settings)
+
+
 def _line(picture: object) -> str:
     from engine.project import GalleryImage
 
@@ -72,7 +91,7 @@ def _line(picture: object) -> str:
 
     marks = ("★" if g.favourite else " ") + (str(g.rating) if g.rating else " ")
     run = str(g.run_id) if g.run_id is not None else "-"
-    tag = " [test model]" if picture.test_model else ""
+    tag = " [test model]" if picture.test_model or _test_made(picture) else ""
     prompt = printable(g.prompt)  # one line: no newline or carriage return of its own
     prompt = prompt if len(prompt) <= 70 else prompt[:69] + "…"
     return f"#{g.id:<5} run {run:<4} CP {num(picture.cp_clip)}  TI {num(picture.ti_clip)}  " \
@@ -91,7 +110,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             min_cp=args.min_cp, max_cp=args.max_cp, min_ti=args.min_ti, max_ti=args.max_ti,
             since=args.since, until=args.until, favourites=args.favourites,
             min_rating=args.min_rating, guided=args.guided, scored=args.scored,
-            trash="trash" if args.trash else "live", sort=args.sort, limit=args.limit)
+            trash="trash" if args.trash else "live", sort=args.sort, limit=args.limit,
+            exclude_profiles=_test_profiles() if args.no_test else ())
         pictures = project.gallery(query)
     if args.json:
         print(json.dumps([p.to_dict() for p in pictures], indent=2, ensure_ascii=False))
@@ -100,6 +120,6 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         print(_line(picture))
     where = "in the trash" if args.trash else "found"
     print(f"{len(pictures)} picture(s) {where}.")
-    if any(p.test_model for p in pictures):
+    if any(p.test_model or _test_made(p) for p in pictures):
         print(f"[test model]: {TEST_MODEL_NOTE}.")
     return EXIT_OK

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from engine.dataset.quality import ClipJudge
     from engine.jobs import JobContext
     from engine.jobs.stage_setup import StageSetup
+    from engine.models.profiles import Profile
     from engine.project import Concept
 
 PROVENANCE_VERSION = 1
@@ -82,17 +83,39 @@ def usable_layouts(project: Project) -> list[Layout]:
     return layouts
 
 
-def cutouts_by_concept(project: Project, layouts: Iterable[Layout]) -> dict[int, list[Mask]]:
-    """Each concept the layouts use -> its cut-outs; a concept without one is an error."""
+def cutouts_by_concept(project: Project, layouts: Iterable[Layout],
+                       profile: Profile | None = None) -> dict[int, list[Mask]]:
+    """Each concept the layouts use -> its cut-outs; a concept without one is an error. For a
+    real `profile`, cut-outs of masks a test model made do not count (they are noise)."""
     from engine.dataset.compose import concept_cutout_masks
+    from engine.models.profiles import remade_for
 
     needed = sorted({obj.concept_id for layout in layouts for obj in layout.objects})
     found = {concept_id: concept_cutout_masks(project, concept_id) for concept_id in needed}
+    noise = []
+    if profile is not None:
+        for concept_id, masks in found.items():
+            real = [m for m in masks if not remade_for(profile, m.test_model)]
+            if masks and not real:
+                noise.append(project.concept(concept_id).name)
+            found[concept_id] = real
+    if noise and profile is not None:
+        raise InputError(f"The cut-outs of {', '.join(noise)} were made with the test models "
+                         f"(noise): segment again on profile {profile.name!r} first "
+                         f"(mycanvas segment --profile {profile.name})")
     lacking = [project.concept(cid).name for cid, masks in found.items() if not masks]
     if lacking:
         raise InputError(f"No cut-out yet for {', '.join(lacking)}: run `mycanvas segment` "
                          "first")
     return found
+
+
+def built_by_test_models(project: Project, profile: Profile) -> list[DatasetItem]:
+    """The numbered items a real `profile`'s build makes again: those test models built."""
+    from engine.models.profiles import made_with_test_models, remade_for
+
+    return [i for i in project.dataset_items() if i.build_index is not None
+            and remade_for(profile, made_with_test_models(i.provenance))]
 
 
 # --------------------------------------------------------------------------- building
@@ -221,7 +244,10 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
     size = setup.profile.resolution if params.resolution is None else params.resolution
     # One build per project at a time (two would race for the same item numbers).
     with Project.open(params.project) as proj, exclusive(proj.root, "build-dataset", "build"):
-        done = {i.build_index for i in proj.dataset_items() if i.build_index is not None}
+        # What test models built is noise to a real profile: its numbers are built again.
+        noise = built_by_test_models(proj, setup.profile)
+        stale = {i.build_index for i in noise}
+        done = {i.build_index for i in proj.dataset_items() if i.build_index is not None} - stale
         missing = [i for i in range(total_items) if i not in done]
         summary = {"count": total_items, "already": total_items - len(missing),
                    "built": 0, "kept": 0, "rejected": 0}
@@ -229,7 +255,7 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
             ctx.log(f"The dataset already has items #0..{total_items - 1}; nothing to build")
             return BuiltDataset(**summary)
         layouts = usable_layouts(proj)
-        cutouts = cutouts_by_concept(proj, layouts)
+        cutouts = cutouts_by_concept(proj, layouts, setup.profile)
         bg_image, bg_file = (None, None)
         if params.background:
             bg_image, bg_file = _load_background(proj, params.background, size)
@@ -245,6 +271,10 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
             masks={m.id: m for masks in cutouts.values() for m in masks},
             concepts={c.id: c for c in proj.concepts()}, loaded={},
         )
+        if noise:  # only now, when the build can run: bad input leaves the project as it was
+            proj.release_build_indices(int(i.id or 0) for i in noise)
+            ctx.log(f"{len(noise)} dataset item(s) built with the test models are built again "
+                    f"on profile {setup.profile.name!r} (they stay, outside the build)")
         # Progress counts denoising steps plus one unit per item for compose/filter/save.
         per_item = settings.denoising_steps(inpainter.plan.device) + 1
         total = per_item * len(missing)

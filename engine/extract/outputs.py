@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.extract.model import ExtractionModel
     from engine.extract.snapshot import ExtractSnapshot
     from engine.intake import DecodedImage
+    from engine.models.profiles import Profile
     from engine.project import Project
     from engine.train import RunPaths
 
@@ -88,9 +89,10 @@ def photo_masks(rgb: Any, frame: Frame, masks: np.ndarray, crf_iterations: int) 
 
 
 def store_final_masks(project: Project, snapshot: ExtractSnapshot, image: DecodedImage,
-                      frame: Frame, masks: np.ndarray, run_id: int, cfg: ExtractConfig
-                      ) -> list[dict[str, Any]]:
-    """Each concept's final mask and cut-out on the project; one summary dict per concept."""
+                      frame: Frame, masks: np.ndarray, run_id: int, cfg: ExtractConfig,
+                      profile: Profile) -> list[dict[str, Any]]:
+    """Each concept's final mask and cut-out on the project, labelled with the `profile` whose
+    model's attention made it; one summary dict per concept."""
     from engine.masks import mask_png
     from engine.segment import SegmentResult, save_result
 
@@ -107,7 +109,8 @@ def store_final_masks(project: Project, snapshot: ExtractSnapshot, image: Decode
         else:
             result = SegmentResult(mask=mask, method=MASK_METHOD, fallback=False,
                                    label=f"EM extraction, run {run_id}")
-            mask_id = save_result(project, photo, concept.concept_id, result, image).id
+            mask_id = save_result(project, photo, concept.concept_id, result, image,
+                                  profile=profile.name, test_model=profile.test_models).id
         out.append({"concept_id": concept.concept_id, "name": concept.name,
                     "token": concept.token, "class_word": concept.class_word,
                     "photo_id": photo.id, "mask_id": mask_id, "area": float(mask.mean())})

@@ -255,7 +255,8 @@ def run_extraction(ctx: Any, project: Project, run_id: int, cfg: ExtractConfig,
     ctx.progress(cfg.steps, cfg.steps, "exporting")
     export_run(model, paths, run_id, cfg, snapshot, setup.base_model, done, trainer)
     ctx.progress(cfg.steps, cfg.steps, "storing the masks")
-    stored = store_final_masks(project, snapshot, image, frame, trainer.masks, run_id, cfg)
+    stored = store_final_masks(project, snapshot, image, frame, trainer.masks, run_id, cfg,
+                               setup.stage.profile)
     losses = [r["loss"] for r in MetricsLog(paths.metrics).records() if "loss" in r]
     return {"run_id": run_id, "steps": done, "iterations": trainer.iteration,
             "converged": trainer.converged_at is not None, "resumed_from": start,

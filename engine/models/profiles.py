@@ -153,6 +153,12 @@ def made_with_test_models(provenance: object) -> bool:
         return False
 
 
+def remade_for(profile: Profile, made_by_test_models: bool) -> bool:
+    """Whether work made with test models must be made again before `profile`'s work uses
+    it: a real profile never builds on noise; a test profile may use its own kind's work."""
+    return made_by_test_models and not profile.test_models
+
+
 # --------------------------------------------------------------------------- locating
 
 

@@ -59,7 +59,7 @@ class _Chain:
         return out
 
     def state(self) -> ChainState:
-        return read_chain_state(self.project)
+        return read_chain_state(self.project, self.setup.profile, check_models=False)
 
     def run_stage(self, stage: str, decl: JobDeclaration[Any], params: JobParams,
                   phases: Sequence[float] = (1.0,), part: tuple[float, float] = (0.0, 1.0)
@@ -140,11 +140,12 @@ class _Chain:
 
         key = run_key(self.settings, self.params.seed)
         run = self.state().run
-        if run is not None and run.key == key and run.status == "finished":
+        same = run is not None and run.key == key and not run.test_models
+        if run is not None and same and run.status == "finished":
             self.skip("train", f"run {run.run_id} is trained")
             return run.run_id
         began = time.monotonic()
-        if run is not None and run.key == key:
+        if run is not None and same:
             self.ctx.log(f"train: resuming run {run.run_id} at step {run.done_steps}")
             params = TrainParams(**self.common(), run_id=run.run_id, config={})
         else:

@@ -52,6 +52,7 @@ class StagePlan:
     seconds: float  # estimated seconds for `count` (model loading included)
     disk_bytes: int  # estimated bytes it writes
     note: str = ""  # why it is skipped, or what to know about it
+    rebuilds: int = 0  # of `count`, how many replace what test models made (said in `note`)
 
     @property
     def runs(self) -> bool:

@@ -57,15 +57,18 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     stages: list[StagePlan] = []
 
     def add(stage: str, unit: str, target: int, done: int, count: int, seconds: float,
-            disk_bytes: float, note: str = "") -> None:
+            disk_bytes: float, note: str = "", rebuilds: int = 0) -> None:
         stages.append(StagePlan(stage, TITLES[stage], unit, target, done, count,
                                 round(seconds, 1) if count else 0.0,
-                                int(disk_bytes) if count else 0, note))
+                                int(disk_bytes) if count else 0, note, rebuilds))
 
     todo = state.photos_to_segment
+    note = "" if todo else "every photo has a mask (yours are kept)"
+    if state.test_masks:
+        note = f"{state.test_masks} mask(s) made with the test models will be made again"
     add("segment", "photos", state.photos, state.photos - todo, todo,
-        costs.segment.seconds(todo), state.pixels_to_segment * disk.mask_per_pixel,
-        "" if todo else "every photo has a mask (yours are kept)")
+        costs.segment.seconds(todo), state.pixels_to_segment * disk.mask_per_pixel, note,
+        state.test_masks)
 
     present, deleted = len(state.layouts), state.deleted_layouts
     todo = max(0, s.layouts - present - deleted)
@@ -77,16 +80,22 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
 
     have = sum(1 for i in range(s.items) if i in state.dataset_indices)
     todo = s.items - have
+    note = "" if todo else "items you accepted or rejected are kept as they are"
+    if state.test_items:
+        note = (f"{state.test_items} pictures made with the test models will be rebuilt "
+                "(never trained on)")
     add("dataset", "items", s.items, have, todo,
-        costs.dataset.seconds(todo, dataset_denoising_steps(s)), todo * disk.item,
-        "" if todo else "items you accepted or rejected are kept as they are")
+        costs.dataset.seconds(todo, dataset_denoising_steps(s)), todo * disk.item, note,
+        min(state.test_items, todo))
 
     run, key = state.run, run_key(s, params.seed)
-    same_run = run is not None and run.key == key
+    same_run = run is not None and run.key == key and not run.test_models
     done = run.done_steps if same_run and run is not None else 0
     todo = s.train_steps - done
     if same_run and run is not None:
         note = f"run {run.run_id}: " + ("finished" if not todo else f"resumes at step {done}")
+    elif run is not None and run.test_models:
+        note = f"a new run (run {run.run_id} was trained with the test models)"
     else:
         note = "a new run" + (f" (run {run.run_id} had other settings)" if run else "")
     samples = todo // s.sample_every if s.sample_every else 0
@@ -95,7 +104,8 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     if todo and not done:  # a new run encodes the dataset once first
         seconds += s.items * costs.train_cache_per_item
     add("train", "steps", s.train_steps, done, todo, seconds,
-        disk.run + s.items * disk.run_per_item if not done else 0, note)
+        disk.run + s.items * disk.run_per_item if not done else 0, note,
+        1 if run is not None and run.test_models else 0)
 
     made = sum(state.pictures_by_batch.values()) if same_run and not todo else 0
     todo_pictures = max(0, s.pictures - made)

@@ -122,6 +122,7 @@ class RunState:
     steps: int  # the steps it trains in all
     done_steps: int  # steps it has done (its last complete checkpoint, all when finished)
     key: str | None  # the settings the chain started it with
+    test_models: bool = False  # trained with test models for a real profile: a new run trains
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ class ChainState:
     unscored: tuple[int, ...]  # the chain run's live pictures without scores
     missing_models: tuple[str, ...] = ()  # roles that would need a download
     free_disk_bytes: int | None = None
+    # For a real profile, what test models made is made again: current masks among
+    # photos_to_segment, numbered dataset items left out of dataset_indices.
+    test_masks: int = 0
+    test_items: int = 0
 
     @property
     def deleted_layouts(self) -> int:
@@ -154,7 +159,8 @@ class ChainState:
         return own or self.layouts
 
 
-def _run_state(project: Project, book: ChainBook) -> RunState | None:
+def _run_state(project: Project, book: ChainBook, profile: Profile | None) -> RunState | None:
+    from engine.models.profiles import made_with_test_models, remade_for
     from engine.train import RunPaths, latest_checkpoint
 
     if book.run_id is None:
@@ -172,7 +178,8 @@ def _run_state(project: Project, book: ChainBook) -> RunState | None:
         # The checkpoint training would resume from (a torn one does not count).
         latest = latest_checkpoint(RunPaths.of(project, book.run_id).checkpoints)
         done = latest.step if latest else 0
-    return RunState(book.run_id, run.status, steps, min(done, steps), book.run_key)
+    noise = profile is not None and remade_for(profile, made_with_test_models(run.config))
+    return RunState(book.run_id, run.status, steps, min(done, steps), book.run_key, noise)
 
 
 def missing_roles(profile: Profile, overrides: dict[str, str], roles: tuple[str, ...]
@@ -194,26 +201,35 @@ def missing_roles(profile: Profile, overrides: dict[str, str], roles: tuple[str,
 
 
 def read_chain_state(project: Project, profile: Profile | None = None,
-                     overrides: dict[str, str] | None = None) -> ChainState:
-    """What is done in `project` (read only: nothing is written). With a profile, the roles
-    it lacks are named too."""
+                     overrides: dict[str, str] | None = None, *,
+                     check_models: bool = True) -> ChainState:
+    """What is done in `project` (read only: nothing is written), for `profile`: on a real
+    one, what test models made counts as not done. With `check_models`, the roles the
+    profile lacks are named too."""
     from engine.atomic import free_bytes
+    from engine.models.profiles import made_with_test_models, remade_for
+
+    def noise(made_by_test_models: bool) -> bool:
+        return profile is not None and remade_for(profile, made_by_test_models)
 
     book = ChainBook.read(project).settle(project)
     concepts = project.concepts()
-    todo_pixels, todo = 0, 0
+    todo_pixels, todo, test_masks = 0, 0, 0
     photos = 0
     for concept in concepts:
         masked = project.current_masks(concept.id)
         for photo in project.photos(concept.id):
             photos += 1
-            if photo.id not in masked:
+            remade = photo.id in masked and noise(masked[photo.id].test_model)
+            test_masks += remade
+            if photo.id not in masked or remade:
                 todo += 1
                 todo_pixels += photo.width * photo.height
     layouts = tuple(int(lay.id or 0) for lay in project.layouts() if lay.objects)
-    indices = frozenset(i.build_index for i in project.dataset_items()
-                        if i.build_index is not None)
-    run = _run_state(project, book)
+    numbered = [i for i in project.dataset_items() if i.build_index is not None]
+    test_items = [i for i in numbered if noise(made_with_test_models(i.provenance))]
+    indices = frozenset(int(i.build_index or 0) for i in numbered if i not in test_items)
+    run = _run_state(project, book, profile)
     batches: dict[str, int] = {}
     ids: list[int] = []
     unscored: tuple[int, ...] = ()
@@ -227,7 +243,7 @@ def read_chain_state(project: Project, profile: Profile | None = None,
             unscored = tuple(int(g.id or 0) for g in project.generations_to_score(
                 run.run_id, ids))
     missing: tuple[str, ...] = ()
-    if profile is not None:
+    if profile is not None and check_models:
         missing = missing_roles(profile, dict(overrides or {}),
                                 ("segmenter", "planner", "inpaint", "base", "clip", "detector"))
     free = free_bytes(project.root)
@@ -236,5 +252,5 @@ def read_chain_state(project: Project, profile: Profile | None = None,
         pixels_to_segment=todo_pixels, layouts=layouts,
         planned_layouts=tuple(book.planned_layouts), dataset_indices=indices, run=run,
         pictures_by_batch=batches, pictures=tuple(ids), unscored=unscored,
-        missing_models=missing,
-        free_disk_bytes=free)
+        missing_models=missing, free_disk_bytes=free, test_masks=test_masks,
+        test_items=len(test_items))

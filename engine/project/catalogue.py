@@ -93,7 +93,9 @@ def _photo(row: sqlite3.Row) -> Photo:
 def _mask(row: sqlite3.Row) -> Mask:
     return Mask(id=row["id"], photo_id=row["photo_id"], concept_id=row["concept_id"],
                 file=row["file"], cutout_file=row["cutout_file"], method=row["method"] or "",
-                quality=row["quality"], created_at=row["created_at"] or "")
+                quality=row["quality"], created_at=row["created_at"] or "",
+                profile=row["profile"] or "", test_model=bool(row["test_model"]),
+                flag=row["flag"] or "")
 
 
 # Open projects of this process, by (pid, device, inode) of their catalogue file. The pid
@@ -464,8 +466,13 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
             conn.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
 
     def add_mask(self, photo_id: int, concept_id: int, file: str, method: str,
-                 cutout_file: str | None = None, quality: float | None = None) -> Mask:
+                 cutout_file: str | None = None, quality: float | None = None, *,
+                 profile: str = "", test_model: bool = False, flag: str = "") -> Mask:
+        """Record a mask; `profile`/`test_model` say what made it, `flag` why it is likely
+        wrong ('' when it looks plausible)."""
         check_relative(file, "Mask file")
+        if not isinstance(profile, str) or not isinstance(flag, str):
+            raise InputError("Mask profile and flag must be text")
         if cutout_file is not None:
             check_relative(cutout_file, "Mask cutout_file")
         if not isinstance(method, str):
@@ -480,8 +487,9 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
             self._one("concepts", concept_id, "concept")
             cur = conn.execute(
                 "INSERT INTO masks (photo_id, concept_id, file, cutout_file, method, quality,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (photo_id, concept_id, file, cutout_file, method, quality, now_iso()),
+                " created_at, profile, test_model, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (photo_id, concept_id, file, cutout_file, method, quality, now_iso(),
+                 profile or None, 1 if test_model else 0, flag),
             )
             return _mask(conn.execute("SELECT * FROM masks WHERE id = ?",
                                       (cur.lastrowid,)).fetchone())

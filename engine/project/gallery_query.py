@@ -93,6 +93,9 @@ class GalleryQuery:
     min_rating: int | None = None
     guided: bool | None = None  # True: layout-guided only; False: unguided only
     scored: bool | None = None  # True: scored only; False: not yet scored only
+    # Pictures made with these profiles left out (the caller names the test profiles, so a
+    # real profile's gallery keeps noise apart); a picture that names no profile stays.
+    exclude_profiles: tuple[str, ...] = ()
     trash: str = "live"  # live, trash or all
     sort: str = "newest"
     limit: int | None = None
@@ -107,6 +110,11 @@ class GalleryQuery:
             object.__setattr__(self, name, _optional_number(getattr(self, name), name))
         if not isinstance(self.text, str):
             raise InputError(f"text must be text, got {self.text!r}")
+        if isinstance(self.exclude_profiles, str) or not all(
+                isinstance(p, str) for p in self.exclude_profiles):
+            raise InputError(f"exclude_profiles must be profile names, got "
+                             f"{self.exclude_profiles!r}")
+        object.__setattr__(self, "exclude_profiles", tuple(self.exclude_profiles))
         check_rating(self.min_rating)
         check_choice(self.trash, TRASH_VIEWS, "trash")
         check_choice(self.sort, SORTS, "sort")
@@ -156,6 +164,11 @@ class GalleryQuery:
             params.append(1 if self.guided else 0)
         if self.scored is not None:
             clauses.append("ti_clip IS NOT NULL" if self.scored else "ti_clip IS NULL")
+        if self.exclude_profiles:
+            marks = ", ".join("?" * len(self.exclude_profiles))
+            clauses.append(f"COALESCE(json_extract(settings_json, '$.profile'), '') "
+                           f"NOT IN ({marks})")
+            params.extend(self.exclude_profiles)
         return clauses, params
 
     def sql(self) -> tuple[str, tuple[Any, ...]]:

@@ -93,6 +93,9 @@ class Mask:
     method: str = ""
     quality: float | None = None
     created_at: str = ""
+    profile: str = ""  # the profile whose segmenter made it ('' unknown: made before v6)
+    test_model: bool = False  # that segmenter was a test model: the mask is noise
+    flag: str = ""  # why the mask is likely wrong (nearly the whole frame, a fragment), or ''
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,18 @@ _V5: tuple[str, ...] = (
     "CREATE INDEX scores_metric ON scores(metric, concept_id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# Migration 6: a mask names the profile whose segmenter made it and whether that segmenter was
+# a test model (random weights: the mask is noise, and a real profile's work makes it again),
+# and carries a plausibility flag: why the mask is likely wrong ('' when it looks plausible),
+# shown until the user looks. Masks from before say nothing (NULL profile): they count as real.
+_V6: tuple[str, ...] = (
+    "ALTER TABLE masks ADD COLUMN profile TEXT",
+    """ALTER TABLE masks ADD COLUMN test_model INTEGER NOT NULL DEFAULT 0
+        CHECK (test_model IN (0, 1))""",
+    "ALTER TABLE masks ADD COLUMN flag TEXT NOT NULL DEFAULT ''",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 CURRENT_VERSION = len(MIGRATIONS)
 
 # Every table of the current schema, in the order `mycanvas info` lists them.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
@@ -208,6 +209,15 @@ class PipelineRecords:
                 "UPDATE dataset_items SET review_state = ?, reasons = COALESCE(?, reasons)"
                 " WHERE id = ?", (state, reasons, item_id))
             return self.dataset_item(item_id)
+
+    def release_build_indices(self, item_ids: Iterable[int]) -> int:
+        """Free the build numbers of these items (they stay, outside any build), so a build
+        makes those numbers again: how a real profile replaces what test models built."""
+        ids = [int(i) for i in item_ids]
+        with self._tx() as conn:
+            for i in ids:
+                conn.execute("UPDATE dataset_items SET build_index = NULL WHERE id = ?", (i,))
+        return len(ids)
 
     # ------------------------------------------------------------------ runs
 

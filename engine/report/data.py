@@ -186,6 +186,7 @@ def gather(project: Project, run_id: int | None, top: int,
     """Everything the report shows; `test_profiles` names the test profiles (their
     pictures are noise)."""
     pictures = project.gallery(GalleryQuery(run_id=run_id, sort="oldest"))
+    profiles = set(test_profiles)
     by_run: dict[int | None, list[GalleryImage]] = {}
     for picture in pictures:
         by_run.setdefault(picture.generation.run_id, []).append(picture)
@@ -209,16 +210,21 @@ def gather(project: Project, run_id: int | None, top: int,
             best=best, worst=worst, stats=metric_stats(mine),
             concepts=[r for r in concept_rows(project, mine) if r.pictures],
             loss=training_loss(project, run) if run is not None else [],
-            comparison=comparison(mine), test_model=any(p.test_model for p in mine)))
+            comparison=comparison(mine), test_model=any(
+                p.test_model or p.generation.settings.get("profile") in profiles
+                for p in mine)))
     items = project.dataset_items()
     states: dict[str, int] = {}
     for item in items:
         states[item.review_state] = states.get(item.review_state, 0) + 1
     kept = [i for i in items if i.review_state in ("accepted", "auto-kept")]
-    profiles = set(test_profiles)
+    # The project's figures come from real pictures only, when there are any: test models'
+    # pictures (noise) keep their own run sections, flagged, and never move these.
+    real = [p for p in pictures if p.generation.settings.get("profile") not in profiles]
+    figures = real or pictures
     return ReportData(
-        project=project.name, runs=sections, concepts=concept_rows(project, pictures),
-        comparison=comparison(pictures),
+        project=project.name, runs=sections, concepts=concept_rows(project, figures),
+        comparison=comparison(figures),
         dataset=DatasetSummary(len(items), states, len(project.layouts()),
                                (kept or items)[:6]),
         test_scores=any(p.test_model for p in pictures),

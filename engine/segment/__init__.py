@@ -2,7 +2,9 @@
 
     sam.py              SAM with cached image embeddings; clicks and boxes refine a mask;
                         several concepts in one photo from one encoder pass
-    grabcut.py          the labelled offline fallback (OpenCV GrabCut) when SAM is absent
+    grabcut.py          the labelled offline fallback (OpenCV GrabCut) when SAM is absent (or
+                        a test model)
+    auto_choice.py      how the fallback picks its automatic mask among several starts
     cleanup.py          what every raw mask goes through: main part, holes, smooth edge,
                         feathered cut-out
     segment_photos.py   the jobs: store masks and cut-outs, record them, previews

@@ -282,8 +282,9 @@ def load_segmenter_for(setup: StageSetup, method: str = "auto",
                        models: WarmCache | None = None) -> Segmenter:
     """The segmenter to use; a loaded SAM stays warm in `models` (the worker's cache).
 
-    method "auto": SAM if its weights are here, else the labelled GrabCut fallback; "sam": SAM
-    or ModelMissingError; "fallback": always GrabCut.
+    method "auto": SAM if its weights are here and real, else the labelled GrabCut fallback
+    (a test profile's SAM has random weights: its masks are noise, GrabCut's are real cut-outs);
+    "sam": SAM or ModelMissingError; "fallback": always GrabCut.
     """
     if method not in METHODS:
         raise InputError(f"Segmentation method must be one of {', '.join(METHODS)}, "
@@ -293,6 +294,11 @@ def load_segmenter_for(setup: StageSetup, method: str = "auto",
         from engine.segment.grabcut import GrabCutSegmenter
 
         return GrabCutSegmenter(reason="chosen instead of SAM")
+    if method == "auto" and prof.test_models and not setup.overrides.get("segmenter"):
+        from engine.segment.grabcut import GrabCutSegmenter
+
+        return GrabCutSegmenter(reason=f"the {prof.name!r} profile's SAM is a test model "
+                                       "(random weights, its masks would be noise)")
     # SAM is small enough to run in fp32 everywhere; half precision only costs accuracy.
     key = replace(setup.model_key("segmenter", setup.overrides.get("segmenter", "")),
                   dtype="float32")

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
 
 def save_result(project: Project, photo: Photo, concept_id: int, result: SegmentResult,
-                image: DecodedImage) -> Mask:
-    """Store the mask (L PNG) and cut-out (RGBA PNG) and record them; all or nothing."""
+                image: DecodedImage, *, profile: str = "", test_model: bool = False) -> Mask:
+    """Store the mask (L PNG) and cut-out (RGBA PNG) and record them, with what made them
+    (`profile`, whether its segmenter was a `test_model`) and the plausibility flag; all or
+    nothing."""
     from engine.masks import mask_png, png_bytes
     from engine.segment.cleanup import make_cutout
 
@@ -48,6 +50,8 @@ def save_result(project: Project, photo: Photo, concept_id: int, result: Segment
         raise InputError(f"{photo.original_name or photo.file}: no object found; draw a box "
                          "around it or click on it")
     cutout = png_bytes(make_cutout(image.rgb, result.mask, image.alpha))
+    # A painted mask is what the user drew: nothing to doubt.
+    flag = "" if result.method == "painted" else implausible(float(result.mask.mean()))
     written: list[str] = []
     try:
         mask_rel, created = project.put_bytes_tracked(mask_png(result.mask), "png")
@@ -55,7 +59,8 @@ def save_result(project: Project, photo: Photo, concept_id: int, result: Segment
         cut_rel, created = project.put_bytes_tracked(cutout, "png")
         written += [cut_rel] if created else []
         return project.add_mask(photo.id, concept_id, mask_rel, result.method,
-                                cutout_file=cut_rel, quality=result.score)
+                                cutout_file=cut_rel, quality=result.score, profile=profile,
+                                test_model=test_model, flag=flag)
     except BaseException:
         for rel in written:  # no orphan files when the catalogue write fails
             project.abspath(rel).unlink(missing_ok=True)
@@ -84,18 +89,24 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
     no mask yet (or every photo, with redo)."""
     from engine.intake import load_photo
     from engine.jobs.stage_setup import resolve_stage
+    from engine.models.profiles import remade_for
     from engine.project import Project
     from engine.segment.jobs import SegmentedPhotos
 
+    setup = resolve_stage(params)
+    profile = setup.profile.name
     with Project.open(params.project) as proj:
         concept_ids = ([_concept_id(proj, params.concept)] if params.concept is not None
                        else [c.id for c in proj.concepts()])
         todo = []
-        skipped = 0
+        skipped = remade = 0
         for cid in concept_ids:
             done = proj.current_masks(cid)
             for photo in proj.photos(cid):
-                if params.redo or photo.id not in done:
+                # A test model's mask is noise: a real profile makes it again.
+                noise = photo.id in done and remade_for(setup.profile, done[photo.id].test_model)
+                remade += noise
+                if params.redo or photo.id not in done or noise:
                     todo.append((cid, photo))
                 else:
                     skipped += 1
@@ -107,7 +118,10 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
         if not todo:  # loading SAM would cost seconds for nothing
             ctx.log("Every photo already has a mask (redo to make new ones)")
             return SegmentedPhotos(None, False, False, skipped=skipped)
-        segmenter = load_segmenter_for(resolve_stage(params), params.method, ctx.models)
+        if remade:
+            ctx.log(f"{remade} mask(s) made with the test models are made again on profile "
+                    f"{profile!r}")
+        segmenter = load_segmenter_for(setup, params.method, ctx.models)
         _announce(ctx, segmenter)
         made: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
@@ -119,7 +133,8 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
             try:
                 image = load_photo(proj, photo)
                 result = segment_image(segmenter, image, photo.sha256)
-                mask = save_result(proj, photo, cid, result, image)
+                mask = save_result(proj, photo, cid, result, image, profile=profile,
+                                   test_model=segmenter.test_model)
             except InputError as exc:
                 failed.append({"photo": label, "reason": str(exc)})
                 ctx.log(f"{names.get(cid, cid)}: {exc}", "warning")
@@ -134,9 +149,20 @@ def segment_job(ctx: JobContext, params: SegmentParams) -> SegmentedPhotos:
                                made, skipped, failed, flagged)
 
 
-# A mask this full, or this empty, is the segmenter's failure far more often than a photo
-# of that shape: the user is asked to look.
-NEARLY_ALL, NEARLY_NONE = 0.97, 0.005
+# A mask this full, or this small, is the segmenter's failure far more often than a photo of
+# that shape (the reference photos' objects cover 9-80 %): the user is asked to look.
+NEARLY_ALL, NEARLY_NONE = 0.92, 0.01
+
+
+def implausible(area: float) -> str:
+    """Why a mask covering `area` (0..1) of its photo is likely wrong, or '' (stored with the
+    mask as its flag)."""
+    if area >= NEARLY_ALL:
+        return (f"the mask covers {area:.0%} of the photo: the segmenter probably did not find "
+                "the object")
+    if area <= NEARLY_NONE:
+        return f"the mask covers only {area:.1%} of the photo: probably a fragment"
+    return ""
 
 
 def photo_label(concept: str, file_name: str) -> str:
@@ -147,13 +173,9 @@ def photo_label(concept: str, file_name: str) -> str:
 
 def coverage_warning(name: str, area: float) -> str:
     """Why a mask covering `area` of photo `name` needs a look, or ''."""
-    if area >= NEARLY_ALL:
-        return (f"{name}: the mask covers {area:.0%} of the photo, so the segmenter probably "
-                "did not find the object; check it, or draw a box around the object")
-    if area <= NEARLY_NONE:
-        return (f"{name}: the mask covers only {area:.1%} of the photo; check it, or draw a "
-                "box around the object")
-    return ""
+    reason = implausible(area)
+    return f"{name}: {reason}; check it, or click on the object or draw a box around it" \
+        if reason else ""
 
 
 def _flag_coverage(ctx: JobContext, name: str, area: float,
@@ -207,7 +229,8 @@ def segment_prompts_job(ctx: JobContext, params: SegmentPromptsParams) -> Segmen
             if cid in by_concept:
                 raise InputError(f"Two prompts for concept {raw['concept']!r}; give one")
             by_concept[cid] = Prompt.from_dict(raw)
-        segmenter = load_segmenter_for(resolve_stage(params), params.method, ctx.models)
+        setup = resolve_stage(params)
+        segmenter = load_segmenter_for(setup, params.method, ctx.models)
         _announce(ctx, segmenter)
         ctx.progress(0, 2, "reading the photo")
         image = load_photo(proj, photo)
@@ -237,7 +260,8 @@ def segment_prompts_job(ctx: JobContext, params: SegmentPromptsParams) -> Segmen
         made = []
         flagged: list[dict[str, str]] = []
         for cid, result in results.items():
-            mask = save_result(proj, photo, cid, result, image)
+            mask = save_result(proj, photo, cid, result, image, profile=setup.profile.name,
+                               test_model=segmenter.test_model)
             area = float(result.mask.mean())
             made.append({"photo_id": photo.id, "concept_id": cid, "mask_id": mask.id,
                          "method": mask.method, "area": area})

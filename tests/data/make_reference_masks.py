@@ -1,4 +1,5 @@
-"""Make the reference masks of scikit-image's cat, coffee cup and rocket photos (run once).
+"""Make the reference masks of scikit-image's cat, coffee cup, rocket and astronaut photos
+(run once).
 
     python tests/data/make_reference_masks.py            # writes tests/data/reference_masks/
     python tests/data/make_reference_masks.py --overlay  # also writes overlays to check by eye
@@ -21,6 +22,14 @@ does not reward a method for agreeing with itself:
   thresholding: "not sky" (blue minus red below 30: the dusk sky is blue, the vehicle neutral
   grey to warm white) inside a hand-drawn corridor around the body, the connected part that
   contains the body's centre, closed by 3 px, holes filled.
+
+* astronaut (512×512): the astronaut (hair, face, neck ring, suit) with the helmet she holds
+  in front of her, not the flag, the shuttle model or its dark stand. Markers drawn by hand —
+  polygons surely inside the head and the suit, a disc inside the helmet; polygons surely in
+  the flag, the wall left and right of the head, the patch of wall between hair and neck ring,
+  and the model with its stand — and the random walker decides the band between them (the
+  first try put the wall patch beside the neck inside and missed the left shoulder's top: two
+  markers added).
 
 Each mask was checked by eye on its overlay (red = outside the mask) and the markers adjusted
 until the edge followed the object; the PNGs in reference_masks/ are the result (L mode,
@@ -137,8 +146,28 @@ def rocket_mask(image: np.ndarray) -> np.ndarray:
     return fill_holes(cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0)
 
 
+def astronaut_mask(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    head = polygon_mask((h, w), [(190, 40), (268, 36), (288, 80), (272, 140), (240, 172),
+                                 (202, 168), (182, 130), (168, 85)])
+    suit = polygon_mask((h, w), [(48, 300), (70, 264), (100, 234), (118, 220), (135, 215),
+                                 (290, 225), (330, 290), (342, 340), (300, 375), (268, 505),
+                                 (42, 505), (38, 330)])
+    helmet = np.zeros((h, w), np.uint8)
+    cv2.circle(helmet, (392, 434), 92, 1, -1)
+    fg = head | suit | helmet.astype(bool)
+    bg = (polygon_mask((h, w), [(0, 0), (100, 0), (108, 150), (80, 200), (45, 235), (22, 280),
+                                (12, 330), (8, 511), (0, 511)])  # the flag
+          | polygon_mask((h, w), [(100, 0), (165, 0), (150, 50), (140, 110), (112, 165)])
+          | polygon_mask((h, w), [(300, 0), (372, 0), (366, 150), (356, 262), (332, 246),
+                                  (314, 188), (308, 124), (304, 66)])
+          | polygon_mask((h, w), [(268, 158), (283, 134), (290, 130), (294, 165), (272, 170)])
+          | polygon_mask((h, w), [(372, 0), (511, 0), (511, 335), (470, 340), (372, 328)]))
+    return fill_holes(main_component(random_walker_between(image, fg, bg)))
+
+
 PHOTOS = {"cat": ("chelsea", cat_mask), "coffee": ("coffee", coffee_mask),
-          "rocket": ("rocket", rocket_mask)}
+          "rocket": ("rocket", rocket_mask), "astronaut": ("astronaut", astronaut_mask)}
 
 
 def reference_image(name: str) -> np.ndarray:

@@ -53,13 +53,14 @@ def test_click_box_brush_undo_redo(make_window, qtbot, tmp_path):
     first = current(window)
     assert first.method == "test-ellipse"
 
-    # A click on the object: the segmenter refines the mask.
+    # A click on the object: the segmenter refines the mask (on the test profile the GrabCut
+    # fallback: its SAM's masks would be noise).
     editor.set_tool("add")
     drag(editor.canvas.viewport(), [view_point(editor, 150, 100)])
     qtbot.waitUntil(lambda: current(window).id != first.id, timeout=240_000)
     wait_for_jobs(qtbot, window)
     clicked = current(window)
-    assert clicked.method == "sam-refined"
+    assert clicked.method == "fallback-grabcut-refined"
     assert editor.current.prompts.labels == (1,) and editor.undo_stack.count() == 1
 
     # A box: kept with the click in the next prompt.
@@ -98,7 +99,7 @@ def test_click_box_brush_undo_redo(make_window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: not tab.page.grid.item(0).icon().isNull(), timeout=30_000)
     editor.close_editor()
     assert tab.stack.currentWidget() is tab.page
-    assert "SAM, refined by you" in tab.page.grid.item(0).text()
+    assert "GrabCut fallback, refined by you" in tab.page.grid.item(0).text()
 
 
 def test_a_refused_prompt_is_reported_and_forgotten(make_window, qtbot, tmp_path):

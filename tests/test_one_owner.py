@@ -125,8 +125,11 @@ def test_a_killed_window_takes_its_worker_along_and_resume_refuses_a_live_owner(
         assert not _gone(worker)
     finally:
         window.kill()  # SIGKILL: no handler, no clean-up of its own
-        window.communicate(timeout=60)
-    killed_at = time.monotonic()
+        window.wait(60)
+        killed_at = time.monotonic()
+        for pipe in (window.stdout, window.stderr):
+            if pipe is not None:
+                pipe.close()  # not read to its end: a worker that lives on holds it open
     while not _gone(worker) and time.monotonic() - killed_at < 5.0:
         time.sleep(0.02)
     gone_after = time.monotonic() - killed_at
@@ -152,6 +155,42 @@ def test_a_killed_window_takes_its_worker_along_and_resume_refuses_a_live_owner(
         holder.communicate(timeout=60)
     steps = _train_steps(project_dir, 1)
     assert steps == sorted(set(steps)), "two trainers wrote the metrics"
+
+
+def test_the_watchdog_alone_ends_a_worker_whose_parent_died(tmp_path):
+    """Without the kernel's parent-death signal (other systems; a worker started from a
+    short-lived thread), the watchdog on the parent's sentinel ends the worker."""
+    script = (
+        "import multiprocessing as mp, sys, time\n"
+        "from engine.jobs.parent_watch import die_with_parent\n"
+        "def child(parent):\n"
+        "    die_with_parent(parent, death_signal=False)\n"
+        "    time.sleep(600)\n"
+        "if __name__ == '__main__':\n"
+        "    import os\n"
+        "    p = mp.get_context('spawn').Process(target=child, args=(os.getpid(),))\n"
+        "    p.start()\n"
+        "    print(f'worker {p.pid}', flush=True)\n"
+        "    time.sleep(600)\n")
+    path = tmp_path / "parent.py"
+    path.write_text(script)
+    parent = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO)
+    try:
+        worker = int(_read_line(parent, 60).split()[1])
+        time.sleep(0.5)
+        assert not _gone(worker)
+    finally:
+        parent.kill()
+        parent.wait(60)
+        assert parent.stdout is not None
+        parent.stdout.close()
+    killed_at = time.monotonic()
+    while not _gone(worker) and time.monotonic() - killed_at < 5.0:
+        time.sleep(0.02)
+    if not _gone(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the watchdog did not end the worker within 5 s")
 
 
 def test_two_trainers_on_one_run_cannot_both_write(tiny_models, project_dir):

@@ -66,6 +66,7 @@ def test_a_failed_extraction_leaves_no_concepts_photos_or_run(tiny_models, proje
     assert not (project_dir / "runs" / "1").exists()
 
 
+@pytest.mark.slow  # real processes killed and restarted: tens of seconds
 def test_a_new_extraction_after_a_kill_marks_the_old_run_interrupted(tiny_models,
                                                                      project_dir, cat_photo):
     from engine.jobs import JobFinished, JobLog, run_inline

@@ -193,6 +193,7 @@ def test_the_watchdog_alone_ends_a_worker_whose_parent_died(tmp_path):
         pytest.fail("the watchdog did not end the worker within 5 s")
 
 
+@pytest.mark.slow  # real processes killed and restarted: tens of seconds
 def test_two_trainers_on_one_run_cannot_both_write(tiny_models, project_dir):
     """While one process trains run 1, a second trainer on it (a resume from the command line
     or a job) stops before it touches anything: metrics and checkpoints have one writer."""

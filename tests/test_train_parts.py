@@ -500,7 +500,7 @@ def test_a_run_has_one_owner_and_a_dead_owners_run_is_interrupted(project):
     """The claim marks the run running; a second claim (any thread or process) is refused
     naming the holder; once the holder lets go, a run left running is marked interrupted."""
     from engine.errors import ProjectError
-    from engine.train.runs import claim_run, new_run, run_owner, settle_dead_runs
+    from engine.train.runs import claim_run, delete_run, new_run, run_owner, settle_dead_runs
 
     train, extract = _kinds()
     run = new_run(project, train, {}, FakeSnapshot("a"))
@@ -514,6 +514,8 @@ def test_a_run_has_one_owner_and_a_dead_owners_run_is_interrupted(project):
         with pytest.raises(ProjectError, match=refused), claim_run(project, run.id, train):
             pass
         assert settle_dead_runs(project, train) == []  # its owner lives
+        with pytest.raises(ProjectError, match=rf"^Run {run.id} cannot be deleted now: "):
+            delete_run(project, run.id)
     assert run_owner(project, run.id) is None
     assert project.run(other.id).status == "queued"
     assert settle_dead_runs(project, train) == [run.id]

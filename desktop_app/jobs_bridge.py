@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.errors import ProjectError
 from engine.jobs import (
     TERMINAL_EVENTS,
     JobDeclaration,
@@ -30,6 +31,7 @@ from engine.jobs import (
     format_eta,
 )
 from engine.jobs.journal import JournalWriter
+from engine.jobs.registry import owned_elsewhere
 from engine.jobs.worker import JobHandle, JobRunner
 
 JobCallback = Callable[[JobEvent], None]
@@ -59,7 +61,13 @@ class JobsBridge(QObject):
                title: str = "", on_event: JobCallback | None = None) -> JobHandle:
         """Queue a job in the worker process (its title defaults to the declaration's).
         Raises MyCanvasError for an unknown job, parameters that do not fit, or after
-        shutdown. `on_event` hears every later event of this job on the GUI thread."""
+        shutdown, and ProjectError naming the process that already works on what the job
+        would work on (a run, a build: another window's worker, a command line).
+        `on_event` hears every later event of this job on the GUI thread."""
+        name = job.name if isinstance(job, JobDeclaration) else job
+        refusal = owned_elsewhere(name, params if params is not None else {})
+        if refusal is not None:
+            raise ProjectError(refusal)
         handle = self.runner.submit(job, params, title)
         # Only JobQueued was delivered before this line (synchronously, inside submit); every
         # later event crosses threads and arrives through the event loop, after it.

@@ -20,7 +20,8 @@ from desktop_app.thumbnails import BackgroundLoader
 
 COLUMNS = ("Run", "Status", "Steps", "Dataset", "Started")
 STATUS_COLOUR = {"finished": QColor(27, 125, 58), "failed": QColor(179, 38, 30),
-                 "cancelled": QColor(138, 90, 0), "running": QColor(20, 90, 200)}
+                 "cancelled": QColor(138, 90, 0), "interrupted": QColor(138, 90, 0),
+                 "running": QColor(20, 90, 200)}
 TAIL_BYTES = 8192
 RunIdRole = Qt.ItemDataRole.UserRole
 

@@ -87,3 +87,14 @@ def meta_writer_job(ctx, project: str, seconds: float = 5.0, prefix: str = "w",
                      max(1, int(seconds)))
         time.sleep(0.01)
     return n
+
+
+def personalize_waits(ctx, params) -> None:
+    """Stands in for Personalize's chain in journal tests: works until it is killed."""
+    ctx.progress(0, 1, "working")
+    time.sleep(600)
+
+
+def personalize_returns(ctx, params) -> None:
+    """Stands in for a Personalize that finds nothing left to do."""
+    ctx.progress(1, 1, "nothing to do")

@@ -382,7 +382,8 @@ def test_a_second_build_on_a_project_stops_at_once_and_a_killed_one_lets_go(tiny
         second = run_inline("build-dataset", build)
         assert isinstance(second, JobFailed)
         assert second.reason.startswith("Cannot start: another build is running on this "
-                                        f"project (process {first.pid}, since ")
+                                        f"project (process {first.pid} (mycanvas build-dataset)"
+                                        ", building the dataset since ")
         proc = mycanvas("build-dataset", str(project_dir), "--count", "2", "--profile", "tiny")
         assert proc.returncode == 1 and "another build is running" in proc.stderr
     finally:

@@ -4,6 +4,7 @@ each on its own, on the tiny profile or on plain tensors."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -488,11 +489,62 @@ def test_new_run_records_the_run_and_stores_its_snapshot(project):
 
     train, _extract = _kinds()
     run = new_run(project, train, {"train": {"steps": 3}}, FakeSnapshot("abc", ("x",)))
-    assert (run.kind, run.status, run.dataset_snapshot) == ("custom-diffusion", "running", "abc")
+    assert (run.kind, run.status, run.dataset_snapshot) == ("custom-diffusion", "queued", "abc")
     assert run.config == {"train": {"steps": 3}}
     assert run.output_dir == f"runs/{run.id}" and run.metrics_file == f"runs/{run.id}/metrics.jsonl"
     paths = RunPaths.of(project, run.id)
     assert FakeSnapshot.from_json(paths.dataset.read_text(), "") == FakeSnapshot("abc", ("x",))
+
+
+def test_a_run_has_one_owner_and_a_dead_owners_run_is_interrupted(project):
+    """The claim marks the run running; a second claim (any thread or process) is refused
+    naming the holder; once the holder lets go, a run left running is marked interrupted."""
+    from engine.errors import ProjectError
+    from engine.train.runs import claim_run, delete_run, new_run, run_owner, settle_dead_runs
+
+    train, extract = _kinds()
+    run = new_run(project, train, {}, FakeSnapshot("a"))
+    other = new_run(project, extract, {}, FakeSnapshot("b"))
+    with claim_run(project, run.id, train):
+        assert project.run(run.id).status == "running"
+        owner = run_owner(project, run.id)
+        assert owner is not None and f"process {os.getpid()} (" in owner
+        assert f"working on training run {run.id} since " in owner
+        refused = rf"^Run {run.id} already has an owner: process {os.getpid()} \("
+        with pytest.raises(ProjectError, match=refused), claim_run(project, run.id, train):
+            pass
+        assert settle_dead_runs(project, train) == []  # its owner lives
+        with pytest.raises(ProjectError, match=rf"^Run {run.id} cannot be deleted now: "):
+            delete_run(project, run.id)
+    assert run_owner(project, run.id) is None
+    assert project.run(other.id).status == "queued"
+    assert settle_dead_runs(project, train) == [run.id]
+    assert project.run(run.id).status == "interrupted"
+    assert project.run(other.id).status == "queued"  # another kind, never claimed
+
+
+def test_a_failed_block_takes_back_what_it_added_unless_kept(project):
+    from engine.errors import Cancelled
+    from engine.train.runs import RunPaths, new_run
+
+    train, _ = _kinds()
+    before = project.summary()
+    with pytest.raises(ValueError), project.provisional():
+        concept = project.add_concept("Mochi", "cat")
+        rel = project.put_bytes(b"new bytes", "txt")
+        project.add_photo(concept.id, rel, "a" * 64, "x.png", 4, 4)
+        run = new_run(project, train, {}, FakeSnapshot("a"))
+        raise ValueError("boom")
+    assert project.summary() == before
+    assert not RunPaths.of(project, run.id).root.exists()
+    assert not project.abspath(rel).exists()
+    with pytest.raises(Cancelled), project.provisional():  # a cancel keeps it: resumable
+        project.add_concept("Kept", "cat")
+        raise Cancelled()
+    with pytest.raises(ValueError), project.provisional(keep_if=lambda: True):
+        project.add_concept("Also kept", "cat")
+        raise ValueError("boom")
+    assert [c.name for c in project.concepts()] == ["Kept", "Also kept"]
 
 
 def test_a_run_of_another_kind_is_refused_by_id(project):

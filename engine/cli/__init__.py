@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     run = COMMANDS[args.command].run
+    from engine.project import set_program
+
+    set_program(f"mycanvas {args.command}")  # how a job's lock names this process
     try:
         code = run(args)
         sys.stdout.flush()  # a closed pipe shows up here, not as a message at exit

@@ -228,6 +228,13 @@ def _build_item(build: _Build, plan: ItemPlan, on_step: StepCallback) -> Dataset
     return stored
 
 
+def build_owned_elsewhere(params: BuildDatasetParams) -> str | None:
+    """The refusal naming the process that builds on this project now, or None."""
+    from engine.project import exclusive_refusal
+
+    return exclusive_refusal(params.project, "build-dataset", "build")
+
+
 def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDataset:
     """Job: make sure dataset items #0..count-1 exist, building the missing ones."""
     from engine.dataset.inpaint import DEFAULT_GUIDANCE, DEFAULT_STRENGTH, InpaintSettings
@@ -243,7 +250,8 @@ def build_dataset_job(ctx: JobContext, params: BuildDatasetParams) -> BuiltDatas
         strength=DEFAULT_STRENGTH if params.strength is None else params.strength)
     size = setup.profile.resolution if params.resolution is None else params.resolution
     # One build per project at a time (two would race for the same item numbers).
-    with Project.open(params.project) as proj, exclusive(proj.root, "build-dataset", "build"):
+    with Project.open(params.project) as proj, exclusive(proj.root, "build-dataset", "build",
+                                                       "building the dataset"):
         # What test models built is noise to a real profile: its numbers are built again.
         noise = built_by_test_models(proj, setup.profile)
         stale = {i.build_index for i in noise}

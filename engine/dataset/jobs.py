@@ -110,7 +110,8 @@ class OpenVinoPrepared(JobResult):
 BUILD_DATASET = JobDeclaration(
     "build-dataset", "engine.dataset.build:build_dataset_job", BuildDatasetParams,
     BuiltDataset, title=lambda p: f"Build the dataset ({p.count} pictures)", resumable=True,
-    changes=("dataset",), help="compose, inpaint, caption and filter the training images")
+    changes=("dataset",), owner_check="engine.dataset.build:build_owned_elsewhere",
+    help="compose, inpaint, caption and filter the training images")
 EXPORT_DATASET = JobDeclaration(
     "export-dataset", "engine.dataset.export:export_dataset_job", ExportDatasetParams,
     ExportedDataset, title="Export the dataset",

@@ -3,9 +3,12 @@
 A new run checks every input first (engine.extract.snapshot), then adds the new concepts and
 their photo records, records a Run (kind "em-extract", its config, the snapshot id, its
 folder and metrics file) and runs (engine.extract.runner). Resuming a run (by id) reads its
-stored config and snapshot; only the checkpoint cadence may change. The run's status follows
-the job (running, then finished, cancelled or failed; a killed worker leaves it "running"
-and resumable). Torch is imported when a run starts, not with this module.
+stored config and snapshot; only the checkpoint cadence may change. The job owns the run
+while it works (engine.train.claim_run: a second one is refused, naming this one). The run's
+status follows the job (running, then finished, cancelled or failed; a killed worker leaves it
+"running", the next new extraction marks it interrupted, and it stays resumable). A new
+extraction that fails before its first checkpoint takes back its concepts, photo records and
+run (Project.provisional). Torch is imported when a run starts, not with this module.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
     from engine.extract.jobs import ExtractedConcepts
     from engine.jobs.stage_setup import resolve_stage
     from engine.project import Project
-    from engine.train import status_follows
+    from engine.train import claim_run, open_run, settle_dead_runs
 
     with Project.open(params.project) as proj:
         if params.run_id is None:
@@ -87,24 +90,52 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
             cfg = ExtractConfig.from_dict(params.config)
             if cfg.resolution is None:
                 cfg = cfg.with_changes(resolution=setup.profile.resolution)
-            run, snapshot = _new_run(proj, params, cfg, setup.profile.name)
-            method = params.segment_method
-        else:
+            for dead in settle_dead_runs(proj, RUN_KIND):
+                ctx.log(f"Run {dead} was interrupted (the process extracting it is gone); "
+                        f"resume it with: mycanvas extract PROJECT --resume {dead}", "warning")
+            # Concepts, photos and a run of an extraction that fails before its first
+            # checkpoint are taken back: a failed job leaves the project as it was.
+            made: dict[str, int | None] = {}
+            with proj.provisional(keep_if=lambda: _has_checkpoint(proj, made.get("run"))):
+                run, snapshot = _new_run(proj, params, cfg, setup.profile.name)
+                assert run.id is not None
+                made["run"] = run.id
+                with claim_run(proj, run.id, RUN_KIND):
+                    result = _run(ctx, proj, run, cfg, snapshot, setup, params.segment_method)
+            return ExtractedConcepts(**result)
+        run = open_run(proj, params.run_id, RUN_KIND)
+        with claim_run(proj, params.run_id, RUN_KIND):  # before anything of the run changes
             run, cfg, snapshot = _existing_run(proj, params.run_id, dict(params.config or {}))
             setup = resolve_stage(replace(params, profile=params.profile
                                           or run.config.get("profile")))
             method = str(run.config.get("segment_method") or "auto")
-        assert run.id is not None
-        # Resuming this job (after a crash or a quit) continues this run, not a new one.
-        proj.journal_note_resume(ctx.job_id, run_id=run.id, config={})
-        ctx.log(f"Run {run.id}: up to {cfg.steps} steps in {cfg.iterations} iterations on "
-                f"{snapshot.photo_name}, concepts "
-                f"{', '.join(f'{c.token} {c.class_word}' for c in snapshot.concepts)}")
-        with status_follows(proj, run.id):
-            result = _extract(ctx, proj, run, cfg, snapshot, setup, method)
-            proj.update_run(run.id, config={**run.config, "extract": cfg.to_dict(),
-                                            "outcome": _outcome(result)})
+            result = _run(ctx, proj, run, cfg, snapshot, setup, method)
     return ExtractedConcepts(**result)
+
+
+def _has_checkpoint(project: Project, run_id: int | None) -> bool:
+    from engine.train import RunPaths, latest_checkpoint
+
+    return run_id is not None and \
+        latest_checkpoint(RunPaths.of(project, run_id).checkpoints) is not None
+
+
+def _run(ctx: JobContext, proj: Project, run: Run, cfg: ExtractConfig,
+         snapshot: ExtractSnapshot, setup: Any, method: str) -> dict[str, Any]:
+    """Extract on the claimed run; its status follows."""
+    from engine.train import status_follows
+
+    assert run.id is not None
+    # Resuming this job (after a crash or a quit) continues this run, not a new one.
+    proj.journal_note_resume(ctx.job_id, run_id=run.id, config={})
+    ctx.log(f"Run {run.id}: up to {cfg.steps} steps in {cfg.iterations} iterations on "
+            f"{snapshot.photo_name}, concepts "
+            f"{', '.join(f'{c.token} {c.class_word}' for c in snapshot.concepts)}")
+    with status_follows(proj, run.id):
+        result = _extract(ctx, proj, run, cfg, snapshot, setup, method)
+        proj.update_run(run.id, config={**run.config, "extract": cfg.to_dict(),
+                                        "outcome": _outcome(result)})
+    return result
 
 
 def _outcome(result: dict[str, Any]) -> dict[str, Any]:

@@ -79,5 +79,6 @@ def _title(params: ExtractParams) -> str:
 EXTRACT = JobDeclaration(
     "extract", "engine.extract.extract_job:extract_job", ExtractParams, ExtractedConcepts,
     title=_title, resumable=True, changes=("concepts", "photos", "runs"),
+    owner_check="engine.train.runs:run_owned_elsewhere", continues_on=("run_id",),
     help="learn several concepts (tokens and masks together) from one photo")
 JOBS = (EXTRACT,)

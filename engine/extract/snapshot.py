@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +153,6 @@ class PhotoSource:
     file: str | None = None  # project-relative, when it is in the project
     data: bytes | None = None  # the file's bytes, to store
     ext: str = "png"
-    created_files: list[str] = field(default_factory=list)
 
 
 def read_photo_source(project: Project, photo: str) -> PhotoSource:
@@ -231,35 +230,24 @@ def _check_prompt(spec: ConceptSpec, source: PhotoSource) -> None:
 
 def record_concepts(project: Project, specs: list[ConceptSpec], source: PhotoSource,
                     start_from_masks: bool, background_token: bool) -> ExtractSnapshot:
-    """Add the new concepts and their photo records; the snapshot of the run. On a failure
-    the concepts this call added are removed again."""
-    added: list[int] = []
-    try:
-        if source.file is None:
-            assert source.data is not None
-            source.file, created = project.put_bytes_tracked(source.data, source.ext)
-            if created:
-                source.created_files.append(source.file)
-        concepts = []
-        for spec in specs:
-            concept = project.concept_by_name(spec.name)
-            if concept is None:
-                concept = project.add_concept(spec.name, spec.class_word)
-                added.append(concept.id)
-            photo = project.add_photo(concept.id, source.file, source.sha256, source.name,
-                                      source.width, source.height)
-            start = None
-            if start_from_masks and spec.prompt is None:
-                current = project.current_masks(concept.id).get(photo.id)
-                start = current.file if current is not None else None
-            concepts.append(ExtractConcept(concept.id, concept.name, concept.token,
-                                           concept.class_word, photo.id, spec.prompt, start))
-    except BaseException:
-        for concept_id in reversed(added):
-            project.delete_concept(concept_id)
-        for rel in source.created_files:
-            project.abspath(rel).unlink(missing_ok=True)
-        raise
+    """Add the new concepts and their photo records; the snapshot of the run. The caller
+    runs it inside `project.provisional()`, which takes them back if the job fails."""
+    if source.file is None:
+        assert source.data is not None
+        source.file = project.put_bytes(source.data, source.ext)
+    concepts = []
+    for spec in specs:
+        concept = project.concept_by_name(spec.name)
+        if concept is None:
+            concept = project.add_concept(spec.name, spec.class_word)
+        photo = project.add_photo(concept.id, source.file, source.sha256, source.name,
+                                  source.width, source.height)
+        start = None
+        if start_from_masks and spec.prompt is None:
+            current = project.current_masks(concept.id).get(photo.id)
+            start = current.file if current is not None else None
+        concepts.append(ExtractConcept(concept.id, concept.name, concept.token,
+                                       concept.class_word, photo.id, spec.prompt, start))
     background = None
     if background_token:  # not a project concept: a token of this run only
         taken = {c.token for c in project.concepts()}

@@ -8,7 +8,9 @@ its text chunk) into the project's files, then its catalogue row. A cancel stops
 being made at its next step; it is not stored, the pictures finished before it are.
 
 Every picture of one job belongs to a batch (the job's id). Resuming the job (after a crash
-or a quit) makes only the batch's missing pictures, with the same seeds.
+or a quit) makes only the batch's missing pictures, with the same seeds; so does running the
+same request again after its batch was cut short (`continued_batch`: a killed `mycanvas
+generate -n 5` run again continues, nothing is made twice).
 
 When the scoring models are here (engine.score.scoring_models_present), the job then scores
 the batch's unscored pictures in a second phase (engine.score.score_pictures: the same
@@ -178,6 +180,26 @@ def _made_before(project: Project, run_id: int, batch: str) -> set[int]:
             if g.settings.get("batch") == batch and isinstance(g.settings.get("index"), int)}
 
 
+def continued_batch(project: Project, params: GenerateParams) -> GenerateParams:
+    """The same request again after its batch was cut short (a killed command line, a closed
+    window) continues that batch: its batch id and first seed from the job journal, so only
+    its missing pictures are made, with their seeds, and the whole batch is scored."""
+    import json
+
+    if params.batch is not None or params.recipe is not None:
+        return params
+    mine = json.loads(json.dumps(params.to_dict()))  # as the journal stored it
+    for entry in reversed(project.interrupted_jobs()):
+        batch = entry.resume.get("batch")
+        if entry.name != "generate" or entry.params != mine or not isinstance(batch, str):
+            continue
+        seed = entry.resume.get("seed")
+        if params.seed is None and params.seeds is None and isinstance(seed, int):
+            return replace(params, batch=batch, seed=seed)
+        return replace(params, batch=batch)
+    return params
+
+
 def generate_job(ctx: JobContext, params: GenerateParams) -> GeneratedImages:
     """Job: make the pictures `params` asks for; returns their generation ids."""
     from engine.generate.jobs import GeneratedImages
@@ -186,6 +208,7 @@ def generate_job(ctx: JobContext, params: GenerateParams) -> GeneratedImages:
     from engine.project import Project
 
     with Project.open(params.project) as project:
+        params = continued_batch(project, params)
         request = plan_request(project, params)
         run = request.run
         assert run.run_id is not None

@@ -120,6 +120,6 @@ class GeneratedImages(JobResult):
 GENERATE = JobDeclaration(
     "generate", "engine.generate.generate_job:generate_job", GenerateParams, GeneratedImages,
     title=lambda p: f"Generate {p.count if p.seeds is None else len(p.seeds)} picture(s)",
-    resumable=True, changes=("generations",),
+    resumable=True, changes=("generations",), continues_on=("batch",),
     help="pictures of your concepts from a run, optionally placed by a layout")
 JOBS = (GENERATE,)

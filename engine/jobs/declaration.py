@@ -213,6 +213,14 @@ class JobDeclaration(Generic[P]):
     # What it changes in the project ("concepts", "photos", "layouts", "dataset", "runs",
     # "generations"): views showing those refresh when it ends.
     changes: tuple[str, ...] = ()
+    # "module:function" of (params) -> the one-line refusal when another process owns what
+    # the job would work on (a run, a build), else None: a caller asks before queueing it.
+    # The job itself claims what it works on when it starts; this only answers sooner.
+    owner_check: str = ""
+    # When it finishes, which earlier interrupted rows of it in the journal it completed:
+    # those whose resume parameters named here are equal to its own (None: all of them equal;
+    # () any earlier one on the project). Those rows are settled as resumed.
+    continues_on: tuple[str, ...] | None = None
 
     KINDS: ClassVar[tuple[str, ...]] = ("concepts", "photos", "layouts", "dataset", "runs",
                                         "generations")

@@ -36,6 +36,7 @@ class JournalWriter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, Any] = {}  # job id -> the Project its row lives in
+        self._names: dict[str, str] = {}  # job id -> job name
         self._interrupting = False
 
     def __call__(self, event: JobEvent) -> None:
@@ -76,17 +77,23 @@ class JournalWriter:
         proj = Project.open(project)
         with self._lock:
             self._open[event.job_id] = proj
+            self._names[event.job_id] = event.name
         proj.journal_started(event.job_id, event.name, event.title, event.params)
 
     def _ended(self, event: JobEvent) -> None:
         with self._lock:
             proj = self._open.pop(event.job_id, None)
+            name = self._names.pop(event.job_id, "")
             interrupting = self._interrupting
         if proj is None:
             return
         try:
             if isinstance(event, JobFinished):
                 proj.journal_ended(event.job_id, "finished")
+                # Earlier runs of it cut short that this one completed are offered no more.
+                decl = declaration(name)
+                if decl is not None and decl.resumable:
+                    proj.journal_settle_continued(event.job_id, decl.continues_on)
             elif isinstance(event, JobFailed):
                 proj.journal_ended(event.job_id, "failed", event.reason)
             elif interrupting:

@@ -82,3 +82,17 @@ def job_target(name: str) -> str:
 def resolve_job(target: str) -> Callable[..., Any]:
     module_name, func_name = target.split(":", 1)
     return getattr(importlib.import_module(module_name), func_name)
+
+
+def owned_elsewhere(name: str, params: Any) -> str | None:
+    """Why job `name` with `params` cannot start now (another process works on what it
+    would work on, named), or None. Bad parameters are the job's own to report: None."""
+    decl = declaration(name)
+    if decl is None or not decl.owner_check:
+        return None
+    try:
+        if isinstance(params, dict):
+            params = decl.params.from_dict(params)
+        return resolve_job(decl.owner_check)(params)
+    except MyCanvasError:
+        return None

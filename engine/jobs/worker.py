@@ -4,7 +4,8 @@ The caller (the GUI or a script) owns a `JobRunner`. It keeps the queue, hands t
 job at a time and relays the worker's events to listeners on a dispatcher thread. A job that
 raises ends as `failed`; a worker that dies (killed, out of memory, a crash in native code)
 also ends its job as `failed` with a reason, and the next job starts a fresh worker. The
-caller's process is never touched by what happens inside the worker.
+caller's process is never touched by what happens inside the worker; the worker dies with
+the caller (engine.jobs.parent_watch), so a killed window leaves no job running.
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ _STOP = "stop"
 # --------------------------------------------------------------------------- worker side
 
 
-def _worker_main(requests: Any, events: Any, cancel_event: Any) -> None:
+def _worker_main(requests: Any, events: Any, cancel_event: Any, parent_pid: int = 0,
+                 death_signal: bool = False) -> None:
+    from engine.jobs.parent_watch import die_with_parent
+    from engine.project import set_program
+
+    # A worker never outlives its window: nobody would read its events, and a second window
+    # resuming the same run would race it.
+    die_with_parent(parent_pid or os.getppid(), death_signal)
+    set_program("the app's worker")
     # Ctrl-C in a terminal reaches the whole process group; cancelling is the parent's call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cache: dict[Any, Any] = {}
@@ -256,9 +265,12 @@ class JobRunner:
         self._events = self._mp.Queue()
         self._cancel_event = self._mp.Event()
         self._ready.clear()
+        # The kernel's parent-death signal follows the thread that starts the worker: ask
+        # for it only from a thread that lives as long as this runner.
+        lasting = threading.current_thread() in (threading.main_thread(), self._thread)
         self._process = self._mp.Process(
             target=_worker_main,
-            args=(self._requests, self._events, self._cancel_event),
+            args=(self._requests, self._events, self._cancel_event, os.getpid(), lasting),
             name="mycanvas-worker",
             daemon=True,
         )

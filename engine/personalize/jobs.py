@@ -128,6 +128,7 @@ class Personalized(JobResult):
 PERSONALIZE = JobDeclaration(
     "personalize", "engine.personalize.chain:personalize_job", PersonalizeParams,
     Personalized, title=lambda p: f"Personalize ({p.preset})", resumable=True,
+    continues_on=(),  # one chain per project: any run that finished completed it
     changes=("photos", "layouts", "dataset", "runs", "generations"),
     help="everything still missing, in one go: masks, layouts, dataset, training, "
          "pictures, scores")

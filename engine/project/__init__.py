@@ -11,7 +11,13 @@ from engine.project.class_words import check_class_word, class_word_problem
 from engine.project.gallery import ConceptScore, GalleryImage, prompt_concepts
 from engine.project.gallery_export import RECIPE_KEY, ExportedPicture, read_recipe
 from engine.project.gallery_query import SORTS, TRASH_VIEWS, GalleryQuery
-from engine.project.locks import exclusive
+from engine.project.locks import (
+    exclusive,
+    exclusive_refusal,
+    held,
+    holder_of,
+    set_program,
+)
 from engine.project.records import (
     IMAGE_ONLY_METRICS,
     REVIEW_STATES,
@@ -56,6 +62,10 @@ __all__ = [
     "class_word_problem",
     "concept_dir_name",
     "exclusive",
+    "exclusive_refusal",
+    "held",
+    "holder_of",
     "prompt_concepts",
     "read_recipe",
+    "set_program",
 ]

@@ -39,6 +39,7 @@ from engine.project.files import FileStore, check_relative
 from engine.project.gallery import GalleryRecords
 from engine.project.gallery_export import GalleryExport
 from engine.project.job_journal import JobJournal
+from engine.project.provisional import ProvisionalRecords
 from engine.project.records import Concept, Mask, Photo, now_iso
 from engine.project.schema import CURRENT_VERSION, TABLES
 from engine.project.stage_tables import PipelineRecords
@@ -118,7 +119,8 @@ def open_catalogues() -> list[Path]:
         return [p.catalogue_path for p in _OPEN.values() if not p.closed]
 
 
-class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJournal):
+class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJournal,
+              ProvisionalRecords):
     """An open project. Use Project.create / Project.open, then close() (or `with`).
 
     Every open() is matched by one close(); the connection closes with the last one.
@@ -325,12 +327,15 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
         return out
 
     def put_bytes(self, data: bytes, ext: str) -> str:
-        return self.files.put_bytes(data, ext)
+        return self.put_bytes_tracked(data, ext)[0]
 
     def put_bytes_tracked(self, data: bytes, ext: str) -> tuple[str, bool]:
         """put_bytes, and whether this call wrote the file: a caller whose catalogue write
         then fails removes what it added, and only that."""
-        return self.files.put_bytes_tracked(data, ext)
+        rel, created = self.files.put_bytes_tracked(data, ext)
+        if created:
+            self._note_file(rel)
+        return rel, created
 
     def put_file(self, src_path: str | os.PathLike[str], ext: str | None = None) -> str:
         return self.files.put_file(src_path, ext)
@@ -377,8 +382,10 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
                 "INSERT INTO concepts (name, token, class_word, created_at) VALUES (?, ?, ?, ?)",
                 (clean_name, token, clean_class, now_iso()),
             )
-            return _concept(conn.execute("SELECT * FROM concepts WHERE id = ?",
-                                         (cur.lastrowid,)).fetchone())
+            concept = _concept(conn.execute("SELECT * FROM concepts WHERE id = ?",
+                                            (cur.lastrowid,)).fetchone())
+        self._note_added("concepts", concept.id)
+        return concept
 
     def rename_concept(self, concept_id: int, new_name: str) -> Concept:
         """Change the display name; the token stays, as trained weights refer to it."""
@@ -445,8 +452,10 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
                 " added_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (concept_id, sha256, rel_file, original_name, width, height, now_iso()),
             )
-            return _photo(conn.execute("SELECT * FROM photos WHERE id = ?",
-                                       (cur.lastrowid,)).fetchone())
+            photo = _photo(conn.execute("SELECT * FROM photos WHERE id = ?",
+                                        (cur.lastrowid,)).fetchone())
+        self._note_added("photos", photo.id)
+        return photo
 
     def photos(self, concept_id: int | None = None) -> list[Photo]:
         if concept_id is None:
@@ -491,8 +500,10 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
                 (photo_id, concept_id, file, cutout_file, method, quality, now_iso(),
                  profile or None, 1 if test_model else 0, flag),
             )
-            return _mask(conn.execute("SELECT * FROM masks WHERE id = ?",
+            mask = _mask(conn.execute("SELECT * FROM masks WHERE id = ?",
                                       (cur.lastrowid,)).fetchone())
+        self._note_added("masks", mask.id)
+        return mask
 
     def current_masks(self, concept_id: int) -> dict[int, Mask]:
         """The current mask of each photo of a concept, by photo id: the newest one. Every

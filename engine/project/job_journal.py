@@ -132,6 +132,26 @@ class JobJournal:
             out.append(_entry(row))
         return out
 
+    def journal_settle_continued(self, job_id: str, keys: tuple[str, ...] | None) -> list[str]:
+        """Job `job_id` finished: settle as resumed the interrupted rows of the same job that
+        it continued (their resume parameters named in `keys` equal its own; None: all of
+        them; (): any). Returns their job ids."""
+        rows = self._rows("SELECT * FROM job_journal WHERE job_id = ?", (job_id,))
+        if not rows:
+            return []
+        done = _entry(rows[0])
+        mine = done.resume_params
+        continued = []
+        for entry in self.interrupted_jobs():
+            if entry.name != done.name or entry.job_id == job_id:
+                continue
+            theirs = entry.resume_params
+            names = set(theirs) | set(mine) if keys is None else keys
+            if all(theirs.get(k) == mine.get(k) for k in names if k != "project"):
+                self.settle_interrupted(entry.job_id, "resumed")
+                continued.append(entry.job_id)
+        return continued
+
     def settle_interrupted(self, job_id: str, state: str) -> None:
         """The user resumed or dismissed an interrupted job: it is not offered again."""
         if state not in ("resumed", "dismissed"):

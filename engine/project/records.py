@@ -22,7 +22,8 @@ REVIEW_STATES: tuple[str, ...] = ("auto-kept", "auto-rejected", "accepted", "rej
 SCORE_METRICS: tuple[str, ...] = ("cp-clip", "ti-clip", "cd-text", "cd-image")
 # Metrics of the whole image only (never per concept).
 IMAGE_ONLY_METRICS: tuple[str, ...] = ("ti-clip", "cd-text")
-RUN_STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled")
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled",
+                                 "interrupted")
 
 # Boxes come from float arithmetic (solver, JSON round trips); allow rounding at the edge.
 _BOX_SLACK = 1e-6

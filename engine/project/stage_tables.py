@@ -25,7 +25,7 @@ from engine.project.records import (
     to_json,
 )
 
-_TERMINAL_STATUSES = frozenset({"finished", "failed", "cancelled"})
+_TERMINAL_STATUSES = frozenset({"finished", "failed", "cancelled", "interrupted"})
 
 
 MAX_STORED_PROMPT = 10_000
@@ -110,6 +110,8 @@ class PipelineRecords:
         def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
 
         def _one(self, table: str, record_id: Any, what: str) -> sqlite3.Row: ...
+
+        def _note_added(self, table: str, row_id: int | None) -> None: ...
 
     def _require_concepts(self, conn: sqlite3.Connection, ids: set[int], what: str) -> None:
         for concept_id in sorted(ids):
@@ -233,7 +235,9 @@ class PipelineRecords:
                 (run.kind, to_json(run.config, "Run.config"), run.status, now_iso(),
                  run.finished_at, run.output_dir, run.dataset_snapshot, run.metrics_file),
             )
-            return self.run(int(cur.lastrowid or 0))
+            added = self.run(int(cur.lastrowid or 0))
+        self._note_added("runs", added.id)
+        return added
 
     def update_run(self, run_id: int, *, status: str | None = None,
                    finished_at: str | None = None, output_dir: str | None = None,

@@ -22,7 +22,8 @@ Custom Diffusion:
     training_job.py      the `train` job
     jobs.py              the `train` job, declared once
 
-Public API: `TRAIN`, `TrainParams`, `TrainedRun`, `latest_resumable_run`, `delete_run`; the
+Public API: `TRAIN`, `TrainParams`, `TrainedRun`, `latest_resumable_run`, `delete_run`; a
+run's one owner (`claim_run`, `run_owner`, `settle_dead_runs`); the
 parts above for other trainers. For the stages that use a run's concepts (generation): the
 export format (`read_manifest`, `MANIFEST_NAME`, `WEIGHTS_NAME`), a run's folder (`RunPaths`)
 and the training prompt rules (`ConceptRef`, `PromptStrategies`, `training_prompt`). For other
@@ -40,10 +41,13 @@ from engine.train.prompts import ConceptRef, PromptStrategies, training_prompt
 from engine.train.runs import (
     RunKind,
     RunPaths,
+    claim_run,
     delete_run,
     new_run,
     open_run,
     resume_run,
+    run_owner,
+    settle_dead_runs,
     status_follows,
 )
 from engine.train.runs import latest_resumable_run as latest_unfinished_run  # of any kind
@@ -110,6 +114,7 @@ __all__ = [
     "TrainerState",
     "add_concept_tokens",
     "apply_concepts",
+    "claim_run",
     "delete_run",
     "derived_seed",
     "draw_latents",
@@ -126,6 +131,8 @@ __all__ = [
     "remove_stale_temp_folders",
     "resume_run",
     "run_loop",
+    "run_owner",
+    "settle_dead_runs",
     "status_follows",
     "step_generator",
     "train_cross_attention_kv",

@@ -35,5 +35,6 @@ class TrainedRun(JobResult):
 TRAIN = JobDeclaration(
     "train", "engine.train.training_job:train_job", TrainParams, TrainedRun,
     title="Train the concepts", resumable=True, changes=("runs",),
+    owner_check="engine.train.runs:run_owned_elsewhere", continues_on=("run_id",),
     help="fine-tune the concepts (Custom Diffusion) on the dataset")
 JOBS = (TRAIN,)

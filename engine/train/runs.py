@@ -9,8 +9,13 @@ folder, resuming it, and its status following the job.
       cache/              what the run caches (e.g. latent statistics; re-used by a resume)
       export/             what the run produces
 
-Status: "running" while a job works on it, then finished, cancelled or failed. A killed
-worker leaves it "running"; it stays resumable, as does a cancelled or failed run.
+Status: "queued" when recorded, "running" while a job works on it, then finished, cancelled
+or failed. One process at a time works on a run: it holds the run's owner lock
+(`.owner.lock`, engine.project.locks) from before it marks the run running until it has
+marked how it ended, so a second trainer (a Resume, another command line) is refused with
+the holder named. A killed worker leaves the run "running" with nobody holding it: the next
+job to start a run of that kind marks it "interrupted" (`settle_dead_runs`). Interrupted,
+cancelled and failed runs stay resumable.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Snapshot(Protocol):
 class RunPaths:
     root: Path
 
+    OWNER_LOCK = ".owner.lock"
+
     @classmethod
     def of(cls, project: Project, run_id: int) -> RunPaths:
         return cls(project.root / "runs" / str(run_id))
@@ -64,14 +71,16 @@ class RunPaths:
     samples = property(lambda self: self.root / "samples")
     latent_cache = property(lambda self: self.root / "cache" / "latents.safetensors")
     export = property(lambda self: self.root / "export")
+    owner_lock = property(lambda self: self.root / RunPaths.OWNER_LOCK)
 
 
 def new_run(project: Project, kind: RunKind, config: dict[str, Any],
             snapshot: Snapshot) -> Run:
-    """Record a running run of `kind` with `config`, make its folder, store its snapshot."""
+    """Record a queued run of `kind` with `config`, make its folder, store its snapshot; the
+    job then claims it (claim_run), which marks it running."""
     from engine.project import Run
 
-    run = project.add_run(Run(kind=kind.name, status="running",
+    run = project.add_run(Run(kind=kind.name, status="queued",
                               dataset_snapshot=snapshot.snapshot_id, config=config))
     assert run.id is not None
     paths = RunPaths.of(project, run.id)
@@ -104,11 +113,61 @@ def read_snapshot(project: Project, run_id: int, parse: Callable[[str, str], S])
 
 def resume_run(project: Project, run: Run, config: dict[str, Any],
                parse: Callable[[str, str], S]) -> S:
-    """Mark `run` (from open_run) running again with `config`; returns its snapshot."""
+    """Give `run` (from open_run, claimed with claim_run) `config`; returns its snapshot."""
     assert run.id is not None
     snapshot = read_snapshot(project, run.id, parse)
     project.update_run(run.id, status="running", config=config)
     return snapshot
+
+
+def run_owner(project: Project, run_id: int) -> str | None:
+    """Who works on run `run_id` now ("process 1234 (mycanvas train), working on training
+    run 4 since 14:02:05"), or None."""
+    from engine.project import holder_of
+
+    return holder_of(RunPaths.of(project, run_id).owner_lock)
+
+
+@contextlib.contextmanager
+def claim_run(project: Project, run_id: int, kind: RunKind) -> Iterator[None]:
+    """Work on run `run_id` as its only owner: hold its lock for the block and mark it
+    running. While another process holds it, ProjectError naming that process, and nothing
+    of the run is touched."""
+    from engine.project import held
+
+    paths = RunPaths.of(project, run_id)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with held(paths.owner_lock, f"working on {kind.noun} run {run_id}",
+              _refusal(run_id, "{holder}")):
+        project.update_run(run_id, status="running")
+        yield
+
+
+def _refusal(run_id: int, holder: str) -> str:
+    return f"Run {run_id} already has an owner: {holder}; wait for it to finish, or stop it there"
+
+
+def run_owned_elsewhere(params: Any) -> str | None:
+    """For a job resuming a run (`params.run_id` in `params.project`): the refusal naming the
+    process that works on that run now, or None (a declaration's `owner_check`)."""
+    from engine.project import holder_of
+
+    run_id = getattr(params, "run_id", None)
+    if run_id is None:
+        return None
+    holder = holder_of(Path(params.project) / "runs" / str(run_id) / RunPaths.OWNER_LOCK)
+    return None if holder is None else _refusal(run_id, holder)
+
+
+def settle_dead_runs(project: Project, kind: RunKind) -> list[int]:
+    """Mark "interrupted" the runs of `kind` left "running" by a process that is gone (no
+    one holds their lock); returns their ids, oldest first."""
+    dead = []
+    for run in project.runs(kind.name):
+        if run.status == "running" and run.id is not None and run_owner(project, run.id) is None:
+            project.update_run(run.id, status="interrupted")
+            dead.append(run.id)
+    return dead
 
 
 def latest_resumable_run(project: Project, kind: RunKind) -> int:
@@ -136,10 +195,17 @@ def status_follows(project: Project, run_id: int) -> Iterator[None]:
 def delete_run(project: Project, run_id: int) -> None:
     """Delete a run of any kind: its row first, then its folder (a kill in between leaves
     only a folder no row names). Its generated pictures stay in the gallery, unlinked. The
-    caller makes sure no job works on it (the window: not its own running job)."""
+    caller makes sure its own jobs do not work on it; a run another process works on is
+    refused."""
     import shutil
 
+    from engine.errors import ProjectError
+
     project.run(run_id)  # InputError "No run with id N" if there is none
+    owner = run_owner(project, run_id)
+    if owner is not None:
+        raise ProjectError(f"Run {run_id} cannot be deleted now: {owner}; wait for it "
+                           "to finish, or stop it there")
     folder = RunPaths.of(project, run_id).root
     project.delete_run(run_id)
     shutil.rmtree(folder, ignore_errors=True)

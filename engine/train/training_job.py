@@ -4,8 +4,11 @@ A new run takes a snapshot of the dataset, records a Run (kind "custom-diffusion
 config, the snapshot id, its folder and metrics file) and trains. Resuming a run (by id)
 reads its stored config and snapshot, so it trains on exactly what it started with; only
 settings that do not change the arithmetic (steps, checkpoint and sample cadence) may
-differ. The run's status follows the job: running, then finished, cancelled or failed (a
-killed worker leaves it "running"; resuming picks it up).
+differ. The job owns the run while it works (engine.train.runs.claim_run): a second trainer
+on it is refused, naming this one. The run's status follows the job: running, then finished,
+cancelled or failed (a killed worker leaves it "running"; the next new run marks it
+interrupted, and resuming picks it up). A new run that fails before its first checkpoint is
+taken back (row and folder): a failed job leaves the project as it was.
 
 Torch is imported when a run starts, not with this module.
 """
@@ -82,7 +85,7 @@ def train_job(ctx: JobContext, params: TrainParams) -> TrainedRun:
     from engine.project import Project
     from engine.train.config import TrainConfig
     from engine.train.jobs import TrainedRun
-    from engine.train.runs import open_run, status_follows
+    from engine.train.runs import claim_run, open_run, settle_dead_runs
 
     with Project.open(params.project) as proj:
         if params.run_id is None:
@@ -91,22 +94,49 @@ def train_job(ctx: JobContext, params: TrainParams) -> TrainedRun:
             cfg = TrainConfig.from_dict(params.config)
             if cfg.resolution is None:
                 cfg = cfg.with_changes(resolution=setup.profile.resolution)
-            run, snapshot = _new_run(proj, cfg, setup.profile.name)
-        else:
-            # A resumed run keeps the profile it started with, unless told otherwise.
-            run = open_run(proj, params.run_id, RUN_KIND)
-            setup = resolve_stage(replace(params, profile=params.profile
-                                          or run.config.get("profile")))
-            base = setup.role_path("base")
+            for dead in settle_dead_runs(proj, RUN_KIND):
+                ctx.log(f"Run {dead} was interrupted (the process training it is gone); "
+                        f"resume it with: mycanvas train PROJECT --resume {dead}", "warning")
+            # A run that fails before its first checkpoint is taken back: nothing to resume.
+            made: dict[str, int | None] = {}
+            with proj.provisional(keep_if=lambda: _has_checkpoint(proj, made.get("run"))):
+                run, snapshot = _new_run(proj, cfg, setup.profile.name)
+                made["run"] = run.id
+                assert run.id is not None
+                with claim_run(proj, run.id, RUN_KIND):
+                    result = _run(ctx, proj, run, cfg, snapshot, setup, base)
+            return TrainedRun(**result)
+        # A resumed run keeps the profile it started with, unless told otherwise.
+        run = open_run(proj, params.run_id, RUN_KIND)
+        setup = resolve_stage(replace(params, profile=params.profile
+                                      or run.config.get("profile")))
+        base = setup.role_path("base")
+        with claim_run(proj, params.run_id, RUN_KIND):  # before anything of the run changes
             run, cfg, snapshot = _existing_run(proj, params.run_id, dict(params.config or {}))
-        assert run.id is not None
-        # Resuming this job (after a crash or a quit) continues this run, not a new one.
-        proj.journal_note_resume(ctx.job_id, run_id=run.id, config={})
-        ctx.log(f"Run {run.id}: {cfg.steps} steps on {len(snapshot.items)} items, "
-                f"concepts {', '.join(c.token for c in snapshot.concepts)}")
-        with status_follows(proj, run.id), _disk_full_named(proj, run.id):
-            result = _train(ctx, proj, run, cfg, snapshot, setup, base)
+            result = _run(ctx, proj, run, cfg, snapshot, setup, base)
     return TrainedRun(**result)
+
+
+def _has_checkpoint(project: Project, run_id: int | None) -> bool:
+    from engine.train.checkpoints import latest_checkpoint
+    from engine.train.runs import RunPaths
+
+    return run_id is not None and \
+        latest_checkpoint(RunPaths.of(project, run_id).checkpoints) is not None
+
+
+def _run(ctx: JobContext, proj: Project, run: Run, cfg: TrainConfig,
+         snapshot: DatasetSnapshot, setup: StageSetup, base: Path) -> dict[str, Any]:
+    """Train the claimed run; its status follows."""
+    from engine.train.runs import status_follows
+
+    assert run.id is not None
+    # Resuming this job (after a crash or a quit) continues this run, not a new one.
+    proj.journal_note_resume(ctx.job_id, run_id=run.id, config={})
+    ctx.log(f"Run {run.id}: {cfg.steps} steps on {len(snapshot.items)} items, "
+            f"concepts {', '.join(c.token for c in snapshot.concepts)}")
+    with status_follows(proj, run.id), _disk_full_named(proj, run.id):
+        return _train(ctx, proj, run, cfg, snapshot, setup, base)
 
 
 @contextlib.contextmanager

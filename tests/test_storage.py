@@ -151,8 +151,8 @@ def test_models_remove_asks_first_and_keeps_what_another_profile_needs(
         base.repo).name + "/snapshots/")}
     assert lite_files == {f"{repo_folder(base.repo).name}/snapshots/{COMMIT}/{n}" for n in
                           ["model_index.json", "unet/config.json",
-                           "unet/diffusion_pytorch_model.safetensors",
-                           "text_encoder/config.json", "text_encoder/model.safetensors",
+                           "unet/diffusion_pytorch_model.fp16.safetensors",
+                           "text_encoder/config.json", "text_encoder/model.fp16.safetensors",
                            "v1-5-pruned.ckpt"]}
     for spec in sd15.roles.values():  # the repositories only sd15 used are gone
         if spec.repo and spec.repo != base.repo:

@@ -37,6 +37,11 @@ class RoleSpec:
     # About how many megabytes a download of the role is (resources/profiles.json says how
     # the figures were made); None: not known without asking the Hub.
     approx_download_mb: float | None = None
+    # The weight files' variant ("fp16": half precision); allow and required name its files.
+    variant: str | None = None
+    # The patterns as the table writes them, before the variant: files of any variant of this
+    # role (what freeing the role's downloads may delete).
+    any_variant: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -48,6 +53,28 @@ class RoleSpec:
 
     def wants(self, filename: str) -> bool:
         return any(fnmatch.fnmatch(filename, pat) for pat in self.allow)
+
+    def wants_any_variant(self, filename: str) -> bool:
+        patterns = self.any_variant or self.allow
+        return any(fnmatch.fnmatch(without_variant(filename), pat) for pat in patterns)
+
+
+VARIANTS = ("fp16",)
+WEIGHT_SUFFIX = ".safetensors"
+
+
+def with_variant(name: str, variant: str | None) -> str:
+    """The file name of `name`'s variant: unet/diffusion_pytorch_model.safetensors ->
+    unet/diffusion_pytorch_model.fp16.safetensors (diffusers' and transformers' convention)."""
+    if not variant or not name.endswith(WEIGHT_SUFFIX):
+        return name
+    return f"{name.removesuffix(WEIGHT_SUFFIX)}.{variant}{WEIGHT_SUFFIX}"
+
+
+def without_variant(name: str) -> str:
+    for variant in VARIANTS:
+        name = name.replace(f".{variant}{WEIGHT_SUFFIX}", WEIGHT_SUFFIX)
+    return name
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,20 @@ class Profile:
             ) from None
 
 
+def download_mb(profile: Profile, roles: list[str] | tuple[str, ...]) -> float | None:
+    """About how many MB downloading `roles` of `profile` takes (the table's figures); None
+    when a downloaded role's size is not in the table. Roles not downloaded count 0."""
+    total = 0.0
+    for role in roles:
+        spec = profile.role(role)
+        if not spec.repo:
+            continue
+        if spec.approx_download_mb is None:
+            return None
+        total += spec.approx_download_mb
+    return total
+
+
 def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
     where = f"{PROFILES_FILE.name}: profiles.{profile}.roles.{role}"
     fmt = raw.get("format")
@@ -79,13 +120,19 @@ def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
                              or size <= 0):
         raise InputError(f"{where}.approx_download_mb must be a positive number, got {size!r}")
+    variant = raw.get("variant")
+    if variant is not None and variant not in VARIANTS:
+        raise InputError(f"{where}.variant must be one of {list(VARIANTS)}, got {variant!r}")
+    allow = tuple(raw.get("allow", ()))
     return RoleSpec(
         role=role,
         format=fmt,
         repo=raw.get("repo"),
         revision=raw.get("revision", "main"),
-        allow=tuple(raw.get("allow", ())),
-        required=tuple(raw.get("required", ())),
+        allow=tuple(with_variant(a, variant) for a in allow),
+        required=tuple(with_variant(r, variant) for r in raw.get("required", ())),
+        variant=variant,
+        any_variant=allow,
         file=raw.get("file"),
         arch=raw.get("arch"),
         tiny=raw.get("tiny"),

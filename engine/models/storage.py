@@ -135,9 +135,9 @@ def _blob_of(pointer: Path) -> Path | None:
     return target if target.is_file() else None
 
 
-def _wanted_by(spec: RoleSpec, pointer: Path, folder: Path) -> bool:
-    rel = pointer.relative_to(folder / "snapshots")
-    return spec.wants("/".join(rel.parts[1:]))  # without the commit folder
+def _wanted_by(spec: RoleSpec, pointer: Path, folder: Path, any_variant: bool = False) -> bool:
+    rel = "/".join(pointer.relative_to(folder / "snapshots").parts[1:])  # without the commit
+    return spec.wants_any_variant(rel) if any_variant else spec.wants(rel)
 
 
 def plan_removal(name: str) -> Removal:
@@ -164,7 +164,8 @@ def plan_removal(name: str) -> Removal:
         folder = repo_folder(spec.repo)
         sharing = [(o, role, s) for o, role, s in others if s.repo == spec.repo]
         pointers = _snapshot_files(folder)
-        ours = [p for p in pointers if _wanted_by(spec, p, folder)]
+        # the role's files of any variant: an older version's full-precision download too
+        ours = [p for p in pointers if _wanted_by(spec, p, folder, any_variant=True)]
         needed_blobs = {_blob_of(p) for p in pointers if p not in ours}
         needed_blobs |= {_blob_of(p) for p in ours
                          if any(_wanted_by(s, p, folder) for _, _, s in sharing)}

@@ -1,0 +1,68 @@
+"""Write the project fixture of this version: tests/data/projects/schema-<N>/ (N: the
+catalogue's schema version), a small project with every kind of record (concepts, photos,
+masks, layouts, dataset items, a training run, generated and scored pictures, a report),
+made by the real commands on the tiny profile. tests/test_upgrades.py opens every fixture
+there with the current version.
+
+Run once per schema version, from the repository root:
+
+    python tests/data/make_project_fixture.py
+
+A fixture is never rewritten: a later version adds its own beside the older ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+from skimage import data
+
+HERE = Path(__file__).resolve().parent
+
+
+def mycanvas(*argv: str) -> None:
+    subprocess.run([sys.executable, "-m", "desktop_app.launcher", *argv], check=True)
+
+
+def main() -> int:
+    from engine import __version__
+    from engine.project import CURRENT_VERSION
+
+    target = HERE / "projects" / f"schema-{CURRENT_VERSION}"
+    if target.exists():
+        print(f"{target} exists; a fixture is never rewritten", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        project = work / "project"
+        for name, image in (("cat.jpg", data.chelsea()), ("mug.jpg", data.coffee())):
+            photo = Image.fromarray(image)
+            photo.thumbnail((160, 160))
+            photo.save(work / name, quality=85)
+        mycanvas("new", str(project), "--name", f"Written by {__version__}")
+        mycanvas("add-concept", str(project), "Mochi", "--class", "cat", str(work / "cat.jpg"))
+        mycanvas("add-concept", str(project), "Cup", "--class", "mug", str(work / "mug.jpg"))
+        mycanvas("-q", "personalize", str(project), "--preset", "quick", "--profile", "tiny",
+                 "--device", "cpu")
+        mycanvas("-q", "report", str(project))
+        # One self-contained file: the WAL folded in, no side files.
+        conn = sqlite3.connect(project / "catalogue.sqlite")
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.close()
+        shutil.copytree(project, target)
+    (target.parent / f"schema-{CURRENT_VERSION}.json").write_text(json.dumps(
+        {"app_version": __version__, "schema": CURRENT_VERSION,
+         "made_by": "tests/data/make_project_fixture.py"}, indent=2) + "\n")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

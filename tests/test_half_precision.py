@@ -172,3 +172,16 @@ def test_a_file_two_roles_share_is_stored_once(own_hf_cache, monkeypatch):
     shutil.rmtree(repo_folder(sd15.role("base").repo))
     assert blobs[1].read_bytes() == shared_vae
     assert link_known_blob("nobody/else", hashlib.sha256(b"unknown").hexdigest()) is None
+
+
+def test_an_earlier_full_precision_download_still_counts_as_present(own_hf_cache):
+    """Who downloaded sd15 before the switch to fp16 files keeps using those files."""
+    from test_storage import put_in_cache
+
+    from engine.models.profiles import role_status, without_variant
+
+    spec = get_profile("sd15").role("base")
+    assert not role_status(get_profile("sd15"), "base").present
+    put_in_cache(spec.repo, {without_variant(n): b"w" for n in spec.required})
+    status = role_status(get_profile("sd15"), "base")
+    assert status.present and (status.path / "unet/diffusion_pytorch_model.safetensors").exists()

@@ -229,25 +229,35 @@ class RoleStatus:
 OVERRIDE_SOURCE = "set in settings"
 
 
-def _hf_snapshot(spec: RoleSpec) -> Path | None:
-    """The cached snapshot folder holding every required file of `spec`, or None. Offline."""
+def _cached_snapshot(repo: str, spec: RoleSpec, allow: tuple[str, ...],
+                     required: tuple[str, ...]) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    if not spec.repo:
-        return None
     try:
         folder = Path(
             snapshot_download(
-                spec.repo, revision=spec.revision, allow_patterns=list(spec.allow) or None,
+                repo, revision=spec.revision, allow_patterns=list(allow) or None,
                 local_files_only=True,
             )
         )
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         return None
-    if all((folder / f).is_file() for f in spec.required):
+    if all((folder / f).is_file() for f in required):
         return folder
     return None
+
+
+def _hf_snapshot(spec: RoleSpec) -> Path | None:
+    """The cached snapshot folder holding every required file of `spec`, or None. Offline.
+    A role with a variant also takes an earlier version's full-precision download."""
+    if not spec.repo:
+        return None
+    folder = _cached_snapshot(spec.repo, spec, spec.allow, spec.required)
+    if folder is None and spec.variant:
+        folder = _cached_snapshot(spec.repo, spec, spec.any_variant,
+                                  tuple(without_variant(r) for r in spec.required))
+    return folder
 
 
 def _override_path(role: str, overrides: dict[str, str] | None) -> Path | None:

@@ -208,3 +208,22 @@ def test_the_installed_app_runs_its_commands_and_window_from_outside_the_checkou
     shown = _run(installed, str(installed["bin"] / "mycanvas-studio"), str(project),
                  extra_env={"MYCANVAS_STARTUP_PROBE": "exit"}, timeout=120)
     assert "window-shown" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_resources_are_the_ones_beside_the_running_code(tmp_path, monkeypatch):
+    from engine.paths import RESOURCES, find_resources
+
+    assert RESOURCES == REPO / "resources"  # this checkout's own, not an installed copy
+    installed = tmp_path / "site-packages"
+    (installed / RESOURCES_PACKAGE).mkdir(parents=True)
+    (installed / RESOURCES_PACKAGE / "profiles.json").write_text("{}")
+    assert find_resources(installed) == installed / RESOURCES_PACKAGE
+    checkout = tmp_path / "checkout"
+    (checkout / "resources").mkdir(parents=True)
+    (checkout / "resources" / "profiles.json").write_text("{}")
+    # an editable install may make the real package importable: look for one that is not
+    monkeypatch.setattr("engine.paths.RESOURCES_PACKAGE", "mycanvas_resources_nowhere")
+    with pytest.raises(RuntimeError, match="installed without its resources"):
+        find_resources(checkout)  # no pyproject.toml: not a source tree
+    (checkout / "pyproject.toml").write_text("")
+    assert find_resources(checkout) == checkout / "resources"

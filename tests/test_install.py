@@ -61,7 +61,9 @@ def built(tmp_path_factory) -> dict[str, Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target)
     dist = root / "dist"
-    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel",
+    # No --sdist/--wheel: the sdist first, then the wheel from the sdist, so a file missing
+    # from the sdist is missing from the wheel too.
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation",
                            "--outdir", str(dist), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -14,6 +14,7 @@ A fixture is never rewritten: a later version adds its own beside the older ones
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -27,8 +28,12 @@ from skimage import data
 HERE = Path(__file__).resolve().parent
 
 
-def mycanvas(*argv: str) -> None:
-    subprocess.run([sys.executable, "-m", "desktop_app.launcher", *argv], check=True)
+def mycanvas(work: Path, *argv: str) -> None:
+    """The command, with the app's folders inside `work` (nothing of this computer's own
+    folders ends up in the fixture's records)."""
+    env = {**os.environ, "MYCANVAS_DATA_DIR": str(work / "data"),
+           "MYCANVAS_CONFIG_DIR": str(work / "config"), "HF_HOME": str(work / "hf")}
+    subprocess.run([sys.executable, "-m", "desktop_app.launcher", *argv], check=True, env=env)
 
 
 def main() -> int:
@@ -46,12 +51,13 @@ def main() -> int:
             photo = Image.fromarray(image)
             photo.thumbnail((160, 160))
             photo.save(work / name, quality=85)
-        mycanvas("new", str(project), "--name", f"Written by {__version__}")
-        mycanvas("add-concept", str(project), "Mochi", "--class", "cat", str(work / "cat.jpg"))
-        mycanvas("add-concept", str(project), "Cup", "--class", "mug", str(work / "mug.jpg"))
-        mycanvas("-q", "personalize", str(project), "--preset", "quick", "--profile", "tiny",
+        mycanvas(work, "new", str(project), "--name", f"Written by {__version__}")
+        mycanvas(work, "add-concept", str(project), "Mochi", "--class", "cat", str(work / "cat.jpg"))
+        mycanvas(work, "add-concept", str(project), "Cup", "--class", "mug", str(work / "mug.jpg"))
+        mycanvas(work, "-q", "personalize", str(project), "--preset", "quick", "--profile", "tiny",
                  "--device", "cpu")
-        mycanvas("-q", "report", str(project))
+        mycanvas(work, "-q", "report", str(project))
+        shutil.rmtree(work / "project" / "runs" / "1" / "cache", ignore_errors=True)  # a cache
         # One self-contained file: the WAL folded in, no side files.
         conn = sqlite3.connect(project / "catalogue.sqlite")
         conn.execute("PRAGMA journal_mode = DELETE")

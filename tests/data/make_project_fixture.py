@@ -52,8 +52,8 @@ def main() -> int:
             photo.thumbnail((160, 160))
             photo.save(work / name, quality=85)
         mycanvas(work, "new", str(project), "--name", f"Written by {__version__}")
-        mycanvas(work, "add-concept", str(project), "Mochi", "--class", "cat", str(work / "cat.jpg"))
-        mycanvas(work, "add-concept", str(project), "Cup", "--class", "mug", str(work / "mug.jpg"))
+        for name, word, photo in (("Mochi", "cat", "cat.jpg"), ("Cup", "mug", "mug.jpg")):
+            mycanvas(work, "add-concept", str(project), name, "--class", word, str(work / photo))
         mycanvas(work, "-q", "personalize", str(project), "--preset", "quick", "--profile", "tiny",
                  "--device", "cpu")
         mycanvas(work, "-q", "report", str(project))

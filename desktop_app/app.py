@@ -13,9 +13,14 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from desktop_app.main_window import APP_TITLE, MainWindow
+from engine.paths import RESOURCES
+from engine.project import CATALOGUE_NAME
+
+APP_ICON = RESOURCES / "icons" / "mycanvas-studio.svg"
 
 __all__ = ["APP_TITLE", "MainWindow", "run_app"]
 
@@ -40,17 +45,31 @@ class StartupProbe(QObject):
         return False
 
 
+def project_argument(argv: list[str]) -> Path | None:
+    """The project folder named on the command line: a folder, or a project's catalogue file
+    (what a file manager passes when a project is opened through its MIME type)."""
+    if not argv:
+        return None
+    path = Path(argv[0])
+    if path.is_file() and path.name == CATALOGUE_NAME:
+        return path.parent
+    return path if path.is_dir() else None
+
+
 def run_app(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName(APP_TITLE)
+    app.setDesktopFileName("mycanvas-studio")  # Wayland matches the window to its entry
+    app.setWindowIcon(QIcon(str(APP_ICON)))
     window = MainWindow()
     probe = os.environ.get("MYCANVAS_STARTUP_PROBE")
     if probe:
         window.create()  # a native window to watch before it is shown
         StartupProbe(window, quit_after=probe == "exit")
     window.show()
-    if argv and Path(argv[0]).is_dir():
-        window.open_project(Path(argv[0]))
+    project = project_argument(argv)
+    if project is not None:
+        window.open_project(project)
     code = app.exec()
     window.close()
     return code

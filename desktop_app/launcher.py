@@ -43,5 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli_main(args)
 
 
+def gui_main(argv: Sequence[str] | None = None) -> int:
+    """`mycanvas-studio [PROJECT]`: the window only, what the desktop menu entry starts (a GUI
+    script: no console window on Windows). PROJECT may be a project folder or its catalogue."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return main(["gui", *args])
+
+
 if __name__ == "__main__":
     sys.exit(main())

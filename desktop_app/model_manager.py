@@ -37,7 +37,7 @@ from desktop_app.plain_words import for_window
 from desktop_app.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
-from engine.models.profiles import get_profile, profile_names
+from engine.models.profiles import download_mb, get_profile, profile_names
 
 PRESENT, LATER, MISSING = QColor(27, 125, 58), QColor(138, 90, 0), QColor(179, 38, 30)
 COLUMNS = ("Role", "Status", "Download", "Where from", "Note", "")
@@ -270,8 +270,10 @@ class ModelManager(QDialog):
         else:
             listed = ", ".join(f"{r} ({self.sizes[r]})" if r in self.sizes else r
                                for r in self.missing)
-            found = (f"Missing: {listed}. Get them, or choose the folder that holds one if "
-                     "it is already on this computer.")
+            total = download_mb(get_profile(self.profile_name()), self.missing)
+            in_all = f" In all about {size_text(total * 1e6)}." if total else ""
+            found = (f"Missing: {listed}.{in_all} Get them, or choose the folder that holds "
+                     "one if it is already on this computer.")
         self.status.setText(f"{self.outcome} {found}".strip())
 
     # ------------------------------------------------------------------ folders per role

@@ -98,8 +98,10 @@ class PlanDialog(QDialog):
         self.total.setWordWrap(True)
         notes = []
         if plan.missing_models:
-            notes.append(f"⚠ Missing models: {', '.join(plan.missing_models)}. Get them first "
-                         "(Settings → Models…), or use the test models.")
+            size = (f" (about {bytes_text(plan.download_bytes)} to download)"
+                    if plan.download_bytes else "")
+            notes.append(f"⚠ Missing models: {', '.join(plan.missing_models)}{size}. Get them "
+                         "first (Settings → Models…), or use the test models.")
         if plan.test_models:
             notes.append("⚠ Test models: every stage runs, but the pictures are noise.")
         notes += [f"⚠ {stage.title}: {stage.note}." for stage in plan.stages

@@ -10,7 +10,38 @@ from pathlib import Path
 from engine.errors import InputError
 
 APP_NAME = "mycanvas-studio"
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+# The package the wheel installs the top-level resources/ folder as (pyproject.toml).
+RESOURCES_PACKAGE = "mycanvas_resources"
+
+
+def find_resources(code_root: Path | None = None) -> Path:
+    """The folder of the app's read-only files that belong to *this* copy of the code.
+
+    Installed (a wheel): the package `mycanvas_resources` beside `engine` in site-packages.
+    Run from the source tree (tests, development): the tree's own resources/ folder, so the
+    code and the files it reads always come from the same place. Otherwise whatever
+    `mycanvas_resources` importlib finds (another installer's layout)."""
+    root = code_root or Path(__file__).resolve().parent.parent
+    installed = root / RESOURCES_PACKAGE
+    if (installed / "profiles.json").is_file():
+        return installed
+    source_tree = root / "resources"
+    if (root / "pyproject.toml").is_file() and (source_tree / "profiles.json").is_file():
+        return source_tree
+    from importlib.resources import files
+
+    try:
+        found = Path(str(files(RESOURCES_PACKAGE)))
+    except ModuleNotFoundError:
+        found = installed
+    if not (found / "profiles.json").is_file():
+        raise RuntimeError(f"MyCanvas Studio is installed without its resources: no "
+                           f"{RESOURCES_PACKAGE}/profiles.json beside {root / 'engine'}; "
+                           "reinstall the package")
+    return found
+
+
+RESOURCES = find_resources()
 
 
 def data_dir() -> Path:
@@ -34,6 +65,11 @@ def config_dir() -> Path:
 
 def models_dir() -> Path:
     return data_dir() / "models"
+
+
+def openvino_dir() -> Path:
+    """OpenVINO conversions of the profiles' models, one folder per profile."""
+    return data_dir() / "openvino"
 
 
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {

@@ -4,6 +4,7 @@
     arguments.py   a job's declared parameters as arguments, and back
     progress.py    run a job with a progress bar, Ctrl-C to cancel, the job journal
     general.py     doctor, new, info, models, repair
+    desktop.py     desktop install|uninstall: the menu entry, icon and MIME type
     <stage>.py     one module per stage (intake, segment, plan, dataset, train, ...)
 
 Every module of this package is loaded when the parser is built: a new stage's CLI module

@@ -33,8 +33,12 @@ def _versions() -> dict[str, str]:
 @command("doctor", "device, memory, versions and which models are present", lambda p: (
     p.add_argument("--json", action="store_true", help="machine-readable output"),
     p.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu"),
+    p.add_argument("--disk", action="store_true",
+                   help="every place the app stores data, with its size"),
 ))
 def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.disk:
+        return _doctor_disk(args)
     from engine.dataset import openvino_status
     from engine.device import GIB, plan_device
     from engine.models.profiles import get_profile, profile_names, role_status
@@ -80,6 +84,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor_disk(args: argparse.Namespace) -> int:
+    from engine.models.storage import storage_places
+    from engine.personalize import format_bytes
+    from engine.settings import load_settings
+
+    places = storage_places(load_settings().recent_projects)
+    if args.json:
+        print(json.dumps([{"kind": p.kind, "label": p.label, "path": str(p.path),
+                           "bytes": p.size, "exists": p.exists} for p in places], indent=2))
+        return EXIT_OK
+    for place in places:
+        size = format_bytes(place.size) if place.exists else "absent"
+        print(f"{place.kind:<15} {size:>10}  {place.label}: {place.path}")
+    print(f"{'total':<15} {format_bytes(sum(p.size for p in places)):>10}  (each file once)")
+    print("warm models live in memory only, in the window's worker process")
+    return EXIT_OK
+
+
 @command("new", "create a project folder", lambda p: (
     p.add_argument("project", type=Path, help="folder to create"),
     p.add_argument("--name", help="project name (default: the folder's name)"),
@@ -117,6 +139,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _remove_models(args: argparse.Namespace) -> int:
+    from engine.errors import InputError
+    from engine.models.storage import plan_removal, remove
+    from engine.personalize import format_bytes
+
+    if not args.profile:
+        raise InputError("say which profile's downloads to remove: mycanvas models remove "
+                         "PROFILE")
+    plan = plan_removal(args.profile)
+    for line in plan.kept:
+        print(f"keeping {line}")
+    if not plan.paths:
+        print(f"Nothing of profile {args.profile!r} to remove")
+        return EXIT_OK
+    for path in plan.paths:
+        print(f"delete  {path}")
+    question = (f"Delete these {len(plan.paths)} files and folders of profile "
+                f"{args.profile!r} ({format_bytes(plan.size)})? [y/N] ")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError("nothing deleted: confirm with --yes when not asked at a terminal")
+        if input(question).strip().lower() not in {"y", "yes"}:
+            print("Nothing deleted")
+            return EXIT_OK
+    remove(plan)
+    print(f"Removed profile {args.profile!r}'s downloads: {format_bytes(plan.size)} freed")
+    return EXIT_OK
+
+
 @job_command(REPAIR_PROJECT, name="repair", arguments=lambda p: p.add_argument(
     "--json", action="store_true", help="the full report as JSON"))
 def cmd_repair(args: argparse.Namespace) -> int:
@@ -125,14 +176,19 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@command("models", "list profiles, or make a profile's models present (download/build)",
-         lambda p: (
-    p.add_argument("action", choices=["list", "download"]),
-    p.add_argument("profile", nargs="?", help="profile to download (default: the settings' one)"),
+@command("models", "list profiles, make a profile's models present (download/build), or "
+         "remove a profile's downloads", lambda p: (
+    p.add_argument("action", choices=["list", "download", "remove"]),
+    p.add_argument("profile", nargs="?", help="profile to download or remove (default for "
+                   "download: the settings' one)"),
     p.add_argument("--role", action="append", help="only this role (repeatable)"),
+    p.add_argument("--yes", action="store_true", help="remove without asking"),
 ))
 def cmd_models(args: argparse.Namespace) -> int:
     from engine.models.profiles import get_profile, profile_names
+
+    if args.action == "remove":
+        return _remove_models(args)
 
     if args.action == "list":
         for name in profile_names():

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.atomic import atomic_write_text
 from engine.errors import InputError, first_line
-from engine.paths import data_dir, safe_component
+from engine.paths import openvino_dir, safe_component
 
 if TYPE_CHECKING:
     from engine.device import DevicePlan
@@ -76,7 +76,7 @@ def openvino_version() -> str:
 
 
 def profile_folder(profile: str) -> Path:
-    return data_dir() / "openvino" / safe_component(profile, fallback="profile")
+    return openvino_dir() / safe_component(profile, fallback="profile")
 
 
 def source_id(model_path: Path) -> str:
@@ -220,7 +220,7 @@ def openvino_status() -> str:
     missing = openvino_missing()
     if missing:
         return f"{missing}; the dataset's inpainting runs on torch"
-    root = data_dir() / "openvino"
+    root = openvino_dir()
     ready = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         states = [read_state(f) for f in folder.iterdir() if f.is_dir()]

@@ -7,6 +7,7 @@ cancelled or cut off keeps its partial blob, and the next attempt resumes it.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,26 @@ def plan_files(spec: RoleSpec) -> list[tuple[str, int, str | None]]:
     return files
 
 
+def link_known_blob(repo: str, sha256: str) -> Path | None:
+    """A file another repository of the cache already holds byte for byte (same sha256, the
+    name the Hub's cache gives an LFS blob) becomes this repository's blob as a hard link:
+    stored once, and the download that follows finds it cached. None when there is none
+    (or the file system cannot link)."""
+    from engine.models.storage import hf_cache_root, repo_folder
+
+    target = repo_folder(repo) / "blobs" / sha256
+    if target.exists():
+        return target
+    for other in sorted(hf_cache_root().glob("models--*/blobs/" + sha256)):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(other, target)
+        except OSError:
+            return None
+        return target
+    return None
+
+
 def download_role(
     profile: Profile, role: str, progress: ByteProgress | None = None
 ) -> Path:
@@ -99,6 +120,8 @@ def download_role(
         folder: Path | None = None
         for current, size, sha in files:
             before = done
+            if sha:
+                link_known_blob(spec.repo, sha)
             path = Path(hf_hub_download(
                 spec.repo, current, revision=spec.revision, tqdm_class=bar,
             ))

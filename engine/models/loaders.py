@@ -161,11 +161,22 @@ def _no_library_progress_bars() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def weights_variant(folder: Path) -> str | None:
+    """"fp16" when the pipeline folder holds half-precision weight files only (what the sd15
+    profile downloads), else None: the full-precision files are loaded as before."""
+    weights = [f.name for f in folder.glob("*/*.safetensors")]
+    if any(".fp16." not in name for name in weights):
+        return None
+    return "fp16" if weights else None
+
+
 def _load_sd(cls_name: str, folder: PathLike, device: Any, dtype: Any, what: str,
              without: tuple[str, ...] = ()) -> Any:
     p = _require_dir(folder, f"{what} model folder")
     _require_file(p / "model_index.json", f"{what} pipeline description")
     dev, dt = resolve_device_dtype(device, dtype)
+    # Half-precision files load as the device needs: cast to `dt` (float32 on a CPU).
+    variant = weights_variant(p)
     import diffusers
 
     _no_library_progress_bars()
@@ -179,6 +190,7 @@ def _load_sd(cls_name: str, folder: PathLike, device: Any, dtype: Any, what: str
             safety_checker=None,
             requires_safety_checker=False,
             dtype=dt,
+            variant=variant,
             **dict.fromkeys(without),
         )
         pipe = pipe.to(dev)

@@ -37,6 +37,11 @@ class RoleSpec:
     # About how many megabytes a download of the role is (resources/profiles.json says how
     # the figures were made); None: not known without asking the Hub.
     approx_download_mb: float | None = None
+    # The weight files' variant ("fp16": half precision); allow and required name its files.
+    variant: str | None = None
+    # The patterns as the table writes them, before the variant: files of any variant of this
+    # role (what freeing the role's downloads may delete).
+    any_variant: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -48,6 +53,28 @@ class RoleSpec:
 
     def wants(self, filename: str) -> bool:
         return any(fnmatch.fnmatch(filename, pat) for pat in self.allow)
+
+    def wants_any_variant(self, filename: str) -> bool:
+        patterns = self.any_variant or self.allow
+        return any(fnmatch.fnmatch(without_variant(filename), pat) for pat in patterns)
+
+
+VARIANTS = ("fp16",)
+WEIGHT_SUFFIX = ".safetensors"
+
+
+def with_variant(name: str, variant: str | None) -> str:
+    """The file name of `name`'s variant: unet/diffusion_pytorch_model.safetensors ->
+    unet/diffusion_pytorch_model.fp16.safetensors (diffusers' and transformers' convention)."""
+    if not variant or not name.endswith(WEIGHT_SUFFIX):
+        return name
+    return f"{name.removesuffix(WEIGHT_SUFFIX)}.{variant}{WEIGHT_SUFFIX}"
+
+
+def without_variant(name: str) -> str:
+    for variant in VARIANTS:
+        name = name.replace(f".{variant}{WEIGHT_SUFFIX}", WEIGHT_SUFFIX)
+    return name
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,20 @@ class Profile:
             ) from None
 
 
+def download_mb(profile: Profile, roles: list[str] | tuple[str, ...]) -> float | None:
+    """About how many MB downloading `roles` of `profile` takes (the table's figures); None
+    when a downloaded role's size is not in the table. Roles not downloaded count 0."""
+    total = 0.0
+    for role in roles:
+        spec = profile.role(role)
+        if not spec.repo:
+            continue
+        if spec.approx_download_mb is None:
+            return None
+        total += spec.approx_download_mb
+    return total
+
+
 def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
     where = f"{PROFILES_FILE.name}: profiles.{profile}.roles.{role}"
     fmt = raw.get("format")
@@ -79,13 +120,19 @@ def _parse_role(profile: str, role: str, raw: dict[str, Any]) -> RoleSpec:
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
                              or size <= 0):
         raise InputError(f"{where}.approx_download_mb must be a positive number, got {size!r}")
+    variant = raw.get("variant")
+    if variant is not None and variant not in VARIANTS:
+        raise InputError(f"{where}.variant must be one of {list(VARIANTS)}, got {variant!r}")
+    allow = tuple(raw.get("allow", ()))
     return RoleSpec(
         role=role,
         format=fmt,
         repo=raw.get("repo"),
         revision=raw.get("revision", "main"),
-        allow=tuple(raw.get("allow", ())),
-        required=tuple(raw.get("required", ())),
+        allow=tuple(with_variant(a, variant) for a in allow),
+        required=tuple(with_variant(r, variant) for r in raw.get("required", ())),
+        variant=variant,
+        any_variant=allow,
         file=raw.get("file"),
         arch=raw.get("arch"),
         tiny=raw.get("tiny"),
@@ -188,25 +235,35 @@ class RoleStatus:
 OVERRIDE_SOURCE = "set in settings"
 
 
-def _hf_snapshot(spec: RoleSpec) -> Path | None:
-    """The cached snapshot folder holding every required file of `spec`, or None. Offline."""
+def _cached_snapshot(repo: str, spec: RoleSpec, allow: tuple[str, ...],
+                     required: tuple[str, ...]) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    if not spec.repo:
-        return None
     try:
         folder = Path(
             snapshot_download(
-                spec.repo, revision=spec.revision, allow_patterns=list(spec.allow) or None,
+                repo, revision=spec.revision, allow_patterns=list(allow) or None,
                 local_files_only=True,
             )
         )
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         return None
-    if all((folder / f).is_file() for f in spec.required):
+    if all((folder / f).is_file() for f in required):
         return folder
     return None
+
+
+def _hf_snapshot(spec: RoleSpec) -> Path | None:
+    """The cached snapshot folder holding every required file of `spec`, or None. Offline.
+    A role with a variant also takes an earlier version's full-precision download."""
+    if not spec.repo:
+        return None
+    folder = _cached_snapshot(spec.repo, spec, spec.allow, spec.required)
+    if folder is None and spec.variant:
+        folder = _cached_snapshot(spec.repo, spec, spec.any_variant,
+                                  tuple(without_variant(r) for r in spec.required))
+    return folder
 
 
 def _override_path(role: str, overrides: dict[str, str] | None) -> Path | None:

@@ -76,6 +76,9 @@ class Plan(JobResult):
     estimate: str = ""  # where the figures come from: measured here, or an estimate
     measured: bool = False  # True when the per-stage costs were measured on such a device
     missing_models: list[str] = field(default_factory=list)  # roles to download first
+    # About how much downloading the missing models takes (the profile table's figures:
+    # half-precision files where the profile downloads those); None when not known.
+    download_bytes: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the preset's numbers, resolved
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.models.profiles import download_mb
 from engine.personalize.costs import DATASET_STRENGTH, cost_table, disk_sizes
 from engine.personalize.jobs import Plan, StagePlan
 from engine.personalize.presets import PresetSettings, device_kind, settings_for
@@ -124,13 +125,15 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     needed = {NEEDS[p.stage] for p in stages if p.runs and p.stage in NEEDS}
     missing = [r for r in state.missing_models if r in needed or r in SCORING_ROLES]
     total_disk = sum(p.disk_bytes for p in stages)
+    download = download_mb(profile, missing)
     return Plan(
         preset=params.preset, profile=profile.name, test_models=profile.test_models,
         device=device.describe(), device_kind=kind, stages=stages,
         seconds=round(sum(p.seconds for p in stages), 1), disk_bytes=total_disk,
         free_disk_bytes=state.free_disk_bytes, estimate=costs.source, measured=costs.measured,
-        missing_models=missing, settings={**s.to_dict(), "seed": params.seed,
-                                          "batch_prefix": BATCH_PREFIX})
+        missing_models=missing,
+        download_bytes=None if download is None else round(download * 1e6),
+        settings={**s.to_dict(), "seed": params.seed, "batch_prefix": BATCH_PREFIX})
 
 
 def needed_missing(plan: Plan) -> list[str]:
@@ -174,8 +177,10 @@ def plan_text(plan: Plan) -> str:
                  f"{free}")
     lines.append(f"  ({plan.estimate})")
     if plan.missing_models:
+        size = (f"about {format_bytes(plan.download_bytes)} to download, "
+                if plan.download_bytes else "")
         lines.append(f"  missing models: {', '.join(plan.missing_models)} "
-                     f"(mycanvas models download {plan.profile})")
+                     f"({size}mycanvas models download {plan.profile})")
     if plan.test_models:
         lines.append("  test models: every stage runs, but the pictures are noise")
     return "\n".join(lines)

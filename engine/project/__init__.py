@@ -8,6 +8,7 @@ gallery_export.py).
 
 from engine.project.catalogue import Project, concept_dir_name
 from engine.project.class_words import check_class_word, class_word_problem
+from engine.project.connection import CATALOGUE_NAME
 from engine.project.gallery import ConceptScore, GalleryImage, prompt_concepts
 from engine.project.gallery_export import RECIPE_KEY, ExportedPicture, read_recipe
 from engine.project.gallery_query import SORTS, TRASH_VIEWS, GalleryQuery
@@ -36,6 +37,7 @@ from engine.project.records import (
 from engine.project.schema import CURRENT_VERSION
 
 __all__ = [
+    "CATALOGUE_NAME",
     "CURRENT_VERSION",
     "IMAGE_ONLY_METRICS",
     "RECIPE_KEY",

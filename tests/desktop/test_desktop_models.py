@@ -37,16 +37,18 @@ def test_missing_models_are_named_with_their_size_and_a_failed_download_offers_a
                         "desktop_jobs_for_tests:offline_models_job")
     # The Hub knows the base model's exact size; the others stay at the table's estimate.
     monkeypatch.setattr(model_manager, "hub_sizes", lambda profile, roles: {
-        role: (4_265_000_000, "") if role == "base" else
+        role: (2_133_000_000, "") if role == "base" else
         (None, "the Hugging Face Hub cannot be reached from here") for role in roles})
     window = make_window()
     manager = sd15_manager(window, qtbot)
     table = manager.table
-    qtbot.waitUntil(lambda: table.item(row_of(table, "base"), 2).text() == "4.3 GB",
+    qtbot.waitUntil(lambda: table.item(row_of(table, "base"), 2).text() == "2.1 GB",
                     timeout=30_000)
-    assert table.item(row_of(table, "inpaint"), 2).text() == "about 4.3 GB"
+    # the half-precision download (the profile table's fp16 variant)
+    assert table.item(row_of(table, "inpaint"), 2).text() == "about 2.1 GB"
     assert table.item(row_of(table, "segmenter"), 2).text() == "about 375 MB"
-    assert "Missing: base (4.3 GB), inpaint (about 4.3 GB)" in manager.status.text()
+    assert "Missing: base (2.1 GB), inpaint (about 2.1 GB)" in manager.status.text()
+    assert "In all about 5.9 GB" in manager.status.text()
     assert "mycanvas" not in table.item(row_of(table, "base"), 4).text()
     qtbot.mouseClick(manager.fetch, Qt.MouseButton.LeftButton)
     # Failed, and the roles looked up again (the status names them once they are).
@@ -54,7 +56,7 @@ def test_missing_models_are_named_with_their_size_and_a_failed_download_offers_a
                     and "Missing:" in manager.status.text(), timeout=120_000)
     status = manager.status.text()
     assert status.startswith("The download failed: no connection to the Hugging Face Hub.")
-    assert "base (4.3 GB)" in status and "choose the folder" in status
+    assert "base (2.1 GB)" in status and "choose the folder" in status
     assert "mycanvas" not in status and "`" not in status
     assert manager.fetch.isEnabled() and manager.fetch.text() == "Retry the download"
     # The jobs list says the same in window words and offers the Models window.

@@ -41,11 +41,19 @@ in ~0.6 s. The plan says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from engine.errors import InputError
+from engine.personalize.presets import DEVICE_KINDS
+from engine.personalize.work import SD15
+
+if TYPE_CHECKING:
+    from engine.personalize.calibration import Calibration
 
 DATASET_STRENGTH = 0.9  # the dataset builder's default inpainting strength
+GUIDED = 1.05  # layout guidance's extra work per step (bench_generate.py: within 5-15 %)
 
 
 @dataclass(frozen=True)
@@ -100,52 +108,81 @@ TINY = CostTable(
     measured=True,
     source="measured on this 2-core CPU with the tiny profile (engine/personalize/costs.py)")
 
-_UNET_FP32, _UNET_BF16 = 10.9, 3.5  # one 512 px UNet call with guidance, seconds
-_DECODE_FP32, _DECODE_BF16 = 20.2, 15.5
-_ENCODE_FP32, _ENCODE_BF16 = 9.0, 6.7
-_GUIDED = 1.05  # layout guidance's share of extra work per step
-_BF16 = 1.8  # the end-to-end bf16 speed-up measured for a dataset item (1.6-2x)
+# Rough kernel speeds per CPU kind for a plan made before this machine is calibrated (FLOP/s;
+# norm: elements/s), one thread. avx2: measured here (tests/benchmarks/bench_personalize.py,
+# `personalize-calibration`). avx512-bf16 and amx: these speeds scaled so that SD 1.5's UNet
+# call takes what was measured on such a CPU (Zen 4: 17.5 s float32, 11.2 s bf16, attention
+# no faster in bf16; AMX: 10.9 s / 3.5 s). Arm: no Arm CPU measured; AVX2's speeds stand in.
+_AVX2 = {"conv": 28e9, "linear": 21e9, "attention": 18e9, "norm": 1e8}
+ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
+    "avx2": {"float32": _AVX2},
+    "avx512-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
+    "amx": {"float32": _AVX2, "bfloat16": _AVX2},
+    "arm": {"float32": _AVX2},
+    "arm-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
+}
+# What the kernels do not see, measured with SD 1.5's architecture (random weights) on this
+# 2-core CPU by `personalize-sd15-stages`: loading a pipeline from disk, and a dataset item's
+# work around its model calls (compose, caption, masks, the filter, writes).
+LOAD_INPAINT = 18.0
+LOAD_BASE = 15.0
+DATASET_ITEM_OTHER = 5.0
+# Models the kernels are not counted for, in seconds on this CPU in float32; scaled by the
+# linear layers' speed (both are transformers): SAM ViT-B's image encoder at 1024², and
+# OWL-ViT B/32 with CLIP ViT-B/32 crops per picture.
+SAM_IMAGE, SCORE_PICTURE = 5.0, 1.0
 
-SD15_CPU = CostTable(
-    segment=StageCost(load=3.0, per_unit=5.0),
-    plan=StageCost(load=1.0, per_unit=1.17),
-    dataset=StageCost(load=18.0, per_unit=235 - 2 * _UNET_FP32, per_step=_UNET_FP32),
-    train=StageCost(load=15.0, per_unit=19.0),
-    train_cache_per_item=2 * _ENCODE_FP32,
-    train_sample=StageCost(per_unit=_DECODE_FP32 + 0.5, per_step=_UNET_FP32),
-    generate=StageCost(load=15.0, per_unit=_DECODE_FP32 + 0.5, per_step=_UNET_FP32 * _GUIDED),
-    score=StageCost(load=4.0, per_unit=1.0),
-    measured=True,
-    source="SD 1.5 on a CPU in float32: from full-size figures measured on a 2-core CPU "
-           "(engine/personalize/costs.py)")
-SD15_CPU_BF16 = CostTable(
-    segment=StageCost(load=3.0, per_unit=5.0 / _BF16),
-    plan=SD15_CPU.plan,
-    dataset=StageCost(load=18.0, per_unit=(235 - 2 * _UNET_FP32) / _BF16, per_step=_UNET_BF16),
-    train=StageCost(load=15.0, per_unit=19.0 / _BF16),
-    train_cache_per_item=2 * _ENCODE_BF16,
-    train_sample=StageCost(per_unit=_DECODE_BF16 + 0.5, per_step=_UNET_BF16),
-    generate=StageCost(load=15.0, per_unit=_DECODE_BF16 + 0.5, per_step=_UNET_BF16 * _GUIDED),
-    score=StageCost(load=4.0, per_unit=1.0 / _BF16),
-    measured=True,
-    source="SD 1.5 on a CPU with bf16 compute: from full-size figures measured on a 2-core "
-           "CPU (engine/personalize/costs.py)")
+
+def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | None,
+                   factor: Callable[[str], float]) -> CostTable:
+    """SD 1.5 on a CPU computing in `precision`: each model call's work (engine.personalize.
+    work.SD15) at this machine's calibrated speeds, or at its CPU kind's rough ones; each
+    stage times the factor what it took before taught."""
+    rough = ROUGH_RATES.get(cpu_kind, ROUGH_RATES["avx2"])
+    if calibration is not None and precision in calibration.rates:
+        rates, source, measured = calibration.rates[precision], calibration.describe(), True
+    else:
+        rates = rough.get(precision, rough["float32"])
+        source = (f"a rough estimate for a CPU of kind {cpu_kind}: not calibrated on this "
+                  "computer yet (mycanvas doctor --calibrate)")
+        measured = False
+
+    def t(part: str) -> float:
+        return SD15[part].seconds(rates)
+
+    def scaled(stage: str, cost: StageCost) -> StageCost:
+        k = factor(stage)
+        return StageCost(cost.load * k, cost.per_unit * k, cost.per_step * k)
+
+    slower = _AVX2["linear"] / rates["linear"]
+    unet, text, decode, encode = t("unet_guided"), t("text"), t("vae_decode"), t("vae_encode")
+    return CostTable(
+        segment=scaled("segment", StageCost(load=3.0, per_unit=SAM_IMAGE * slower)),
+        plan=scaled("plan", StageCost(load=1.0, per_unit=1.17)),
+        dataset=scaled("dataset", StageCost(
+            load=LOAD_INPAINT, per_unit=2 * text + 2 * encode + decode + DATASET_ITEM_OTHER,
+            per_step=unet)),
+        train=scaled("train", StageCost(load=LOAD_BASE, per_unit=t("train_step"))),
+        train_cache_per_item=2 * encode * factor("train"),
+        train_sample=scaled("train", StageCost(per_unit=2 * text + decode, per_step=unet)),
+        generate=scaled("generate", StageCost(load=LOAD_BASE, per_unit=2 * text + decode,
+                                              per_step=unet * GUIDED)),
+        score=scaled("score", StageCost(load=4.0, per_unit=SCORE_PICTURE * slower)),
+        measured=measured, source=f"SD 1.5 on a CPU in {precision}: {source}")
+
+
 SD15_GPU = CostTable(
     segment=StageCost(load=3.0, per_unit=0.3),
-    plan=SD15_CPU.plan,  # the planner's LLM runs on the CPU (llama.cpp) everywhere
+    plan=StageCost(load=1.0, per_unit=1.17),  # the planner's LLM runs on the CPU everywhere
     dataset=StageCost(load=10.0, per_unit=2.0, per_step=0.1),
     train=StageCost(load=10.0, per_unit=0.6),
     train_cache_per_item=0.2,
     train_sample=StageCost(per_unit=0.5, per_step=0.1),
-    generate=StageCost(load=8.0, per_unit=0.5, per_step=0.1 * _GUIDED),
+    generate=StageCost(load=8.0, per_unit=0.5, per_step=0.1 * GUIDED),
     score=StageCost(load=4.0, per_unit=0.1),
     measured=False,
     source="SD 1.5 on a GPU: an estimate for a mid-range CUDA card, not measured")
 
-COSTS: dict[str, dict[str, CostTable]] = {
-    "tiny": {"cpu": TINY, "cpu-bf16": TINY, "gpu": TINY},
-    "sd15": {"cpu": SD15_CPU, "cpu-bf16": SD15_CPU_BF16, "gpu": SD15_GPU},
-}
 
 # tiny measured from its files (64 px); sd15 from SD 1.5's sizes: 19.2 M trained k/v
 # parameters (16 cross-attention layers, 2 × 768 × 12480) = 77 MB in float32; a checkpoint
@@ -159,17 +196,23 @@ DISK = {
 }
 
 
-def cost_table(profile: str, kind: str) -> CostTable:
-    """The table for `profile` on a device of `kind`; a profile without its own (one added
-    later) is estimated like SD 1.5 and says so."""
-    table = COSTS.get(profile)
-    if table is None:
-        base = COSTS["sd15"][kind]
-        return CostTable(**{**base.__dict__, "measured": False,
-                            "source": f"profile {profile}: estimated like SD 1.5"})
-    if kind not in table:
-        raise InputError(f"device kind must be one of {', '.join(table)}, got {kind!r}")
-    return table[kind]
+def cost_table(profile: str, kind: str, cpu_kind: str = "avx2",
+               calibration: Calibration | None = None) -> CostTable:
+    """The table for `profile` on a device of `kind` (DEVICE_KINDS); on a CPU, from the
+    calibration of this machine when there is one, else from the rough speeds of its CPU
+    kind (engine.device.CPU_KINDS). A profile without its own figures is estimated like
+    SD 1.5 and says so."""
+    if kind not in DEVICE_KINDS:
+        raise InputError(f"device kind must be one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
+    if profile == "tiny":
+        return TINY
+    table = SD15_GPU if kind == "gpu" else sd15_cpu_table(
+        "bfloat16" if kind == "cpu-bf16" else "float32", cpu_kind, calibration,
+        lambda stage: calibration.factor(profile, kind, stage) if calibration else 1.0)
+    if profile != "sd15":
+        return replace(table, measured=False,
+                       source=f"profile {profile}: estimated like SD 1.5 ({table.source})")
+    return table
 
 
 def disk_sizes(profile: str) -> DiskSizes:

@@ -11,6 +11,7 @@ torch is loaded anyway).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.personalize.costs import DATASET_STRENGTH, cost_table, disk_sizes
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from engine.device import DevicePlan
     from engine.jobs import JobContext
     from engine.models.profiles import Profile
+    from engine.personalize.calibration import Calibration
     from engine.personalize.jobs import PersonalizeParams
 
 TITLES = {
@@ -49,11 +51,14 @@ def dataset_denoising_steps(settings: PresetSettings) -> int:
 
 
 def personalize_plan(state: ChainState, params: PersonalizeParams, device: DevicePlan,
-                     profile: Profile) -> Plan:
-    """What the chain would do now, from what is done (pure: reads nothing, writes nothing)."""
+                     profile: Profile, calibration: Calibration | None = None) -> Plan:
+    """What the chain would do now, from what is done, at the speeds `calibration` measured
+    on this machine (None: the rough speeds of its kind of CPU). Pure: reads nothing, writes
+    nothing."""
     kind = device_kind(device)
     s = settings_for(params, profile.name, kind)
-    costs, disk = cost_table(profile.name, kind), disk_sizes(profile.name)
+    costs = cost_table(profile.name, kind, device.cpu_kind or "avx2", calibration)
+    disk = disk_sizes(profile.name)
     stages: list[StagePlan] = []
 
     def add(stage: str, unit: str, target: int, done: int, count: int, seconds: float,
@@ -174,7 +179,24 @@ def plan_text(plan: Plan) -> str:
 # --------------------------------------------------------------------------- the job
 
 
-def plan_for(params: PersonalizeParams) -> Plan:
+def calibration_for(device: DevicePlan, profile: Profile, measure: bool = True,
+                    log: Callable[[str], None] | None = None) -> Calibration | None:
+    """This machine's calibration where the plan's figures come from it (a CPU, a profile with
+    real models): the stored one, or, when there is none and `measure`, one measured now
+    (a few seconds)."""
+    from engine.personalize.calibration import calibrate_device, load_calibration
+
+    if device.device != "cpu" or profile.test_models:
+        return None
+    found = load_calibration(device.cpu_kind or "avx2", log=log)
+    if found is not None or not measure:
+        return found
+    if log:
+        log("Measuring this computer's speed once for the plan (a few seconds)")
+    return calibrate_device(device)
+
+
+def plan_for(params: PersonalizeParams, log: Callable[[str], None] | None = None) -> Plan:
     """The plan of `params` for its project, device and profile, as the chain sees them."""
     from engine.jobs.stage_setup import resolve_stage
     from engine.personalize.state import read_chain_state
@@ -184,12 +206,13 @@ def plan_for(params: PersonalizeParams) -> Plan:
     assert setup.device is not None
     with Project.open(params.project) as proj:
         state = read_chain_state(proj, setup.profile, setup.overrides)
-    return personalize_plan(state, params, setup.device, setup.profile)
+    calibration = calibration_for(setup.device, setup.profile, log=log)
+    return personalize_plan(state, params, setup.device, setup.profile, calibration)
 
 
 def personalize_plan_job(ctx: JobContext, params: PersonalizeParams) -> Plan:
     """Job: the plan, nothing done."""
     ctx.progress(0, 1, "reading the project")
-    plan = plan_for(params)
+    plan = plan_for(params, ctx.log)
     ctx.progress(1, 1, "planned")
     return plan

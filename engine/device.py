@@ -277,12 +277,67 @@ def apply_memory_savers(pipe: Any, plan: DevicePlan) -> Any:
     if plan.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
         pipe.enable_attention_slicing()
     elif plan.attention_fp32 and hasattr(getattr(pipe, "unet", None), "set_attn_processor"):
-        from engine.attention import FloatAttention
-
         pipe.unet.set_attn_processor(FloatAttention())
     if plan.vae_tiling and hasattr(pipe, "vae") and hasattr(pipe.vae, "enable_tiling"):
         pipe.vae.enable_tiling()
     return pipe
+
+
+class FloatAttention:
+    """diffusers' default attention (`AttnProcessor2_0`'s arithmetic) with the attention
+    product in float32, autocast off: for CPUs where bf16 does not speed attention up
+    (ATTENTION_FP32_KINDS). Its projections still run under the step's autocast, and its
+    output goes back in their dtype."""
+
+    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, temb: Any = None, *args: Any, **kwargs: Any
+                 ) -> Any:
+        import torch
+        from torch.nn import functional
+
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        batch, sequence, _ = context.shape
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence, batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+
+        def heads(t: Any) -> Any:
+            return t.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+
+        query, key, value = heads(query), heads(key), heads(value)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        with torch.autocast(query.device.type, enabled=False):
+            mask = attention_mask.float() if attention_mask is not None and \
+                attention_mask.is_floating_point() else attention_mask
+            out = functional.scaled_dot_product_attention(
+                query.float(), key.float(), value.float(), attn_mask=mask, dropout_p=0.0,
+                is_causal=False)
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

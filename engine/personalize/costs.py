@@ -114,10 +114,20 @@ TINY = CostTable(
 # call takes what was measured on such a CPU (Zen 4: 17.5 s float32, 11.2 s bf16, attention
 # no faster in bf16; AMX: 10.9 s / 3.5 s). Arm: no Arm CPU measured; AVX2's speeds stand in.
 _AVX2 = {"conv": 28e9, "linear": 21e9, "attention": 18e9, "norm": 1e8}
+
+
+def _times(rates: dict[str, float], **k: float) -> dict[str, float]:
+    return {name: rate * k.get(name, k.get("other", 1.0)) for name, rate in rates.items()}
+
+
+_ZEN4 = _times(_AVX2, other=3.95)  # 17.5 s for the UNet call in float32
+_AMX = _times(_AVX2, other=6.35)  # 10.9 s
 ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
     "avx2": {"float32": _AVX2},
-    "avx512-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
-    "amx": {"float32": _AVX2, "bfloat16": _AVX2},
+    # bf16: convolutions and linear layers 2.15x, attention 0.9x (11.2 s)
+    "avx512-bf16": {"float32": _ZEN4,
+                    "bfloat16": _times(_ZEN4, conv=2.15, linear=2.15, attention=0.9)},
+    "amx": {"float32": _AMX, "bfloat16": _times(_AMX, conv=3.4, linear=3.4, attention=3.4)},
     "arm": {"float32": _AVX2},
     "arm-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
 }

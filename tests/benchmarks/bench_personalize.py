@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fullsize import sd15_folders
 from run import REPO, benchmark
 
 TESTS = REPO / "tests"
@@ -262,24 +263,6 @@ def sd15_part_costs() -> list[dict]:
 # --------------------------------------------------------------------------- SD 1.5 stages
 
 
-def _sd15_folders(root: Path) -> tuple[Path, Path]:
-    """SD 1.5 inpainting and text-to-image pipeline folders with random weights (seed 0),
-    built once and kept (a `complete` mark written last) for later runs."""
-    from sd15_random import build_sd15_inpaint_random
-    from sd15_text2image import build_sd15_pipeline
-
-    inpaint, base = root / "sd15-inpaint", root / "sd15-base"
-    if not (inpaint / "complete").exists():
-        shutil.rmtree(inpaint, ignore_errors=True)
-        build_sd15_inpaint_random(inpaint)
-        (inpaint / "complete").write_text("seed 0\n")
-    if not (base / "complete").exists():
-        shutil.rmtree(base, ignore_errors=True)
-        build_sd15_pipeline().save_pretrained(str(base), safe_serialization=True)
-        (base / "complete").write_text("seed 0\n")
-    return inpaint, base
-
-
 class _UNetCalls:
     """Counts and times every SD 1.5 UNet call in this process (global module hooks)."""
 
@@ -334,7 +317,7 @@ def sd15_stages(data_dir: str, cache: str, work: str, dataset_steps: int, train_
     from engine.train.jobs import TrainParams
     from engine.train.training_job import train_job
 
-    inpaint, base = _sd15_folders(Path(cache))
+    inpaint, base = sd15_folders(Path(cache))
     plan = plan_device("cpu")
     kind = device_kind(plan)
     rough = cost_table("sd15", kind, plan.cpu_kind, None)

@@ -175,3 +175,79 @@ def cpu_attention() -> list[dict]:
              "note": f"{spread(t)}; {facts.kind} CPU" + ("; fastest" if name == fastest else "")
                      + (f"; {where()}" if name == fastest else "")}
             for name, t in times.items()]
+
+
+# --------------------------------------------------------------------------- CLI generation
+
+
+def _prepare_project(root: str, folder: str) -> int:
+    """Child: a project with one finished run (a synthetic export of the SD 1.5 base)."""
+    sys.path.insert(0, str(TESTS))
+    import diffusers
+    from generate_project import write_synthetic_export
+
+    from engine.project import Project, Run
+
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None,
+                                                            requires_safety_checker=False)
+    with Project.create(Path(root) / "project", "bench") as project:
+        run = project.add_run(Run(kind="custom-diffusion", status="running",
+                                  config={"profile": "sd15"}))
+        project.update_run(run.id, status="finished", output_dir=f"runs/{run.id}")
+    write_synthetic_export(Path(root) / "project" / "runs" / str(run.id) / "export", pipe,
+                           {"<mochi>": "cat", "<cup>": "mug"}, "sd15")
+    return int(run.id or 0)
+
+
+def cli_generation(root: str, folder: str, run_id: int, units: tuple[str, ...], side: int,
+                   steps: int) -> dict:
+    """Child: `mycanvas generate` through the real command line, on a CPU with the bf16
+    `units` given (injected: bf16 autocast runs on any x86 CPU, only slowly without them)."""
+    os.environ["MYCANVAS_CONFIG_DIR"] = str(Path(root) / "config")
+    import engine.device as device
+    from engine.cli import main
+    from engine.settings import Settings, save_settings
+
+    facts = device.CpuFacts("x86_64", units)
+    device.cpu_facts = lambda: facts  # type: ignore[assignment]
+    save_settings(Settings(role_overrides={"base": folder}))
+    start = time.perf_counter()
+    code = main(["generate", str(Path(root) / "project"), "--run", str(run_id), "--prompt",
+                 "<mochi> cat and <cup> mug on a beach", "--steps", str(steps), "--size",
+                 str(side), "--seed", "0", "--profile", "sd15", "--device", "cpu"])
+    plan = device.plan_device("cpu")
+    return {"code": code, "seconds": time.perf_counter() - start, "rss": _peak_rss_mib(),
+            "plan": f"{plan.cpu_kind}: channels-last {list(getattr(plan, 'channels_last', ()))},"
+                    f" float32 attention {getattr(plan, 'attention_fp32', False)}"}
+
+
+@benchmark("cli-generate-memory")
+def cli_generate_memory() -> list[dict]:
+    """Peak memory of one CLI generation (SD 1.5, random weights) on each kind of CPU the
+    device policy treats differently; the code measured is the checkout this harness is in."""
+    import shutil
+    import tempfile
+
+    from fullsize import sd15_folders
+
+    from engine.paths import data_dir
+
+    side = int(os.environ.get("MYCANVAS_BENCH_SIDE", "256"))
+    _inpaint, folder = sd15_folders(data_dir() / "bench-sd15-random")
+    root = Path(tempfile.mkdtemp(prefix="bench-cli-memory-"))
+    rows = []
+    try:
+        run_id = _in_child(_prepare_project, str(root), str(folder))
+        kinds = {"avx512-bf16": ("avx512_bf16",), "avx2": ()}
+        wanted = os.environ.get("MYCANVAS_BENCH_KINDS")
+        for kind, units in kinds.items():
+            if wanted and kind not in wanted.split(","):
+                continue
+            got = _in_child(cli_generation, str(root), str(folder), run_id, units, side, 2)
+            assert got["code"] == 0, got
+            rows.append({"metric": f"CLI generation, SD 1.5 {side} px, 2 steps, as a {kind} "
+                                   "CPU: peak RSS", "value": got["rss"], "unit": "MiB",
+                         "note": f"{got['seconds']:.0f} s; {got['plan']}; {where()}"})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows

@@ -276,8 +276,9 @@ def _compare(label: str, bench: Bench, rounds: int, n: int, attention_seeds: lis
         {"metric": f"{label}: ours / plain diffusers", "unit": "x", "target": "<= 1.05",
          "value": seconds["ours"] / seconds["plain diffusers"],
          "note": f"{bench.steps} steps ({calls} UNet calls), {bench.side} px, "
-                 f"{bench.model.precision.describe()}; the peer: diffusers' own pipeline "
-                 "from the same folder, its defaults"},
+                 f"{bench.model.precision.describe()}; ours on {bench.plan.describe()}; the "
+                 "peer: diffusers' own pipeline from the same folder, its defaults; min/min "
+                 f"{min(runs['ours']) / min(runs['plain diffusers']):.2f}x"},
         {"metric": f"{label}: ours, own work outside the diffusers call", "unit": "ms",
          "value": 1000 * outside,
          "note": f"per picture: {100 * outside / seconds['plain diffusers']:.1f} % of a plain "

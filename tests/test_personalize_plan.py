@@ -56,7 +56,7 @@ def test_a_photos_only_project_plans_every_stage_with_the_presets_counts():
 def test_each_stage_costs_what_the_cost_table_says():
     s = preset_settings("sd15", "cpu", "quick")
     plan = personalize_plan(fresh(), params(preset="quick"), CPU, get_profile("sd15"))
-    steps_run = int(s.dataset_steps * 0.9)
+    steps_run = int(s.dataset_steps * 0.9) + 1  # PNDM calls the UNet once more
     assert stage(plan, "dataset").seconds == pytest.approx(
         SD15_CPU.dataset.load + s.items * (SD15_CPU.dataset.per_unit
                                            + steps_run * SD15_CPU.dataset.per_step), abs=0.1)
@@ -64,7 +64,7 @@ def test_each_stage_costs_what_the_cost_table_says():
         SD15_CPU.train.load + s.train_steps * SD15_CPU.train.per_unit
         + s.items * SD15_CPU.train_cache_per_item, abs=0.1)
     assert stage(plan, "generate").seconds == pytest.approx(
-        SD15_CPU.generate.seconds(s.pictures, s.picture_steps), abs=0.1)
+        SD15_CPU.generate.seconds(s.pictures, s.picture_steps + 1), abs=0.1)
     assert stage(plan, "segment").disk_bytes == int(400_000 * 1.7)
 
 

@@ -45,9 +45,16 @@ def run_key(settings: PresetSettings, seed: int) -> str:
     return f"steps={settings.train_steps} items={settings.items} seed={seed}"
 
 
+# PNDM, the profiles' default scheduler, makes one UNet call more than its steps (its first
+# step is taken twice); counted in tests/benchmarks/bench_personalize.py's stage rows.
+PNDM_EXTRA_CALL = 1
+
+
 def dataset_denoising_steps(settings: PresetSettings) -> int:
-    """Steps the inpainting pipeline really runs per item (it skips 1 - strength of them)."""
-    return min(int(settings.dataset_steps * DATASET_STRENGTH), settings.dataset_steps)
+    """UNet calls the inpainting pipeline really makes per item (it skips 1 - strength of the
+    steps)."""
+    return min(int(settings.dataset_steps * DATASET_STRENGTH),
+               settings.dataset_steps) + PNDM_EXTRA_CALL
 
 
 def personalize_plan(state: ChainState, params: PersonalizeParams, device: DevicePlan,
@@ -96,7 +103,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
         note = "a new run" + (f" (run {run.run_id} had other settings)" if run else "")
     samples = todo // s.sample_every if s.sample_every else 0
     seconds = costs.train.seconds(todo) + samples * costs.train_sample.seconds(
-        1, s.sample_steps)
+        1, s.sample_steps + PNDM_EXTRA_CALL)
     if todo and not done:  # a new run encodes the dataset once first
         seconds += s.items * costs.train_cache_per_item
     add("train", "steps", s.train_steps, done, todo, seconds,
@@ -105,7 +112,8 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     made = sum(state.pictures_by_batch.values()) if same_run and not todo else 0
     todo_pictures = max(0, s.pictures - made)
     add("generate", "pictures", s.pictures, min(made, s.pictures), todo_pictures,
-        costs.generate.seconds(todo_pictures, s.picture_steps), todo_pictures * disk.picture,
+        costs.generate.seconds(todo_pictures, s.picture_steps + PNDM_EXTRA_CALL),
+        todo_pictures * disk.picture,
         f"layout-guided, {s.picture_steps} steps each")
 
     scoring = not set(SCORING_ROLES) & set(state.missing_models)

@@ -192,3 +192,37 @@ def test_doctor_calibrates_when_asked(capsys):
     assert after["rates"]["float32"]["conv"] > 0 and after["seconds"] < 60
     assert "GFLOP/s" in after["summary"]
     assert load_calibration(before["cpu_kind"]) is not None
+
+
+def test_a_finished_stage_of_the_chain_teaches_the_calibration(monkeypatch, tmp_path):
+    """The chain's `done` records what the stage took against its planned seconds."""
+    import time
+
+    import engine.personalize.calibration as calibration_module
+    from engine.jobs.stage_setup import StageSetup
+    from engine.personalize.chain import _Chain
+    from engine.settings import Settings
+
+    monkeypatch.setattr(calibration_module, "calibration_path",
+                        lambda: tmp_path / "calibration.json")
+    cal = calibration()
+    plan = quick(cal)
+    planned = next(s.seconds for s in plan.stages if s.stage == "train")
+    logs: list[str] = []
+
+    class Ctx:
+        def log(self, text, *_args):
+            logs.append(text)
+
+    class Progress:
+        def done(self, *_args):
+            pass
+
+    setup = StageSetup(get_profile("sd15"), {}, Settings(), CPU)
+    chain = _Chain(Ctx(), PersonalizeParams(project="/x"), setup, None, None, plan,
+                   Progress(), cal)
+    # it "took" twice its plan: the clock the chain reads is moved back
+    chain.done("train", "trained", time.monotonic() - 2 * planned)
+    assert cal.factor("sd15", "cpu", "train") == pytest.approx(2 ** 0.5, rel=0.01)
+    assert "train: took" in logs[-1] and "planned" in logs[-1]
+    assert json.loads((tmp_path / "calibration.json").read_text())["factors"]

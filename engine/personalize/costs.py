@@ -2,37 +2,36 @@
 plan's estimates and the weights of the chain's progress bar.
 
 A stage costs `load` once (models loaded or found warm, caches made) plus `per_unit` for each
-unit (photo, layout, dataset item, training step, picture) plus `per_step` for each denoising
-step of a unit. Where each figure comes from:
+unit (photo, layout, dataset item, training step, picture) plus `per_step` for each UNet call
+of a unit. Where each figure comes from:
 
-**tiny, this machine (2 cores, 1 thread per process, AMX bf16 units)** — measured with
-tests/benchmarks/bench_personalize.py: `personalize-costs` calls each stage's job function
-alone, in chain order with one warm cache, on a fresh project of the scikit-image cat, mug and
-rocket photos, and reads load and per-unit costs from its progress events (dataset items and
-pictures at two step counts give the per-step cost); `personalize-tiny` runs each preset end
-to end and reports each stage's time beside its estimate. The figures below blend the two.
-They stand for every device kind: the tiny models are too small for a GPU or bf16 to matter.
+**tiny** — measured with tests/benchmarks/bench_personalize.py on a 2-core CPU with AMX (one
+thread per process): `personalize-costs` calls each stage's job function alone, in chain order
+with one warm cache, and reads load and per-unit costs from its progress events;
+`personalize-tiny` runs each preset end to end beside its estimate. The figures blend the two
+and stand for every device kind: the tiny models are too small for a GPU or bf16 to matter.
 
-**sd15 on a CPU** — from full-size figures measured here (random weights, SD 1.5's shapes):
+**sd15 on a CPU** — work ÷ speed, per kind of CPU (engine.device.CPU_KINDS):
 
-* dataset item, 512 px, 3 steps (2 denoising steps at strength 0.9), float32: 200-270 s end
-  to end (tests/benchmarks/bench_dataset.py, bench_cpu_precision.py); bf16 compute 1.6-2x
-  faster. Its parts, measured alone in one process (`personalize-sd15-parts`): one UNet call
-  with guidance (batch 2, 64² latents) 10.9 s float32 / 3.5 s bf16; VAE encode 9.0 / 6.7 s,
-  decode 20.2 / 15.5 s. The end-to-end figure is several times the sum of its parts (that
-  benchmark ran with memory savers, on a shared machine); the estimates keep the end-to-end
-  figure, so they err long: an item is (235 - 2 × 10.9) s plus 10.9 s per denoising step in
-  float32, (235 - 2 × 10.9) / 1.8 s plus 3.5 s per step in bf16.
-* training step, 512 px, batch 2: 14-24 s float32 (bench_train.py): 19 s; bf16 assumed
-  1.8x faster, like the dataset item. A new run first encodes each item and its mirror image
-  with the VAE (2 × 9.0 s float32, 2 × 6.7 s bf16 per item).
-* picture, 512 px: text encoder (~0.5 s) + steps × UNet call (× 1.05 for layout guidance,
-  measured within 5-15 % in bench_generate.py) + VAE decode; at 256 px and 3 steps the same
-  sum gives the ~7 s in bf16 that bench_generate.py measured.
-* planner: 1.17 s per layout warm, 2.15 s for the first with the model load (README).
-* estimates, not measured here: SAM ViT-B's image encoder at 1024² (~5 s float32; the
-  benchmark `segment-sam-vit-b` measures it), OWL-ViT B/32 + CLIP ViT-B/32 per picture (~1 s;
-  `score` measures it), and model loads (~15 s for a 4 GB pipeline from a warm disk cache).
+* work: each model call's floating-point operations by kind (convolution, linear, attention)
+  and elements through norms, counted on SD 1.5's architecture (engine/personalize/work.py);
+* speed: this machine's calibration (engine/personalize/calibration.py: a few kernels at the
+  profile's resolution in each precision its plans use, seconds, stored in the app's data
+  folder) in the precision the plan computes in. Before there is one the plan says it is a
+  rough estimate and uses its CPU kind's ROUGH_RATES;
+* a stage's shape: a dataset item is 2 text encodes, 2 VAE encodes (image and masked image)
+  and a decode, the work around them (DATASET_ITEM_OTHER) and one UNet call with guidance
+  per denoising step; a training step is the text encoder's and the UNet's forward and
+  backward (batch 2), and a new run first encodes each item and its mirror image; a picture
+  is 2 text encodes, a decode and one UNet call per step (× GUIDED for layout guidance);
+* what the kernels do not see (model loads, the work around the model calls) was measured by
+  `personalize-sd15-stages`; SAM's image encoder and scoring are seconds measured on one
+  CPU scaled by the linear layers' speed;
+* each stage × the factor its own past runs taught (calibration.record_stage).
+
+How well it agrees, `personalize-sd15-stages` (SD 1.5 at 512 px with random weights, the
+dataset, train and generate job functions with reduced counts, after the calibration): see
+the README's rows for the CPU it was measured on.
 
 **sd15 on a GPU** — an estimate, not measured (no GPU here): a mid-range CUDA card in fp16
 (RTX 3060 class) runs a 512 px UNet call with guidance in ~0.1 s and a Custom Diffusion step

@@ -38,7 +38,7 @@ T = TypeVar("T")
 BF16_UNITS = {"x86": ("avx512_bf16", "amx_bf16"), "arm": ("bf16", "sve_bf16")}
 FORCED_FP32 = "float32 as the settings ask"
 # Channels-last weights only where they pay for their memory. In float32 they gain nothing
-# on any CPU measured (tests/benchmarks/bench_cpu_precision.py `cpu-layout`); under bf16
+# on any CPU measured (tests/benchmarks/bench_cpu_layout.py `cpu-layout`); under bf16
 # autocast oneDNN's convolutions skip a layout copy per call: with AMX the UNet step 17 % and
 # the VAE decode 2.5x faster; with AVX512-BF16 alone (Zen 4) the VAE decode 14 %, the UNet
 # 1.4-2.4 % for 2.7 GB more peak memory, so there the UNet stays as it is.

@@ -108,22 +108,28 @@ TINY = CostTable(
     source="measured on this 2-core CPU with the tiny profile (engine/personalize/costs.py)")
 
 # Rough kernel speeds per CPU kind for a plan made before this machine is calibrated (FLOP/s;
-# norm: elements/s), one thread. avx2: measured here (tests/benchmarks/bench_personalize.py,
-# `personalize-calibration`). avx512-bf16 and amx: these speeds scaled so that SD 1.5's UNet
-# call takes what was measured on such a CPU (Zen 4: 17.5 s float32, 11.2 s bf16, attention
-# no faster in bf16; AMX: 10.9 s / 3.5 s). Arm: no Arm CPU measured; AVX2's speeds stand in.
-_AVX2 = {"conv": 28e9, "linear": 21e9, "attention": 18e9, "norm": 1e8}
+# norm: elements/s), one thread. avx2: calibrated on an AMD EPYC with AVX2 (2 cores shared with
+# other work; `personalize-sd15-stages`). avx512-bf16 and amx: those speeds scaled so that SD
+# 1.5's UNet call with guidance takes what the harness measured on such a CPU (Zen 4: 17.5 s in
+# float32, 11.2 s in bf16 with attention no faster; Xeon with AMX: 10.9 s / 3.5 s). Arm: no
+# Arm CPU measured; AVX2's speeds stand in, and bf16 is assumed no faster.
+_AVX2 = {"conv": 94e9, "linear": 64e9, "attention": 51e9, "norm": 238e6}
 
 
 def _times(rates: dict[str, float], **k: float) -> dict[str, float]:
     return {name: rate * k.get(name, k.get("other", 1.0)) for name, rate in rates.items()}
 
 
-_ZEN4 = _times(_AVX2, other=3.95)  # 17.5 s for the UNet call in float32
-_AMX = _times(_AVX2, other=6.35)  # 10.9 s
+def _unet_call_in(seconds: float, rates: dict[str, float]) -> dict[str, float]:
+    """`rates` scaled alike so that SD 1.5's UNet call with guidance takes `seconds`."""
+    return _times(rates, other=SD15["unet_guided"].seconds(rates) / seconds)
+
+
+_ZEN4 = _unet_call_in(17.5, _AVX2)
+_AMX = _unet_call_in(10.9, _AVX2)
 ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
     "avx2": {"float32": _AVX2},
-    # bf16: convolutions and linear layers 2.15x, attention 0.9x (11.2 s)
+    # bf16: convolutions and linear layers 2.15x, attention 0.9x (-> 11.2 s)
     "avx512-bf16": {"float32": _ZEN4,
                     "bfloat16": _times(_ZEN4, conv=2.15, linear=2.15, attention=0.9)},
     "amx": {"float32": _AMX, "bfloat16": _times(_AMX, conv=3.4, linear=3.4, attention=3.4)},
@@ -136,10 +142,11 @@ ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
 LOAD_INPAINT = 18.0
 LOAD_BASE = 15.0
 DATASET_ITEM_OTHER = 5.0
-# Models the kernels are not counted for, in seconds on this CPU in float32; scaled by the
-# linear layers' speed (both are transformers): SAM ViT-B's image encoder at 1024², and
-# OWL-ViT B/32 with CLIP ViT-B/32 crops per picture.
-SAM_IMAGE, SCORE_PICTURE = 5.0, 1.0
+# Models whose work is not counted here, in seconds on the Xeon with AMX in float32 (they
+# always run in float32), scaled by the float32 linear layers' speed (both are transformers):
+# SAM ViT-B's image encoder at 1024² (an estimate), OWL-ViT B/32 with CLIP ViT-B/32 crops
+# per picture (`score` measured 1.08-1.12 s).
+SAM_IMAGE, SCORE_PICTURE = 5.0, 1.1
 
 
 def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | None,
@@ -150,8 +157,9 @@ def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | Non
     rough = ROUGH_RATES.get(cpu_kind, ROUGH_RATES["avx2"])
     if calibration is not None and precision in calibration.rates:
         rates, source, measured = calibration.rates[precision], calibration.describe(), True
+        fp32 = calibration.rates["float32"]
     else:
-        rates = rough.get(precision, rough["float32"])
+        rates, fp32 = rough.get(precision, rough["float32"]), rough["float32"]
         source = (f"a rough estimate for a CPU of kind {cpu_kind}: not calibrated on this "
                   "computer yet (mycanvas doctor --calibrate)")
         measured = False
@@ -163,7 +171,7 @@ def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | Non
         k = factor(stage)
         return StageCost(cost.load * k, cost.per_unit * k, cost.per_step * k)
 
-    slower = _AVX2["linear"] / rates["linear"]
+    slower = _AMX["linear"] / fp32["linear"]
     unet, text, decode, encode = t("unet_guided"), t("text"), t("vae_decode"), t("vae_encode")
     return CostTable(
         segment=scaled("segment", StageCost(load=3.0, per_unit=SAM_IMAGE * slower)),

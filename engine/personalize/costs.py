@@ -111,7 +111,7 @@ TINY = CostTable(
 # norm: elements/s), one thread. avx2: calibrated on an AMD EPYC with AVX2 (2 cores shared with
 # other work; `personalize-sd15-stages`). avx512-bf16 and amx: those speeds scaled so that SD
 # 1.5's UNet call with guidance takes what the harness measured on such a CPU (Zen 4: 17.5 s in
-# float32, 11.2 s in bf16 with attention no faster; Xeon with AMX: 10.9 s / 3.5 s). Arm: no
+# float32, 11.2 s in bf16 with attention no faster; Xeon with AMX: 11.9 s / 4.19 s). Arm: no
 # Arm CPU measured; AVX2's speeds stand in, and bf16 is assumed no faster.
 _AVX2 = {"conv": 94e9, "linear": 64e9, "attention": 51e9, "norm": 238e6}
 
@@ -126,13 +126,14 @@ def _unet_call_in(seconds: float, rates: dict[str, float]) -> dict[str, float]:
 
 
 _ZEN4 = _unet_call_in(17.5, _AVX2)
-_AMX = _unet_call_in(10.9, _AVX2)
+_AMX = _unet_call_in(11.9, _AVX2)
 ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
     "avx2": {"float32": _AVX2},
     # bf16: convolutions and linear layers 2.15x, attention 0.9x (-> 11.2 s)
     "avx512-bf16": {"float32": _ZEN4,
                     "bfloat16": _times(_ZEN4, conv=2.15, linear=2.15, attention=0.9)},
-    "amx": {"float32": _AMX, "bfloat16": _times(_AMX, conv=3.4, linear=3.4, attention=3.4)},
+    # bf16: everything 3.1x (-> 4.19 s)
+    "amx": {"float32": _AMX, "bfloat16": _times(_AMX, conv=3.1, linear=3.1, attention=3.1)},
     "arm": {"float32": _AVX2},
     "arm-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
 }

@@ -88,3 +88,64 @@ def test_channels_last_and_attention_follow_the_cpu_kind(kind, facts, channels_l
     forced = device_module.plan_device("cpu", cpu=CpuFacts("x86_64", facts),
                                        precision="float32")
     assert forced.channels_last == () and not forced.attention_fp32
+
+
+def test_float_attention_is_diffusers_arithmetic_with_a_float32_product():
+    """Equal to diffusers' default processor in float32 (self- and cross-attention, the VAE's
+    4-D form with group norm and residual); under bf16 autocast its product stays float32,
+    so it is nearer the float32 result than the default's bf16 product."""
+    import torch
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    from engine.device import FloatAttention
+
+    torch.manual_seed(0)
+    selfish = Attention(query_dim=64, heads=4, dim_head=16).eval()
+    cross = Attention(query_dim=64, cross_attention_dim=48, heads=4, dim_head=16).eval()
+    vae_like = Attention(query_dim=64, heads=1, dim_head=64, norm_num_groups=8,
+                         residual_connection=True, rescale_output_factor=2.0).eval()
+    x, ctx, image = torch.randn(2, 40, 64), torch.randn(2, 7, 48), torch.randn(1, 64, 6, 6)
+    cases = [(selfish, (x,), {}), (cross, (x,), {"encoder_hidden_states": ctx}),
+             (vae_like, (image,), {})]
+    with torch.no_grad():
+        for module, args, kwargs in cases:
+            module.set_processor(AttnProcessor2_0())
+            want = module(*args, **kwargs)
+            module.set_processor(FloatAttention())
+            torch.testing.assert_close(module(*args, **kwargs), want, rtol=1e-5, atol=1e-6)
+        seen = []
+        hook = torch.nn.functional.scaled_dot_product_attention
+
+        def spy(q, k, v, **kw):
+            seen.append(q.dtype)
+            return hook(q, k, v, **kw)
+
+        torch.nn.functional.scaled_dot_product_attention = spy
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                cross.set_processor(FloatAttention())
+                ours = cross(x, encoder_hidden_states=ctx)
+                cross.set_processor(AttnProcessor2_0())
+                default = cross(x, encoder_hidden_states=ctx)
+        finally:
+            torch.nn.functional.scaled_dot_product_attention = hook
+        assert seen == [torch.float32, torch.bfloat16]
+        cross.set_processor(AttnProcessor2_0())
+        exact = cross(x, encoder_hidden_states=ctx)
+        assert ours.dtype == default.dtype == torch.bfloat16
+        assert (ours.float() - exact).abs().mean() <= (default.float() - exact).abs().mean()
+
+
+def test_an_avx512_bf16_plan_installs_float_attention_and_channels_last_vae_only(tiny_models):
+    import torch
+
+    from engine.device import FloatAttention, apply_memory_savers
+    from engine.models.loaders import load_text_to_image
+
+    plan = device_module.plan_device("cpu", cpu=CpuFacts("x86_64", ("avx512_bf16",)))
+    pipe = apply_memory_savers(load_text_to_image(tiny_models["base"]), plan)
+    assert all(isinstance(p, FloatAttention) for p in pipe.unet.attn_processors.values())
+    conv = next(m for m in pipe.vae.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    unet_conv = next(m for m in pipe.unet.modules() if isinstance(m, torch.nn.Conv2d))
+    assert unet_conv.weight.is_contiguous()  # the UNet stays as it is on this kind

@@ -217,7 +217,8 @@ def cli_generation(root: str, folder: str, run_id: int, units: tuple[str, ...], 
                  str(side), "--seed", "0", "--profile", "sd15", "--device", "cpu"])
     plan = device.plan_device("cpu")
     return {"code": code, "seconds": time.perf_counter() - start, "rss": _peak_rss_mib(),
-            "plan": f"{plan.cpu_kind}: channels-last {list(getattr(plan, 'channels_last', ()))},"
+            "plan": f"{getattr(plan, 'cpu_kind', 'before kinds')}: channels-last "
+                    f"{list(getattr(plan, 'channels_last', ()))},"
                     f" float32 attention {getattr(plan, 'attention_fp32', False)}"}
 
 

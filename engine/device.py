@@ -37,11 +37,14 @@ T = TypeVar("T")
 # run bf16 matmuls on (oneDNN + ACL); measured only on x86 here.
 BF16_UNITS = {"x86": ("avx512_bf16", "amx_bf16"), "arm": ("bf16", "sve_bf16")}
 FORCED_FP32 = "float32 as the settings ask"
-# Channels-last weights only where they pay for their memory. In float32 they gain nothing
-# on any CPU measured (tests/benchmarks/bench_cpu_layout.py `cpu-layout`); under bf16
-# autocast oneDNN's convolutions skip a layout copy per call: with AMX the UNet step 17 % and
-# the VAE decode 2.5x faster; with AVX512-BF16 alone (Zen 4) the VAE decode 14 %, the UNet
-# 1.4-2.4 % for 2.7 GB more peak memory, so there the UNet stays as it is.
+# Channels-last weights only where they pay for their memory. Under bf16 autocast oneDNN's
+# convolutions skip a layout copy per call: with AMX the UNet step 17 % and the VAE decode
+# 2.5x faster; with AVX512-BF16 alone (Zen 4) the VAE decode 14 %, the UNet 1.4-2.4 % for
+# 2.7 GB more peak memory (autocast keeps a bf16 copy of each weight in each layout), so there
+# the UNet stays as it is: a CLI generation as such a CPU peaks at 7.1 GB, 9.3 GB with both
+# (tests/benchmarks/bench_cpu_layout.py `cli-generate-memory`). In float32 no memory is at
+# stake: nothing measured on AMX; on AVX2 (`cpu-layout`, 256 px) the UNet 3 % and the VAE
+# decode 6 % faster, not switched on yet (two runs each on a shared machine).
 CHANNELS_LAST_BF16 = {"amx": ("unet", "vae"), "avx512-bf16": ("vae",)}
 # Attention gains nothing from bf16 without AMX (Zen 4, SD 1.5 UNet call: 3.6 s in float32,
 # 4.0 s in bf16, while its convolutions and linear layers gain 2.1-2.2x): it runs in float32

@@ -40,9 +40,9 @@ FORCED_FP32 = "float32 as the settings ask"
 # Channels-last weights only where they pay for their memory. Under bf16 autocast oneDNN's
 # convolutions skip a layout copy per call: with AMX the UNet step 17 % and the VAE decode
 # 2.5x faster; with AVX512-BF16 alone (Zen 4) the VAE decode 14 %, the UNet 1.4-2.4 % for
-# 2.7 GB more peak memory (autocast keeps a bf16 copy of each weight in each layout), so there
-# the UNet stays as it is: a CLI generation as such a CPU peaks at 7.1 GB, 9.3 GB with both
-# (tests/benchmarks/bench_cpu_layout.py `cli-generate-memory`). In float32 no memory is at
+# 2.7 GB more peak memory, so there the UNet stays as it is: a CLI generation as such a CPU
+# peaks at 7.1 GB, 9.3 GB with both (tests/benchmarks/bench_cpu_layout.py
+# `cli-generate-memory`). In float32 no memory is at
 # stake: nothing measured on AMX; on AVX2 (`cpu-layout`, 256 px) the UNet 3 % and the VAE
 # decode 6 % faster, not switched on yet (two runs each on a shared machine).
 CHANNELS_LAST_BF16 = {"amx": ("unet", "vae"), "avx512-bf16": ("vae",)}

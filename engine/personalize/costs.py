@@ -24,14 +24,18 @@ and stand for every device kind: the tiny models are too small for a GPU or bf16
   per denoising step; a training step is the text encoder's and the UNet's forward and
   backward (batch 2), and a new run first encodes each item and its mirror image; a picture
   is 2 text encodes, a decode and one UNet call per step (× GUIDED for layout guidance);
-* what the kernels do not see (model loads, the work around the model calls) was measured by
-  `personalize-sd15-stages`; SAM's image encoder and scoring are seconds measured on one
-  CPU scaled by the linear layers' speed;
+* what the kernels do not see (model loads, the work around the model calls) are estimates;
+  SAM's image encoder and scoring are seconds from the AMX machine scaled by the float32
+  linear layers' speed;
 * each stage × the factor its own past runs taught (calibration.record_stage).
 
-How well it agrees, `personalize-sd15-stages` (SD 1.5 at 512 px with random weights, the
-dataset, train and generate job functions with reduced counts, after the calibration): see
-the README's rows for the CPU it was measured on.
+How well it agrees: `personalize-sd15-stages` runs SD 1.5 at 512 px with random weights (the
+dataset, train and generate job functions, reduced counts) after a calibration. On an AMD
+EPYC with AVX2 (one thread, 2 cores shared with other work; calibration 1.2 s) the plan said
+151 / 139 / 117 s for a dataset item, two training steps and a picture (each with its model
+load) that took 142 / 136 / 96 s of CPU time (1.06 / 1.03 / 1.22x); the wall-clock times
+were 422 / 152 / 98 s, the first while other work held most of the CPU. The UNet call with
+guidance: 22.6 s planned, 22.7 s measured.
 
 **sd15 on a GPU** — an estimate, not measured (no GPU here): a mid-range CUDA card in fp16
 (RTX 3060 class) runs a 512 px UNet call with guidance in ~0.1 s and a Custom Diffusion step
@@ -137,9 +141,9 @@ ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
     "arm": {"float32": _AVX2},
     "arm-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
 }
-# What the kernels do not see, measured with SD 1.5's architecture (random weights) on this
-# 2-core CPU by `personalize-sd15-stages`: loading a pipeline from disk, and a dataset item's
-# work around its model calls (compose, caption, masks, the filter, writes).
+# What the kernels do not see: loading a pipeline from a warm disk cache, and a dataset
+# item's work around its model calls (compose, caption, masks, the filter, writes). Estimates,
+# not fitted: `personalize-sd15-stages` measures the stages they are part of.
 LOAD_INPAINT = 18.0
 LOAD_BASE = 15.0
 DATASET_ITEM_OTHER = 5.0

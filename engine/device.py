@@ -4,8 +4,11 @@ Order of preference: CUDA > Apple MPS > CPU. Half precision only where the devic
 well: fp16 weights on CUDA and MPS; on a CPU the weights stay fp32 and, where the processor
 has bf16 units (x86: AVX512-BF16 or AMX-BF16; Arm: FEAT_BF16), inference computes under
 `torch.autocast("cpu", bfloat16)`: matrix products and convolutions in bf16, norms and
-softmax in fp32 (SD 1.5 at 512 px here: UNet step 2.8x, with channels-last weights 3.3x;
-tests/benchmarks/bench_cpu_precision.py). The `precision` setting "float32" turns it off.
+softmax in fp32. The gain depends on the kind of CPU (`CpuFacts.kind`): SD 1.5's UNet call at
+512 px 2.8x faster with AMX, 1.56x with AVX512-BF16 alone (Zen 4); an AVX2 CPU has no bf16
+units and stays in float32. Channels-last weights and float32 attention inside the bf16 step
+are chosen per kind too (CHANNELS_LAST_BF16, ATTENTION_FP32_KINDS). The `precision` setting
+"float32" turns bf16 off.
 Every stage wraps its diffusion and CLIP forward passes in `inference_autocast(plan)`.
 Memory savers are switched on from the free memory the device reports; `lean=True` switches
 all of them on, which is what an out-of-memory retry uses.
@@ -34,12 +37,40 @@ T = TypeVar("T")
 # run bf16 matmuls on (oneDNN + ACL); measured only on x86 here.
 BF16_UNITS = {"x86": ("avx512_bf16", "amx_bf16"), "arm": ("bf16", "sve_bf16")}
 FORCED_FP32 = "float32 as the settings ask"
+# Channels-last weights only where they pay for their memory. Under bf16 autocast oneDNN's
+# convolutions skip a layout copy per call: with AMX the UNet step 17 % and the VAE decode
+# 2.5x faster; with AVX512-BF16 alone (Zen 4) the VAE decode 14 %, the UNet 1.4-2.4 % for
+# 2.7 GB more peak memory, so there the UNet stays as it is: a CLI generation as such a CPU
+# peaks at 7.1 GB, 9.3 GB with both (tests/benchmarks/bench_cpu_layout.py
+# `cli-generate-memory`). In float32 no memory is at
+# stake: nothing measured on AMX; on AVX2 (`cpu-layout`, 256 px) the UNet 3 % and the VAE
+# decode 6 % faster, not switched on yet (two runs each on a shared machine).
+CHANNELS_LAST_BF16 = {"amx": ("unet", "vae"), "avx512-bf16": ("vae",)}
+# Attention gains nothing from bf16 without AMX (Zen 4, SD 1.5 UNet call: 3.6 s in float32,
+# 4.0 s in bf16, while its convolutions and linear layers gain 2.1-2.2x): it runs in float32
+# inside the bf16 step there (FloatAttention).
+ATTENTION_FP32_KINDS = ("avx512-bf16",)
 
 
 @dataclass(frozen=True)
 class CpuFacts:
     architecture: str  # "x86_64", "aarch64", ...
     bf16_units: tuple[str, ...]  # the bf16 instruction sets it has, e.g. ("avx512_bf16",)
+
+    @property
+    def kind(self) -> str:
+        """The kind of CPU where speed behaves differently (CPU_KINDS)."""
+        if _family(self.architecture) == "arm":
+            return "arm-bf16" if self.bf16_units else "arm"
+        if "amx_bf16" in self.bf16_units:
+            return "amx"
+        return "avx512-bf16" if self.bf16_units else "avx2"
+
+
+# AMX: bf16 matrix tiles (Intel Sapphire Rapids and later); AVX512-BF16 alone: bf16 dot
+# products in vector registers (AMD Zen 4/5, Intel Cooper Lake); AVX2: x86 without bf16 units
+# (float32 only); Arm with or without FEAT_BF16.
+CPU_KINDS = ("amx", "avx512-bf16", "avx2", "arm-bf16", "arm")
 
 
 def _family(architecture: str) -> str:
@@ -120,6 +151,11 @@ class DevicePlan:
     # `dtype`. None: no autocast. Read it through inference_autocast(plan).
     autocast_dtype: str | None = None
     precision_note: str = ""  # the precision and why, for people (describe() shows it)
+    cpu_kind: str = ""  # CPU plans: the processor's kind (CPU_KINDS), which speeds differ by
+    # CPU plans: the models ("unet", "vae") whose weights go channels-last, where it pays
+    channels_last: tuple[str, ...] = ()
+    # CPU plans computing in bf16: attention in float32 where bf16 makes it no faster
+    attention_fp32: bool = False
 
     @property
     def torch_dtype(self) -> Any:
@@ -227,12 +263,15 @@ def plan_device(requested: str | None = "auto", *, lean: bool = False,
         )
     else:
         free = _system_available()
-        autocast, why = cpu_compute(precision, cpu if cpu is not None else cpu_facts())
+        facts = cpu if cpu is not None else cpu_facts()
+        autocast, why = cpu_compute(precision, facts)
         plan = DevicePlan(
             device="cpu", dtype="float32", free_memory=free,
             attention_slicing=free is not None and free < 8 * GIB,
             vae_tiling=free is not None and free < 4 * GIB, cpu_offload=False,
-            autocast_dtype=autocast, precision_note=why,
+            autocast_dtype=autocast, precision_note=why, cpu_kind=facts.kind,
+            channels_last=CHANNELS_LAST_BF16.get(facts.kind, ()) if autocast else (),
+            attention_fp32=autocast is not None and facts.kind in ATTENTION_FP32_KINDS,
         )
     if precision == "float32" and plan.dtype != "float32":
         plan = replace(plan, dtype="float32", precision_note=FORCED_FP32)
@@ -240,26 +279,84 @@ def plan_device(requested: str | None = "auto", *, lean: bool = False,
 
 
 def apply_memory_savers(pipe: Any, plan: DevicePlan) -> Any:
-    """Move a diffusers pipeline to the plan's device and switch on its savers. A CPU plan
-    that computes in bf16 also puts the UNet's and the VAE's weights in channels-last layout:
-    oneDNN's bf16 convolutions then skip a layout copy per call (measured at 512 px: VAE
-    decode 10.2 s -> 4.1 s, encode 5.4 -> 2.1, UNet step 4.1 -> 3.5; no gain in fp32)."""
+    """Move a diffusers pipeline to the plan's device and switch on its savers; on a CPU, put
+    the weights of the plan's `channels_last` models in that layout and, where the plan says,
+    run attention in float32 inside the bf16 step."""
     if plan.cpu_offload and hasattr(pipe, "enable_model_cpu_offload"):
         pipe.enable_model_cpu_offload(device=plan.device)
     else:
         pipe.to(plan.device)
-    if plan.device == "cpu" and plan.autocast_dtype is not None:
+    if plan.device == "cpu" and plan.channels_last:
         import torch
 
-        for name in ("unet", "vae"):
+        for name in plan.channels_last:
             model = getattr(pipe, name, None)
             if isinstance(model, torch.nn.Module):
                 model.to(memory_format=torch.channels_last)
     if plan.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
         pipe.enable_attention_slicing()
+    elif plan.attention_fp32 and hasattr(getattr(pipe, "unet", None), "set_attn_processor"):
+        pipe.unet.set_attn_processor(FloatAttention())
     if plan.vae_tiling and hasattr(pipe, "vae") and hasattr(pipe.vae, "enable_tiling"):
         pipe.vae.enable_tiling()
     return pipe
+
+
+class FloatAttention:
+    """diffusers' default attention (`AttnProcessor2_0`'s arithmetic) with the attention
+    product in float32, autocast off: for CPUs where bf16 does not speed attention up
+    (ATTENTION_FP32_KINDS). Its projections still run under the step's autocast, and its
+    output goes back in their dtype."""
+
+    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, temb: Any = None, *args: Any, **kwargs: Any
+                 ) -> Any:
+        import torch
+        from torch.nn import functional
+
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        batch, sequence, _ = context.shape
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence, batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+
+        def heads(t: Any) -> Any:
+            return t.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+
+        query, key, value = heads(query), heads(key), heads(value)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        with torch.autocast(query.device.type, enabled=False):
+            mask = attention_mask.float() if attention_mask is not None and \
+                attention_mask.is_floating_point() else attention_mask
+            out = functional.scaled_dot_product_attention(
+                query.float(), key.float(), value.float(), attn_mask=mask, dropout_p=0.0,
+                is_causal=False)
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

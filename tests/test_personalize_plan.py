@@ -9,14 +9,15 @@ from engine.device import DevicePlan
 from engine.errors import InputError
 from engine.models.profiles import get_profile
 from engine.personalize import PersonalizeParams, personalize_plan
-from engine.personalize.costs import COSTS, SD15_CPU, SD15_CPU_BF16, TINY
+from engine.personalize.costs import TINY, cost_table
 from engine.personalize.planning import needed_missing, plan_text, run_key
 from engine.personalize.presets import device_kind, preset_settings
 from engine.personalize.state import ChainState, RunState, picture_batch
 
-CPU = DevicePlan("cpu", "float32", 8 << 30, False, False, False)
+CPU = DevicePlan("cpu", "float32", 8 << 30, False, False, False, cpu_kind="avx2")
 CPU_BF16 = DevicePlan("cpu", "float32", 8 << 30, False, False, False,
-                      autocast_dtype="bfloat16")
+                      autocast_dtype="bfloat16", cpu_kind="avx512-bf16")
+SD15_CPU = cost_table("sd15", "cpu", "avx2")
 GPU = DevicePlan("cuda", "float16", 12 << 30, False, False, False)
 
 
@@ -55,7 +56,7 @@ def test_a_photos_only_project_plans_every_stage_with_the_presets_counts():
 def test_each_stage_costs_what_the_cost_table_says():
     s = preset_settings("sd15", "cpu", "quick")
     plan = personalize_plan(fresh(), params(preset="quick"), CPU, get_profile("sd15"))
-    steps_run = int(s.dataset_steps * 0.9)
+    steps_run = int(s.dataset_steps * 0.9) + 1  # PNDM calls the UNet once more
     assert stage(plan, "dataset").seconds == pytest.approx(
         SD15_CPU.dataset.load + s.items * (SD15_CPU.dataset.per_unit
                                            + steps_run * SD15_CPU.dataset.per_step), abs=0.1)
@@ -63,7 +64,7 @@ def test_each_stage_costs_what_the_cost_table_says():
         SD15_CPU.train.load + s.train_steps * SD15_CPU.train.per_unit
         + s.items * SD15_CPU.train_cache_per_item, abs=0.1)
     assert stage(plan, "generate").seconds == pytest.approx(
-        SD15_CPU.generate.seconds(s.pictures, s.picture_steps), abs=0.1)
+        SD15_CPU.generate.seconds(s.pictures, s.picture_steps + 1), abs=0.1)
     assert stage(plan, "segment").disk_bytes == int(400_000 * 1.7)
 
 
@@ -79,18 +80,19 @@ def test_presets_grow_and_follow_the_device():
     assert stage(gpu, "train").count > stage(plans["quick"], "train").count
     assert gpu.seconds < bf16.seconds
     assert not gpu.measured and "estimate" in gpu.estimate
-    assert plans["quick"].measured and "measured" in plans["quick"].estimate
+    # before this machine is calibrated, a CPU plan says it is a rough estimate
+    assert not plans["quick"].measured and "rough estimate" in plans["quick"].estimate
     assert [device_kind(p) for p in (CPU, CPU_BF16, GPU)] == ["cpu", "cpu-bf16", "gpu"]
-    assert COSTS["sd15"]["cpu-bf16"] is SD15_CPU_BF16 and COSTS["tiny"]["gpu"] is TINY
+    assert cost_table("tiny", "gpu") is TINY and cost_table("tiny", "cpu-bf16") is TINY
 
 
 def test_the_sd15_cpu_quick_preset_is_hours_not_days():
-    """The figures the report states: SD 1.5 on this CPU, fresh project."""
+    """Rough estimates (no calibration) for SD 1.5 on one thread of each kind of CPU."""
     sd15 = get_profile("sd15")
     fp32 = personalize_plan(fresh(), params(preset="quick"), CPU, sd15).seconds
     bf16 = personalize_plan(fresh(), params(preset="quick"), CPU_BF16, sd15).seconds
-    assert 1 * 3600 < fp32 < 3 * 3600
-    assert 0.5 * 3600 < bf16 < fp32
+    assert 2 * 3600 < fp32 < 12 * 3600
+    assert 1 * 3600 < bf16 < fp32
 
 
 def test_what_is_done_is_not_planned_again():

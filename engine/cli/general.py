@@ -30,11 +30,30 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _calibration(plan: Any, measure: bool) -> dict[str, Any] | None:
+    """The CPU's calibration for Personalize's plans (measured now when asked)."""
+    if plan.device != "cpu":
+        return None
+    from engine.personalize import calibrate_device, load_calibration
+
+    cal = calibrate_device(plan) if measure else load_calibration(plan.cpu_kind)
+    if cal is None:
+        return {"summary": f"{plan.cpu_kind} CPU, not calibrated yet (doctor --calibrate)"}
+    fp32 = cal.rates["float32"]
+    summary = (f"{cal.machine['cpu']} ({plan.cpu_kind}), {cal.machine['threads']} thread(s): "
+               f"float32 conv {fp32['conv'] / 1e9:.0f}, linear {fp32['linear'] / 1e9:.0f}, "
+               f"attention {fp32['attention'] / 1e9:.0f} GFLOP/s; measured in "
+               f"{cal.seconds:.1f} s on {cal.measured_at[:10]}")
+    return {**cal.to_dict(), "summary": summary}
+
+
 @command("doctor", "device, memory, versions and which models are present", lambda p: (
     p.add_argument("--json", action="store_true", help="machine-readable output"),
     p.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu"),
     p.add_argument("--disk", action="store_true",
                    help="every place the app stores data, with its size"),
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure this CPU's speed again for Personalize's plans (seconds)"),
 ))
 def cmd_doctor(args: argparse.Namespace) -> int:
     if args.disk:
@@ -55,6 +74,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "openvino": openvino_status() if plan.device == "cpu" else None,
         "data_dir": str(data_dir()), "config_dir": str(config_dir()),
         "default_profile": settings.profile or get_profile().name, "profiles": {},
+        "cpu_kind": plan.cpu_kind or None, "calibration": _calibration(plan, args.calibrate),
     }
     for name in profile_names():
         prof = get_profile(name)
@@ -72,6 +92,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"device:   {plan.describe()}")
     if report["openvino"]:
         print(f"openvino: {report['openvino']}")
+    if report["calibration"]:
+        print(f"speed:    {report['calibration']['summary']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     print(f"data:     {report['data_dir']}")
     for name, roles in report["profiles"].items():

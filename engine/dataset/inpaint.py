@@ -216,6 +216,6 @@ def load_inpainter(ctx: JobContext, setup: StageSetup, backend: str = "auto",
             pipe = load_inpaint(path, "cpu" if plan.cpu_offload else plan.device, plan.dtype)
             return Inpainter(pipe, plan, ctx.models, ctx.log)
 
-        inpainter = ctx.models.load(setup.model_key("inpaint", str(path)), load)
+        inpainter = ctx.models.load(setup.model_key("inpaint", str(path), autocast=True), load)
     inpainter.log = ctx.log
     return inpainter

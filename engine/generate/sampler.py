@@ -227,7 +227,7 @@ def load_generation_model(ctx: JobContext, setup: StageSetup) -> GenerationModel
     precision = inference_precision(plan)
     path = setup.role_path("base")
     # Its own key: this pipeline holds a run's concepts, so no other stage may share it.
-    key = setup.model_key("base", f"generate:{path}")
+    key = setup.model_key("base", f"generate:{path}", autocast=True)
 
     def load() -> GenerationModel:
         ctx.log(f"Loading the base model of profile {setup.profile.name!r} on "

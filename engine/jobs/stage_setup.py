@@ -30,10 +30,12 @@ class StageSetup:
     def device_name(self) -> str:
         return self.device.device if self.device is not None else "cpu"
 
-    def model_key(self, role: str, variant: str = "") -> ModelKey:
-        """The warm-cache key of this job's model for `role`."""
+    def model_key(self, role: str, variant: str = "", autocast: bool = False) -> ModelKey:
+        """The warm-cache key of this job's model for `role`; `autocast`: the model runs
+        under the device plan's autocast, whose dtype is then part of the key."""
         dtype = self.device.dtype if self.device is not None else "float32"
-        return ModelKey(role, self.profile.name, self.device_name, dtype, variant)
+        compute = (self.device.autocast_dtype or "") if autocast and self.device else ""
+        return ModelKey(role, self.profile.name, self.device_name, dtype, variant, compute)
 
     def role_path(self, role: str) -> Path:
         """Where the weights of `role` are (ModelMissingError, with how to get them, if not)."""

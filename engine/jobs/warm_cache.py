@@ -1,7 +1,10 @@
 """Models kept loaded between jobs of one worker process, under a memory budget.
 
 Every stage asks here for its models, by one key shape: (role, profile, device, dtype) plus
-an optional variant (the planner's GGUF path, the segmenter's method). Loading a model that
+an optional variant (the planner's GGUF path, the segmenter's method) and the precision it
+computes in when that is not its weights' (bf16 autocast on a CPU): a job after a change of
+the precision setting finds no warm model under its key, and loading the new one drops the
+old one. Loading a model that
 does not fit evicts the least recently used ones first; a job about to allocate a lot (a
 training run) makes room explicitly; an out-of-memory retry evicts everything first.
 
@@ -28,8 +31,14 @@ class ModelKey:
     role: str  # a profile role: base, inpaint, segmenter, planner, clip, detector
     profile: str
     device: str
-    dtype: str = "float32"
+    dtype: str = "float32"  # the weights'
     variant: str = ""  # what else tells two loads of a role apart (a file, a method)
+    compute: str = ""  # the autocast dtype it computes in ("bfloat16"), "" for its weights'
+
+    def same_model(self, other: ModelKey) -> bool:
+        """The same model in another precision: a precision change replaces it."""
+        return (self.role, self.profile, self.device, self.variant) == (
+            other.role, other.profile, other.device, other.variant)
 
 
 def model_bytes(obj: Any, _depth: int = 0) -> int:
@@ -112,6 +121,8 @@ class WarmCache:
             warm = self.get(key)
             if warm is not None:
                 return warm
+        # The same model held in another precision is stale (the setting changed): never both.
+        self.evict_where(lambda held: held != key and held.same_model(key))
         if size is not None:
             self.make_room(key.device, size)
         model = loader()

@@ -3,7 +3,9 @@
     jobs.py       the `personalize` and `personalize-plan` jobs, their parameters and
                   results (Personalized, Plan, StagePlan, StageOutcome), declared once
     presets.py    quick / standard / best per model profile and kind of device
-    costs.py      each stage's measured cost (seconds, bytes) per profile and device
+    costs.py      each stage's cost (seconds, bytes) per profile and device
+    calibration.py  this machine's speed at convolutions, linear layers, attention and norms
+    work.py       how much of each one SD 1.5's model calls do
     state.py      what is done, read from the project; the little the chain notes itself
     planning.py   personalize_plan: stages, counts, time and disk, as a pure function
     progress.py   one bar across the stages, weighted by their estimated seconds, with ETA
@@ -11,7 +13,9 @@
 
 Public API: the declarations and results above; `personalize_plan(state, params, device,
 profile)`, `read_chain_state(project, profile, overrides)`, `plan_for(params)` (the plan
-of a project as the job would see it) and `format_bytes`. Importing this package is cheap.
+of a project as the job would see it), `format_bytes`, and this machine's speeds for the plans:
+`calibrate_device(device_plan)`, `load_calibration(cpu_kind)` (calibration.py, work.py).
+Importing this package is cheap.
 """
 
 from typing import TYPE_CHECKING
@@ -30,6 +34,8 @@ from engine.personalize.jobs import (
 )
 
 _LAZY = {"personalize_plan": "engine.personalize.planning",
+         "calibrate_device": "engine.personalize.calibration",
+         "load_calibration": "engine.personalize.calibration",
          "format_bytes": "engine.personalize.planning",
          "plan_for": "engine.personalize.planning",
          "read_chain_state": "engine.personalize.state",
@@ -42,11 +48,12 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:
+    from engine.personalize.calibration import calibrate_device, load_calibration
     from engine.personalize.planning import format_bytes, personalize_plan, plan_for
     from engine.personalize.presets import PresetSettings, preset_settings
     from engine.personalize.state import ChainState, read_chain_state
 
 __all__ = ["PERSONALIZE", "PERSONALIZE_PLAN", "PRESETS", "STAGES", "ChainState",
            "PersonalizeParams", "Personalized", "Plan", "PresetSettings", "StageOutcome",
-           "StagePlan", "format_bytes", "personalize_plan", "plan_for", "preset_settings",
-           "read_chain_state"]
+           "StagePlan", "calibrate_device", "format_bytes", "load_calibration",
+           "personalize_plan", "plan_for", "preset_settings", "read_chain_state"]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from engine.jobs import JobContext, JobDeclaration, JobParams
     from engine.jobs.stage_setup import StageSetup
+    from engine.personalize.calibration import Calibration
     from engine.personalize.jobs import PersonalizeParams, Plan
     from engine.personalize.presets import PresetSettings
     from engine.personalize.progress import ChainProgress
@@ -45,6 +46,7 @@ class _Chain:
     settings: PresetSettings
     plan: Plan
     progress: ChainProgress
+    calibration: Calibration | None = None  # this machine's speeds, which each stage refines
     outcomes: list[StageOutcome] = field(default_factory=list)
 
     # ------------------------------------------------------------------ plumbing
@@ -76,9 +78,19 @@ class _Chain:
         self.ctx.log(f"{stage}: nothing to do ({why})")
 
     def done(self, stage: str, detail: str, began: float) -> None:
-        self.outcomes.append(StageOutcome(stage, "done", detail,
-                                          round(time.monotonic() - began, 2)))
+        took = time.monotonic() - began
+        self.outcomes.append(StageOutcome(stage, "done", detail, round(took, 2)))
         self.progress.done(stage, "done")
+        if self.calibration is not None:  # the next plan learns what this one missed
+            from engine.personalize.calibration import record_stage
+            from engine.personalize.presets import device_kind
+
+            assert self.setup.device is not None
+            planned = _weights(self.plan).get(stage, 0.0)
+            factor = record_stage(self.calibration, self.setup.profile.name,
+                                  device_kind(self.setup.device), stage, planned, took)
+            self.ctx.log(f"{stage}: took {took:.0f} s, planned {planned:.0f} s "
+                         f"(its correction is now {factor:.2f})")
 
     # ------------------------------------------------------------------ the stages
 
@@ -243,6 +255,7 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
     """Job: run what is missing of the chain (see the module doc)."""
     from engine.jobs.stage_setup import resolve_stage
     from engine.personalize.planning import (
+        calibration_for,
         format_bytes,
         needed_missing,
         personalize_plan,
@@ -261,7 +274,8 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
         if not state.photos:
             raise InputError("The project has no photos yet: add photos of your concepts "
                              "first (mycanvas add-concept PROJECT NAME --class WORD PHOTOS...)")
-        plan = personalize_plan(state, params, setup.device, setup.profile)
+        calibration = calibration_for(setup.device, setup.profile, log=ctx.log)
+        plan = personalize_plan(state, params, setup.device, setup.profile, calibration)
         missing = needed_missing(plan)
         if missing:
             raise ModelMissingError(
@@ -282,7 +296,7 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
         settings = settings_for(params, setup.profile.name, device_kind(setup.device))
         progress = ChainProgress(ctx, _weights(plan))
         progress.begin(plan.seconds, f"{sum(s.runs for s in plan.stages)} stage(s) to run")
-        chain = _Chain(ctx, params, setup, proj, settings, plan, progress)
+        chain = _Chain(ctx, params, setup, proj, settings, plan, progress, calibration)
         chain.segment()
         chain.plan_layouts()
         chain.dataset()

@@ -2,37 +2,40 @@
 plan's estimates and the weights of the chain's progress bar.
 
 A stage costs `load` once (models loaded or found warm, caches made) plus `per_unit` for each
-unit (photo, layout, dataset item, training step, picture) plus `per_step` for each denoising
-step of a unit. Where each figure comes from:
+unit (photo, layout, dataset item, training step, picture) plus `per_step` for each UNet call
+of a unit. Where each figure comes from:
 
-**tiny, this machine (2 cores, 1 thread per process, AMX bf16 units)** — measured with
-tests/benchmarks/bench_personalize.py: `personalize-costs` calls each stage's job function
-alone, in chain order with one warm cache, on a fresh project of the scikit-image cat, mug and
-rocket photos, and reads load and per-unit costs from its progress events (dataset items and
-pictures at two step counts give the per-step cost); `personalize-tiny` runs each preset end
-to end and reports each stage's time beside its estimate. The figures below blend the two.
-They stand for every device kind: the tiny models are too small for a GPU or bf16 to matter.
+**tiny** — measured with tests/benchmarks/bench_personalize.py on a 2-core CPU with AMX (one
+thread per process): `personalize-costs` calls each stage's job function alone, in chain order
+with one warm cache, and reads load and per-unit costs from its progress events;
+`personalize-tiny` runs each preset end to end beside its estimate. The figures blend the two
+and stand for every device kind: the tiny models are too small for a GPU or bf16 to matter.
 
-**sd15 on a CPU** — from full-size figures measured here (random weights, SD 1.5's shapes):
+**sd15 on a CPU** — work ÷ speed, per kind of CPU (engine.device.CPU_KINDS):
 
-* dataset item, 512 px, 3 steps (2 denoising steps at strength 0.9), float32: 200-270 s end
-  to end (tests/benchmarks/bench_dataset.py, bench_cpu_precision.py); bf16 compute 1.6-2x
-  faster. Its parts, measured alone in one process (`personalize-sd15-parts`): one UNet call
-  with guidance (batch 2, 64² latents) 10.9 s float32 / 3.5 s bf16; VAE encode 9.0 / 6.7 s,
-  decode 20.2 / 15.5 s. The end-to-end figure is several times the sum of its parts (that
-  benchmark ran with memory savers, on a shared machine); the estimates keep the end-to-end
-  figure, so they err long: an item is (235 - 2 × 10.9) s plus 10.9 s per denoising step in
-  float32, (235 - 2 × 10.9) / 1.8 s plus 3.5 s per step in bf16.
-* training step, 512 px, batch 2: 14-24 s float32 (bench_train.py): 19 s; bf16 assumed
-  1.8x faster, like the dataset item. A new run first encodes each item and its mirror image
-  with the VAE (2 × 9.0 s float32, 2 × 6.7 s bf16 per item).
-* picture, 512 px: text encoder (~0.5 s) + steps × UNet call (× 1.05 for layout guidance,
-  measured within 5-15 % in bench_generate.py) + VAE decode; at 256 px and 3 steps the same
-  sum gives the ~7 s in bf16 that bench_generate.py measured.
-* planner: 1.17 s per layout warm, 2.15 s for the first with the model load (README).
-* estimates, not measured here: SAM ViT-B's image encoder at 1024² (~5 s float32; the
-  benchmark `segment-sam-vit-b` measures it), OWL-ViT B/32 + CLIP ViT-B/32 per picture (~1 s;
-  `score` measures it), and model loads (~15 s for a 4 GB pipeline from a warm disk cache).
+* work: each model call's floating-point operations by kind (convolution, linear, attention)
+  and elements through norms, counted on SD 1.5's architecture (engine/personalize/work.py);
+* speed: this machine's calibration (engine/personalize/calibration.py: a few kernels at the
+  profile's resolution in each precision its plans use, seconds, stored in the app's data
+  folder) in the precision the plan computes in. Before there is one the plan says it is a
+  rough estimate and uses its CPU kind's ROUGH_RATES;
+* a stage's shape: a dataset item is 2 text encodes, 2 VAE encodes (image and masked image)
+  and a decode, the work around them (DATASET_ITEM_OTHER) and one UNet call with guidance
+  per denoising step; a training step is the text encoder's and the UNet's forward and
+  backward (batch 2), and a new run first encodes each item and its mirror image; a picture
+  is 2 text encodes, a decode and one UNet call per step (× GUIDED for layout guidance);
+* what the kernels do not see (model loads, the work around the model calls) are estimates;
+  SAM's image encoder and scoring are seconds from the AMX machine scaled by the float32
+  linear layers' speed;
+* each stage × the factor its own past runs taught (calibration.record_stage).
+
+How well it agrees: `personalize-sd15-stages` runs SD 1.5 at 512 px with random weights (the
+dataset, train and generate job functions, reduced counts) after a calibration. On an AMD
+EPYC with AVX2 (one thread, 2 cores shared with other work; calibration 1.2 s) the plan said
+151 / 139 / 117 s for a dataset item, two training steps and a picture (each with its model
+load) that took 142 / 136 / 96 s of CPU time (1.06 / 1.03 / 1.22x); the wall-clock times
+were 422 / 152 / 98 s, the first while other work held most of the CPU. The UNet call with
+guidance: 22.6 s planned, 22.7 s measured.
 
 **sd15 on a GPU** — an estimate, not measured (no GPU here): a mid-range CUDA card in fp16
 (RTX 3060 class) runs a 512 px UNet call with guidance in ~0.1 s and a Custom Diffusion step
@@ -41,11 +44,19 @@ in ~0.6 s. The plan says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from engine.errors import InputError
+from engine.personalize.presets import DEVICE_KINDS
+from engine.personalize.work import SD15
+
+if TYPE_CHECKING:
+    from engine.personalize.calibration import Calibration
 
 DATASET_STRENGTH = 0.9  # the dataset builder's default inpainting strength
+GUIDED = 1.05  # layout guidance's extra work per step (bench_generate.py: within 5-15 %)
 
 
 @dataclass(frozen=True)
@@ -110,52 +121,100 @@ TINY = CostTable(
     measured=True,
     source="measured on this 2-core CPU with the tiny profile (engine/personalize/costs.py)")
 
-_UNET_FP32, _UNET_BF16 = 10.9, 3.5  # one 512 px UNet call with guidance, seconds
-_DECODE_FP32, _DECODE_BF16 = 20.2, 15.5
-_ENCODE_FP32, _ENCODE_BF16 = 9.0, 6.7
-_GUIDED = 1.05  # layout guidance's share of extra work per step
-_BF16 = 1.8  # the end-to-end bf16 speed-up measured for a dataset item (1.6-2x)
+# Rough kernel speeds per CPU kind for a plan made before this machine is calibrated (FLOP/s;
+# norm: elements/s), one thread. avx2: calibrated on an AMD EPYC with AVX2 (2 cores shared with
+# other work; `personalize-sd15-stages`). avx512-bf16 and amx: those speeds scaled so that SD
+# 1.5's UNet call with guidance takes what the harness measured on such a CPU (Zen 4: 17.5 s in
+# float32, 11.2 s in bf16 with attention no faster; Xeon with AMX: 11.9 s / 4.19 s). Arm: no
+# Arm CPU measured; AVX2's speeds stand in, and bf16 is assumed no faster.
+_AVX2 = {"conv": 94e9, "linear": 64e9, "attention": 51e9, "norm": 238e6}
 
-SD15_CPU = CostTable(
-    segment=StageCost(load=3.0, per_unit=5.0),
-    plan=StageCost(load=1.0, per_unit=1.17),
-    dataset=StageCost(load=18.0, per_unit=235 - 2 * _UNET_FP32, per_step=_UNET_FP32),
-    train=StageCost(load=15.0, per_unit=19.0),
-    train_cache_per_item=2 * _ENCODE_FP32,
-    train_sample=StageCost(per_unit=_DECODE_FP32 + 0.5, per_step=_UNET_FP32),
-    generate=StageCost(load=15.0, per_unit=_DECODE_FP32 + 0.5, per_step=_UNET_FP32 * _GUIDED),
-    score=StageCost(load=4.0, per_unit=1.0),
-    measured=True,
-    source="SD 1.5 on a CPU in float32: from full-size figures measured on a 2-core CPU "
-           "(engine/personalize/costs.py)")
-SD15_CPU_BF16 = CostTable(
-    segment=StageCost(load=3.0, per_unit=5.0 / _BF16),
-    plan=SD15_CPU.plan,
-    dataset=StageCost(load=18.0, per_unit=(235 - 2 * _UNET_FP32) / _BF16, per_step=_UNET_BF16),
-    train=StageCost(load=15.0, per_unit=19.0 / _BF16),
-    train_cache_per_item=2 * _ENCODE_BF16,
-    train_sample=StageCost(per_unit=_DECODE_BF16 + 0.5, per_step=_UNET_BF16),
-    generate=StageCost(load=15.0, per_unit=_DECODE_BF16 + 0.5, per_step=_UNET_BF16 * _GUIDED),
-    score=StageCost(load=4.0, per_unit=1.0 / _BF16),
-    measured=True,
-    source="SD 1.5 on a CPU with bf16 compute: from full-size figures measured on a 2-core "
-           "CPU (engine/personalize/costs.py)")
+
+def _times(rates: dict[str, float], **k: float) -> dict[str, float]:
+    return {name: rate * k.get(name, k.get("other", 1.0)) for name, rate in rates.items()}
+
+
+def _unet_call_in(seconds: float, rates: dict[str, float]) -> dict[str, float]:
+    """`rates` scaled alike so that SD 1.5's UNet call with guidance takes `seconds`."""
+    return _times(rates, other=SD15["unet_guided"].seconds(rates) / seconds)
+
+
+_ZEN4 = _unet_call_in(17.5, _AVX2)
+_AMX = _unet_call_in(11.9, _AVX2)
+ROUGH_RATES: dict[str, dict[str, dict[str, float]]] = {
+    "avx2": {"float32": _AVX2},
+    # bf16: convolutions and linear layers 2.15x, attention 0.9x (-> 11.2 s)
+    "avx512-bf16": {"float32": _ZEN4,
+                    "bfloat16": _times(_ZEN4, conv=2.15, linear=2.15, attention=0.9)},
+    # bf16: everything 3.1x (-> 4.19 s)
+    "amx": {"float32": _AMX, "bfloat16": _times(_AMX, conv=3.1, linear=3.1, attention=3.1)},
+    "arm": {"float32": _AVX2},
+    "arm-bf16": {"float32": _AVX2, "bfloat16": _AVX2},
+}
+# What the kernels do not see: loading a pipeline from a warm disk cache, and a dataset
+# item's work around its model calls (compose, caption, masks, the filter, writes). Estimates,
+# not fitted: `personalize-sd15-stages` measures the stages they are part of.
+LOAD_INPAINT = 18.0
+LOAD_BASE = 15.0
+DATASET_ITEM_OTHER = 5.0
+# Models whose work is not counted here, in seconds on the Xeon with AMX in float32 (they
+# always run in float32), scaled by the float32 linear layers' speed (both are transformers):
+# SAM ViT-B's image encoder at 1024² (an estimate), OWL-ViT B/32 with CLIP ViT-B/32 crops
+# per picture (`score` measured 1.08-1.12 s).
+SAM_IMAGE, SCORE_PICTURE = 5.0, 1.1
+
+
+def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | None,
+                   factor: Callable[[str], float]) -> CostTable:
+    """SD 1.5 on a CPU computing in `precision`: each model call's work (engine.personalize.
+    work.SD15) at this machine's calibrated speeds, or at its CPU kind's rough ones; each
+    stage times the factor what it took before taught."""
+    rough = ROUGH_RATES.get(cpu_kind, ROUGH_RATES["avx2"])
+    if calibration is not None and precision in calibration.rates:
+        rates, source, measured = calibration.rates[precision], calibration.describe(), True
+        fp32 = calibration.rates["float32"]
+    else:
+        rates, fp32 = rough.get(precision, rough["float32"]), rough["float32"]
+        source = (f"a rough estimate for a CPU of kind {cpu_kind}: not calibrated on this "
+                  "computer yet (mycanvas doctor --calibrate)")
+        measured = False
+
+    def t(part: str) -> float:
+        return SD15[part].seconds(rates)
+
+    def scaled(stage: str, cost: StageCost) -> StageCost:
+        k = factor(stage)
+        return StageCost(cost.load * k, cost.per_unit * k, cost.per_step * k)
+
+    slower = _AMX["linear"] / fp32["linear"]
+    unet, text, decode, encode = t("unet_guided"), t("text"), t("vae_decode"), t("vae_encode")
+    return CostTable(
+        segment=scaled("segment", StageCost(load=3.0, per_unit=SAM_IMAGE * slower)),
+        plan=scaled("plan", StageCost(load=1.0, per_unit=1.17)),
+        dataset=scaled("dataset", StageCost(
+            load=LOAD_INPAINT, per_unit=2 * text + 2 * encode + decode + DATASET_ITEM_OTHER,
+            per_step=unet)),
+        train=scaled("train", StageCost(load=LOAD_BASE, per_unit=t("train_step"))),
+        train_cache_per_item=2 * encode * factor("train"),
+        train_sample=scaled("train", StageCost(per_unit=2 * text + decode, per_step=unet)),
+        generate=scaled("generate", StageCost(load=LOAD_BASE, per_unit=2 * text + decode,
+                                              per_step=unet * GUIDED)),
+        score=scaled("score", StageCost(load=4.0, per_unit=SCORE_PICTURE * slower)),
+        measured=measured, source=f"SD 1.5 on a CPU in {precision}: {source}")
+
+
 SD15_GPU = CostTable(
     segment=StageCost(load=3.0, per_unit=0.3),
-    plan=SD15_CPU.plan,  # the planner's LLM runs on the CPU (llama.cpp) everywhere
+    plan=StageCost(load=1.0, per_unit=1.17),  # the planner's LLM runs on the CPU everywhere
     dataset=StageCost(load=10.0, per_unit=2.0, per_step=0.1),
     train=StageCost(load=10.0, per_unit=0.6),
     train_cache_per_item=0.2,
     train_sample=StageCost(per_unit=0.5, per_step=0.1),
-    generate=StageCost(load=8.0, per_unit=0.5, per_step=0.1 * _GUIDED),
+    generate=StageCost(load=8.0, per_unit=0.5, per_step=0.1 * GUIDED),
     score=StageCost(load=4.0, per_unit=0.1),
     measured=False,
     source="SD 1.5 on a GPU: an estimate for a mid-range CUDA card, not measured")
 
-COSTS: dict[str, dict[str, CostTable]] = {
-    "tiny": {"cpu": TINY, "cpu-bf16": TINY, "gpu": TINY},
-    "sd15": {"cpu": SD15_CPU, "cpu-bf16": SD15_CPU_BF16, "gpu": SD15_GPU},
-}
 
 # Training keeps two checkpoints (TrainConfig.keep_checkpoints) and writes the next one in
 # full before it prunes the oldest: three are on disk at that moment.
@@ -173,17 +232,23 @@ DISK = {
 }
 
 
-def cost_table(profile: str, kind: str) -> CostTable:
-    """The table for `profile` on a device of `kind`; a profile without its own (one added
-    later) is estimated like SD 1.5 and says so."""
-    table = COSTS.get(profile)
-    if table is None:
-        base = COSTS["sd15"][kind]
-        return CostTable(**{**base.__dict__, "measured": False,
-                            "source": f"profile {profile}: estimated like SD 1.5"})
-    if kind not in table:
-        raise InputError(f"device kind must be one of {', '.join(table)}, got {kind!r}")
-    return table[kind]
+def cost_table(profile: str, kind: str, cpu_kind: str = "avx2",
+               calibration: Calibration | None = None) -> CostTable:
+    """The table for `profile` on a device of `kind` (DEVICE_KINDS); on a CPU, from the
+    calibration of this machine when there is one, else from the rough speeds of its CPU
+    kind (engine.device.CPU_KINDS). A profile without its own figures is estimated like
+    SD 1.5 and says so."""
+    if kind not in DEVICE_KINDS:
+        raise InputError(f"device kind must be one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
+    if profile == "tiny":
+        return TINY
+    table = SD15_GPU if kind == "gpu" else sd15_cpu_table(
+        "bfloat16" if kind == "cpu-bf16" else "float32", cpu_kind, calibration,
+        lambda stage: calibration.factor(profile, kind, stage) if calibration else 1.0)
+    if profile != "sd15":
+        return replace(table, measured=False,
+                       source=f"profile {profile}: estimated like SD 1.5 ({table.source})")
+    return table
 
 
 def disk_sizes(profile: str) -> DiskSizes:

@@ -11,6 +11,7 @@ torch is loaded anyway).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.models.profiles import download_mb
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from engine.device import DevicePlan
     from engine.jobs import JobContext
     from engine.models.profiles import Profile
+    from engine.personalize.calibration import Calibration
     from engine.personalize.jobs import PersonalizeParams
 
 TITLES = {
@@ -44,17 +46,27 @@ def run_key(settings: PresetSettings, seed: int) -> str:
     return f"steps={settings.train_steps} items={settings.items} seed={seed}"
 
 
+# PNDM, the profiles' default scheduler, makes one UNet call more than its steps (its first
+# step is taken twice); counted in tests/benchmarks/bench_personalize.py's stage rows.
+PNDM_EXTRA_CALL = 1
+
+
 def dataset_denoising_steps(settings: PresetSettings) -> int:
-    """Steps the inpainting pipeline really runs per item (it skips 1 - strength of them)."""
-    return min(int(settings.dataset_steps * DATASET_STRENGTH), settings.dataset_steps)
+    """UNet calls the inpainting pipeline really makes per item (it skips 1 - strength of the
+    steps)."""
+    return min(int(settings.dataset_steps * DATASET_STRENGTH),
+               settings.dataset_steps) + PNDM_EXTRA_CALL
 
 
 def personalize_plan(state: ChainState, params: PersonalizeParams, device: DevicePlan,
-                     profile: Profile) -> Plan:
-    """What the chain would do now, from what is done (pure: reads nothing, writes nothing)."""
+                     profile: Profile, calibration: Calibration | None = None) -> Plan:
+    """What the chain would do now, from what is done, at the speeds `calibration` measured
+    on this machine (None: the rough speeds of its kind of CPU). Pure: reads nothing, writes
+    nothing."""
     kind = device_kind(device)
     s = settings_for(params, profile.name, kind)
-    costs, disk = cost_table(profile.name, kind), disk_sizes(profile.name)
+    costs = cost_table(profile.name, kind, device.cpu_kind or "avx2", calibration)
+    disk = disk_sizes(profile.name)
     stages: list[StagePlan] = []
 
     def add(stage: str, unit: str, target: int, done: int, count: int, seconds: float,
@@ -101,7 +113,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
         note = "a new run" + (f" (run {run.run_id} had other settings)" if run else "")
     samples = todo // s.sample_every if s.sample_every else 0
     seconds = costs.train.seconds(todo) + samples * costs.train_sample.seconds(
-        1, s.sample_steps)
+        1, s.sample_steps + PNDM_EXTRA_CALL)
     if todo and not done:  # a new run encodes the dataset once first
         seconds += s.items * costs.train_cache_per_item
     add("train", "steps", s.train_steps, done, todo, seconds,
@@ -111,7 +123,8 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     made = sum(state.pictures_by_batch.values()) if same_run and not todo else 0
     todo_pictures = max(0, s.pictures - made)
     add("generate", "pictures", s.pictures, min(made, s.pictures), todo_pictures,
-        costs.generate.seconds(todo_pictures, s.picture_steps), todo_pictures * disk.picture,
+        costs.generate.seconds(todo_pictures, s.picture_steps + PNDM_EXTRA_CALL),
+        todo_pictures * disk.picture,
         f"layout-guided, {s.picture_steps} steps each")
 
     scoring = not set(SCORING_ROLES) & set(state.missing_models)
@@ -189,7 +202,24 @@ def plan_text(plan: Plan) -> str:
 # --------------------------------------------------------------------------- the job
 
 
-def plan_for(params: PersonalizeParams) -> Plan:
+def calibration_for(device: DevicePlan, profile: Profile, measure: bool = True,
+                    log: Callable[[str], None] | None = None) -> Calibration | None:
+    """This machine's calibration where the plan's figures come from it (a CPU, a profile with
+    real models): the stored one, or, when there is none and `measure`, one measured now
+    (a few seconds)."""
+    from engine.personalize.calibration import calibrate_device, load_calibration
+
+    if device.device != "cpu" or profile.test_models:
+        return None
+    found = load_calibration(device.cpu_kind or "avx2", log=log)
+    if found is not None or not measure:
+        return found
+    if log:
+        log("Measuring this computer's speed once for the plan (a few seconds)")
+    return calibrate_device(device)
+
+
+def plan_for(params: PersonalizeParams, log: Callable[[str], None] | None = None) -> Plan:
     """The plan of `params` for its project, device and profile, as the chain sees them."""
     from engine.jobs.stage_setup import resolve_stage
     from engine.personalize.state import read_chain_state
@@ -199,12 +229,13 @@ def plan_for(params: PersonalizeParams) -> Plan:
     assert setup.device is not None
     with Project.open(params.project) as proj:
         state = read_chain_state(proj, setup.profile, setup.overrides)
-    return personalize_plan(state, params, setup.device, setup.profile)
+    calibration = calibration_for(setup.device, setup.profile, log=log)
+    return personalize_plan(state, params, setup.device, setup.profile, calibration)
 
 
 def personalize_plan_job(ctx: JobContext, params: PersonalizeParams) -> Plan:
     """Job: the plan, nothing done."""
     ctx.progress(0, 1, "reading the project")
-    plan = plan_for(params)
+    plan = plan_for(params, ctx.log)
     ctx.progress(1, 1, "planned")
     return plan

@@ -4,9 +4,12 @@ overhead, preview cost per step, peak memory, and what the guidance does to atte
 * "ours": the real `generate` job with the model warm in the worker's cache (as the app runs
   it): prompt checks, the run's concepts, progress events, a latent preview every 5 steps,
   the PNG with its recipe, the catalogue row. Per picture: one job makes `n` pictures.
-* "plain": `StableDiffusionPipeline.__call__` on the same pipeline object (concepts loaded,
-  so the same arithmetic) with the same prompt, size, steps, guidance and seeds, PIL out.
-  Interleaved with ours, round by round, so both see the same machine load.
+* "plain diffusers": the upstream library alone: its own `StableDiffusionPipeline` loaded
+  from the same folder, the same run's concepts put in by its own loaders
+  (`load_attn_procs`, `load_textual_inversion`), its default settings (attention, layout,
+  scheduler) plus the same precision (our plan's autocast, if any); the same prompt, size,
+  steps, guidance and seeds, PIL out. Interleaved with ours, round by round, so both see the
+  same machine load; each row gives min and median, the CPU model and the threads.
 * layout guidance: the same job with a box per concept (first 30 % of the UNet calls guided).
 * preview: the work of one preview (latents to RGB without the VAE, the PNG the event
   carries), against one UNet call timed by hooks during the plain runs.
@@ -16,7 +19,8 @@ overhead, preview cost per step, peak memory, and what the guidance does to atte
   unguided, scored by the score stage; without one a row says so.
 
 Sizes: the tiny profile (64 px, 10 steps), and SD 1.5's architecture with random weights
-(256 px, 3 steps: minutes on a CPU; 512 px would take ~2 minutes per picture here).
+(256 px, 3 steps; both pipelines loaded from one folder built once, fullsize.py: ~9 GB for
+the two).
 Peak RSS is the process's high-water mark over each phase (reset through clear_refs).
 """
 
@@ -32,6 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fullsize import sd15_folders
+from machine import spread, where
 from memory import peak_rss_mb, reset_peak_rss
 from run import REPO, benchmark
 
@@ -45,41 +51,44 @@ BOXES = {"mochi": [0.0, 0.1, 0.5, 0.9], "cup": [0.5, 0.3, 1.0, 0.9]}
 
 
 class Bench:
-    """A project with one finished run (a synthetic export of the pipeline's shape) and the
-    warm cache the job will find the pipeline in."""
+    """A project with one finished run (a synthetic export of the model's shape); our
+    `generate` job, which loads the model from `folder` through our loader into the warm
+    cache it keeps (as the worker does); and its peer, built from the upstream library alone:
+    diffusers' own StableDiffusionPipeline loaded from the same folder, the run's concepts
+    put in by diffusers' own loaders, its default settings, our precision."""
 
-    def __init__(self, pipe: Any, profile: str, side: int, steps: int,
+    def __init__(self, folder: Path, profile: str, side: int, steps: int,
                  override: bool = False) -> None:
-        from engine.device import plan_device
-        from engine.generate.precision import inference_precision
-        from engine.generate.sampler import GenerationModel, model_info
-        from engine.jobs.stage_setup import StageSetup
+        import diffusers
+
         from engine.jobs.warm_cache import WarmCache
-        from engine.models.profiles import get_profile
         from engine.project import Project, Run
-        from engine.settings import Settings
+        from engine.train.export import WEIGHTS_NAME, token_file_name
 
         self.root = Path(tempfile.mkdtemp(prefix="bench-generate-"))
-        self.pipe, self.side, self.steps = pipe, side, steps
-        pipe.set_progress_bar_config(disable=True)  # as our loader leaves every pipeline
+        self.side, self.steps = side, steps
+        self.peer = diffusers.StableDiffusionPipeline.from_pretrained(
+            str(folder), safety_checker=None, requires_safety_checker=False)
+        self.peer.set_progress_bar_config(disable=True)
         with Project.create(self.root / "project", "bench") as project:
             run = project.add_run(Run(kind="custom-diffusion", status="running",
                                       config={"profile": profile}))
             project.update_run(run.id, status="finished", output_dir=f"runs/{run.id}")
         self.run_id = run.id
-        write_synthetic_export(self.root / "project" / "runs" / str(run.id) / "export", pipe,
-                               {"<mochi>": "cat", "<cup>": "mug"}, profile)
-        # Full size: the weights folder is a stand-in (the pipeline is built in memory and
-        # put in the cache where the job looks for it); tiny: the real tiny folder.
-        self.overrides = {"base": str(self.root)} if override else {}
-        plan = self.plan = plan_device("cpu")
-        setup = StageSetup(get_profile(profile), self.overrides, Settings(), plan)
-        folder = setup.role_path("base")
+        concepts = {"<mochi>": "cat", "<cup>": "mug"}
+        export = write_synthetic_export(self.root / "project" / "runs" / str(run.id) / "export",
+                                        self.peer, concepts, profile)
+        self.overrides = {"base": str(folder)} if override else {}
         self.models = WarmCache()
         self.outside: list[float] = []
-        self.model = GenerationModel(pipe, plan, inference_precision(plan),
-                                     model_info(setup, folder))
-        self.models.load(setup.model_key("base", f"generate:{folder}"), lambda: self.model)
+        self.job(1, 0)  # our model is loaded now, by our loader, and stays warm
+        self.model = next(self.models.get(k) for k in self.models.loaded_keys()
+                          if k.role == "base")
+        self.pipe, self.plan = self.model.pipe, self.model.plan
+        self.peer.unet.load_attn_procs(str(export), weight_name=WEIGHTS_NAME,
+                                       _pipeline=self.peer)
+        for token in concepts:
+            self.peer.load_textual_inversion(str(export / token_file_name(token)), token=token)
 
     def job(self, n: int, seed: int, boxes: dict | None = None) -> Any:
         """The generate job making `n` pictures; the seconds spent outside the diffusers
@@ -92,7 +101,7 @@ class Bench:
                                 width=self.side, height=self.side, boxes=boxes,
                                 overrides=self.overrides, device="cpu")
         spec = JobSpec("generate", params)
-        cls = type(self.pipe)
+        cls = type(self.peer)
         original, inside = cls.__call__, [0.0]
 
         def timed(pipe: Any, *args: Any, **kwargs: Any) -> Any:
@@ -113,11 +122,12 @@ class Bench:
         return end.result
 
     def plain(self, n: int, seed: int) -> None:
+        """The peer: diffusers' defaults, under our precision's autocast if it has one."""
         import torch
 
         for k in range(n):
             with self.model.precision.autocast():
-                self.pipe(PROMPT, height=self.side, width=self.side,
+                self.peer(PROMPT, height=self.side, width=self.side,
                           num_inference_steps=self.steps, guidance_scale=7.5,
                           generator=torch.Generator("cpu").manual_seed(seed + k))
 
@@ -125,8 +135,10 @@ class Bench:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _interleaved(variants: dict[str, Any], rounds: int, n: int) -> tuple[dict, dict]:
-    """Seconds per picture (median over rounds) and peak RSS per variant."""
+def _interleaved(variants: dict[str, Any], rounds: int, n: int
+                 ) -> tuple[dict, dict, dict[str, list[float]]]:
+    """Seconds per picture (median over rounds), peak RSS and every round's seconds per
+    variant."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, float] = {}
     for name, fn in variants.items():  # warm-up: first-call allocations, kernel choice
@@ -139,14 +151,14 @@ def _interleaved(variants: dict[str, Any], rounds: int, n: int) -> tuple[dict, d
             start = time.perf_counter()
             variants[name](n, 100 * r)
             times[name].append((time.perf_counter() - start) / n)
-    return {name: statistics.median(t) for name, t in times.items()}, peaks
+    return {name: statistics.median(t) for name, t in times.items()}, peaks, times
 
 
 def _unet_call_seconds(bench: Bench) -> float:
     """One UNet call (a denoising step with guidance), timed by hooks over a plain run."""
     spans: list[float] = []
     started: list[float] = []
-    unet = bench.pipe.unet
+    unet = bench.peer.unet
     pre = unet.register_forward_pre_hook(lambda *_a: started.append(time.perf_counter()))
     post = unet.register_forward_hook(
         lambda *_a: spans.append(time.perf_counter() - started[-1]))
@@ -252,19 +264,21 @@ def _compare(label: str, bench: Bench, rounds: int, n: int, attention_seeds: lis
              attention_steps: int) -> list[dict]:
     variants = {"ours": lambda n, s: bench.job(n, s), "plain diffusers": bench.plain,
                 "ours, layout-guided": lambda n, s: bench.job(n, s, BOXES)}
-    seconds, peaks = _interleaved(variants, rounds, n)
+    seconds, peaks, runs = _interleaved(variants, rounds, n)
     outside = statistics.median(bench.outside)
     calls = bench.model.calls_per_image(_simple_recipe(bench))
     step = _unet_call_seconds(bench)
     preview = _preview_seconds(bench.side)
     rows = [{"metric": f"{label}: {name} seconds per picture", "value": value, "unit": "s",
-             "note": f"median of {rounds} rounds x {n}, interleaved; peak RSS {peaks[name]:.0f}"
-                     " MB"} for name, value in seconds.items()]
+             "note": f"{spread(runs[name])} of {n}, interleaved; peak RSS {peaks[name]:.0f}"
+                     f" MB; {where()}"} for name, value in seconds.items()]
     rows += [
         {"metric": f"{label}: ours / plain diffusers", "unit": "x", "target": "<= 1.05",
          "value": seconds["ours"] / seconds["plain diffusers"],
          "note": f"{bench.steps} steps ({calls} UNet calls), {bench.side} px, "
-                 f"{bench.model.precision.describe()}"},
+                 f"{bench.model.precision.describe()}; ours on {bench.plan.describe()}; the "
+                 "peer: diffusers' own pipeline from the same folder, its defaults; min/min "
+                 f"{min(runs['ours']) / min(runs['plain diffusers']):.2f}x"},
         {"metric": f"{label}: ours, own work outside the diffusers call", "unit": "ms",
          "value": 1000 * outside,
          "note": f"per picture: {100 * outside / seconds['plain diffusers']:.1f} % of a plain "
@@ -335,11 +349,9 @@ def _bf16_row(label: str, bench: Bench, rounds: int = 2) -> dict:
 def generate_speed() -> list[dict]:
     import resource
 
-    from engine.models.loaders import load_text_to_image
     from engine.models.tiny import ensure_tiny_models
 
-    tiny = load_text_to_image(ensure_tiny_models(roles=["base"])["base"])
-    bench = Bench(tiny, "tiny", 64, 10)
+    bench = Bench(ensure_tiny_models(roles=["base"])["base"], "tiny", 64, 10)
     try:
         rows = _compare("tiny 64 px", bench, rounds=15, n=4, attention_seeds=[0, 1, 2, 3],
                         attention_steps=10)
@@ -347,10 +359,10 @@ def generate_speed() -> list[dict]:
         bench.close()
     if os.environ.get("MYCANVAS_BENCH_SKIP_FULL"):
         return rows
-    from sd15_text2image import build_sd15_pipeline
+    from engine.paths import data_dir
 
-    pipe = build_sd15_pipeline()
-    bench = Bench(pipe, "sd15", 256, 3, override=True)
+    _inpaint, folder = sd15_folders(data_dir() / "bench-sd15-random")
+    bench = Bench(folder, "sd15", 256, 3, override=True)
     try:
         rows += _compare("SD 1.5 arch 256 px", bench, rounds=5, n=1, attention_seeds=[0],
                          attention_steps=3)

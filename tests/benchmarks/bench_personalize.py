@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fullsize import sd15_folders
 from run import REPO, benchmark
 
 TESTS = REPO / "tests"
@@ -257,3 +258,145 @@ def sd15_part_costs() -> list[dict]:
     return [{"metric": f"SD 1.5 512 px: {name}", "value": value, "unit": "s",
              "note": "random weights, 1 thread, best of 2 after a warm-up"}
             for name, value in got.items()]
+
+
+# --------------------------------------------------------------------------- SD 1.5 stages
+
+
+class _UNetCalls:
+    """Counts and times every SD 1.5 UNet call in this process (global module hooks)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.calls, self.seconds, self._began = 0, 0.0, 0.0
+        hooks = torch.nn.modules.module
+        self._pre = hooks.register_module_forward_pre_hook(self._before)
+        self._post = hooks.register_module_forward_hook(self._after)
+
+    def _before(self, module: Any, _args: Any) -> None:
+        if type(module).__name__ == "UNet2DConditionModel":
+            self._began = time.perf_counter()
+
+    def _after(self, module: Any, _args: Any, _out: Any) -> None:
+        if type(module).__name__ == "UNet2DConditionModel":
+            self.calls += 1
+            self.seconds += time.perf_counter() - self._began
+
+    def take(self) -> tuple[int, float]:
+        got = (self.calls, self.seconds)
+        self.calls, self.seconds = 0, 0.0
+        return got
+
+
+def sd15_stages(data_dir: str, cache: str, work: str, dataset_steps: int, train_steps: int,
+                picture_steps: int) -> dict:
+    """Child: calibrate, then run the dataset, train and generate job functions at SD 1.5's
+    full size (random weights) with reduced counts, one warm cache as in the chain; each
+    stage's seconds beside what the plan's cost table says for the same counts, before and
+    after calibration."""
+    import os
+
+    os.environ["MYCANVAS_DATA_DIR"] = data_dir
+    sys.path.insert(0, str(TESTS))
+    import resource
+
+    import torch
+    from dataset_project import make_dataset_project
+
+    from engine.dataset.build import build_dataset_job
+    from engine.dataset.jobs import BuildDatasetParams
+    from engine.device import plan_device
+    from engine.generate.generate_job import generate_job
+    from engine.generate.jobs import GenerateParams
+    from engine.jobs import JobContext
+    from engine.personalize.calibration import calibrate_device
+    from engine.personalize.costs import cost_table
+    from engine.personalize.presets import device_kind
+    from engine.project import Project
+    from engine.train.jobs import TrainParams
+    from engine.train.training_job import train_job
+
+    inpaint, base = sd15_folders(Path(cache))
+    plan = plan_device("cpu")
+    kind = device_kind(plan)
+    rough = cost_table("sd15", kind, plan.cpu_kind, None)
+    began = time.perf_counter()
+    cal = calibrate_device(plan)
+    calibration_seconds = time.perf_counter() - began
+    calibrated = cost_table("sd15", kind, plan.cpu_kind, cal)
+    folder = make_dataset_project(Path(work) / "project", photo_side=512)
+    ctx = JobContext("bench", lambda _e: None)
+    common = {"project": str(folder), "profile": "sd15", "device": "cpu",
+              "overrides": {"inpaint": str(inpaint), "base": str(base)}}
+    unet = _UNetCalls()
+    out: dict[str, Any] = {"calibration_s": calibration_seconds, "rates": cal.rates,
+                           "cpu": cal.machine["cpu"], "threads": torch.get_num_threads(),
+                           "kind": plan.cpu_kind, "device": plan.describe(), "stages": {}}
+
+    def stage(name: str, call: Any, planned: Any) -> Any:
+        start, cpu = time.perf_counter(), time.process_time()
+        result = call()
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
+        calls, unet_s = unet.take()
+        out["stages"][name] = {"took": took, "cpu": cpu, "unet_calls": calls, "unet_s": unet_s,
+                               "rough": planned(rough, calls), "plan": planned(cal_t, calls)}
+        return result
+
+    cal_t = calibrated
+    stage("dataset", lambda: build_dataset_job(ctx, BuildDatasetParams(
+        **common, count=1, steps=dataset_steps, seed=0)),
+        lambda t, calls: t.dataset.seconds(1, calls // 1))
+    run = stage("train", lambda: train_job(ctx, TrainParams(**common, config={
+        "steps": train_steps, "seed": 0, "checkpoint_every": train_steps, "sample_every": 0})),
+        lambda t, _calls: t.train.seconds(train_steps) + t.train_cache_per_item)
+    with Project.open(folder) as project:
+        layout_id = int(project.layouts()[0].id or 0)
+    stage("generate", lambda: generate_job(ctx, GenerateParams(
+        **common, run_id=run.run_id, layout_id=layout_id, seeds=[0], steps=picture_steps)),
+        lambda t, calls: t.generate.seconds(1, calls))
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+@benchmark("personalize-sd15-stages")
+def sd15_stage_costs() -> list[dict]:
+    """The plan's cost model against the stages at full size (see sd15_stages). Heavy: run it
+    under `flock /tmp/mycanvas-heavy.lock`."""
+    import os
+
+    from engine.paths import data_dir
+
+    cache = data_dir() / "bench-sd15-random"
+    work = Path(tempfile.mkdtemp(prefix="bench-sd15-stages-"))
+    try:
+        got = _in_child(sd15_stages, str(work / "app-data"), str(cache), str(work), 3, 2, 2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    where = (f"{got['cpu']} ({got['kind']}), {got['threads']} thread(s), "
+             f"{os.cpu_count()} cores shared with other work")
+    rows = [{"metric": "calibration (every kernel, each precision)", "value":
+             got["calibration_s"], "unit": "s", "note": where}]
+    for precision, rates in got["rates"].items():
+        rows.append({"metric": f"calibrated speed, {precision}", "value": rates["conv"] / 1e9,
+                     "unit": "GFLOP/s conv",
+                     "note": f"linear {rates['linear'] / 1e9:.1f}, attention "
+                             f"{rates['attention'] / 1e9:.1f} GFLOP/s; norm "
+                             f"{rates['norm'] / 1e6:.0f} M elements/s"})
+    for name, s in got["stages"].items():
+        per_call = s["unet_s"] / s["unet_calls"] if s["unet_calls"] else 0.0
+        rows.append({"metric": f"SD 1.5 512 px {name}: measured", "value": s["took"],
+                     "unit": "s", "note": f"CPU time {s['cpu']:.0f} s; {s['unet_calls']} UNet "
+                                          f"calls, {per_call:.1f} s each; reduced counts, load "
+                                          "included"})
+        for label in ("plan", "rough"):
+            rows.append({"metric": f"SD 1.5 512 px {name}: {label} / measured",
+                         "value": s[label] / s["took"], "unit": "x",
+                         "target": "0.75-1.25" if label == "plan" else "",
+                         "note": f"{label} {s[label]:.0f} s; against CPU time "
+                                 f"{s[label] / s['cpu']:.2f}x"
+                                 + (" (calibrated)" if label == "plan" else
+                                    " (rough, before calibration)")})
+    rows.append({"metric": "peak RSS of the stages' process", "value": got["peak_rss_mb"],
+                 "unit": "MB", "note": got["device"]})
+    return rows

@@ -82,7 +82,7 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
     from engine.extract.jobs import ExtractedConcepts
     from engine.jobs.stage_setup import resolve_stage
     from engine.project import Project
-    from engine.train import claim_run, open_run, settle_dead_runs
+    from engine.train import claim_run, open_run, run_has_checkpoint, settle_dead_runs
 
     with Project.open(params.project) as proj:
         if params.run_id is None:
@@ -96,7 +96,7 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
             # Concepts, photos and a run of an extraction that fails before its first
             # checkpoint are taken back: a failed job leaves the project as it was.
             made: dict[str, int | None] = {}
-            with proj.provisional(keep_if=lambda: _has_checkpoint(proj, made.get("run"))):
+            with proj.provisional(keep_if=lambda: run_has_checkpoint(proj, made.get("run"))):
                 run, snapshot = _new_run(proj, params, cfg, setup.profile.name)
                 assert run.id is not None
                 made["run"] = run.id
@@ -111,13 +111,6 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
             method = str(run.config.get("segment_method") or "auto")
             result = _run(ctx, proj, run, cfg, snapshot, setup, method)
     return ExtractedConcepts(**result)
-
-
-def _has_checkpoint(project: Project, run_id: int | None) -> bool:
-    from engine.train import RunPaths, latest_checkpoint
-
-    return run_id is not None and \
-        latest_checkpoint(RunPaths.of(project, run_id).checkpoints) is not None
 
 
 def _run(ctx: JobContext, proj: Project, run: Run, cfg: ExtractConfig,

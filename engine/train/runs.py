@@ -170,6 +170,14 @@ def settle_dead_runs(project: Project, kind: RunKind) -> list[int]:
     return dead
 
 
+def run_has_checkpoint(project: Project, run_id: int | None) -> bool:
+    """Whether the run has a complete checkpoint: work a failed job keeps (resumable)."""
+    from engine.train.checkpoints import latest_checkpoint
+
+    return run_id is not None and \
+        latest_checkpoint(RunPaths.of(project, run_id).checkpoints) is not None
+
+
 def latest_resumable_run(project: Project, kind: RunKind) -> int:
     """The newest run of `kind` that did not finish."""
     for run in reversed(project.runs(kind.name)):

@@ -85,7 +85,7 @@ def train_job(ctx: JobContext, params: TrainParams) -> TrainedRun:
     from engine.project import Project
     from engine.train.config import TrainConfig
     from engine.train.jobs import TrainedRun
-    from engine.train.runs import claim_run, open_run, settle_dead_runs
+    from engine.train.runs import claim_run, open_run, run_has_checkpoint, settle_dead_runs
 
     with Project.open(params.project) as proj:
         if params.run_id is None:
@@ -99,7 +99,7 @@ def train_job(ctx: JobContext, params: TrainParams) -> TrainedRun:
                         f"resume it with: mycanvas train PROJECT --resume {dead}", "warning")
             # A run that fails before its first checkpoint is taken back: nothing to resume.
             made: dict[str, int | None] = {}
-            with proj.provisional(keep_if=lambda: _has_checkpoint(proj, made.get("run"))):
+            with proj.provisional(keep_if=lambda: run_has_checkpoint(proj, made.get("run"))):
                 run, snapshot = _new_run(proj, cfg, setup.profile.name)
                 made["run"] = run.id
                 assert run.id is not None
@@ -115,14 +115,6 @@ def train_job(ctx: JobContext, params: TrainParams) -> TrainedRun:
             run, cfg, snapshot = _existing_run(proj, params.run_id, dict(params.config or {}))
             result = _run(ctx, proj, run, cfg, snapshot, setup, base)
     return TrainedRun(**result)
-
-
-def _has_checkpoint(project: Project, run_id: int | None) -> bool:
-    from engine.train.checkpoints import latest_checkpoint
-    from engine.train.runs import RunPaths
-
-    return run_id is not None and \
-        latest_checkpoint(RunPaths.of(project, run_id).checkpoints) is not None
 
 
 def _run(ctx: JobContext, proj: Project, run: Run, cfg: TrainConfig,

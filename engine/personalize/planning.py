@@ -40,7 +40,8 @@ SCORING_ROLES = ("clip", "detector")
 
 def run_key(settings: PresetSettings, seed: int) -> str:
     """What a chain's training run was started with: another key trains a new run."""
-    return f"steps={settings.train_steps} items={settings.items} seed={seed}"
+    key = f"steps={settings.train_steps} items={settings.items} seed={seed}"
+    return key + (f" resolution={settings.resolution}" if settings.resolution else "")
 
 
 def dataset_denoising_steps(settings: PresetSettings) -> int:

@@ -38,7 +38,8 @@ def test_the_protocol_runs_on_the_tiny_profile(tmp_path, tiny_models, capsys):
         sys.path.remove(str(HARNESS.parent))
     code = quality.main(["--profile", "tiny", "--device", "cpu", "--out", str(tmp_path),
                          "--work", str(tmp_path / "work"), "--layouts", "1", "--items", "1",
-                         "--train-steps", "2", "--pictures", "1", "--steps", "2"])
+                         "--train-steps", "2", "--pictures", "1", "--steps", "2",
+                         "--resolution", "128"])
     assert code == 0
     printed = capsys.readouterr().out
     payload = json.loads((tmp_path / "quality-latest.json").read_text())
@@ -55,3 +56,15 @@ def test_the_protocol_runs_on_the_tiny_profile(tmp_path, tiny_models, capsys):
     assert "CD text alignment (plain)" in printed and "0.757-0.763" in printed
     assert "test models, these numbers mean nothing" in printed
     assert payload["result"]["test_models"] is True
+    # --resolution reached every stage: the dataset, the training and the pictures.
+    from PIL import Image
+
+    from engine.project import Project
+
+    with Project.open(tmp_path / "work" / "project") as proj:
+        (item,) = proj.dataset_items()
+        assert Image.open(proj.abspath(item.image_file)).size == (128, 128)
+        (run,) = proj.runs()
+        assert run.config["train"]["resolution"] == 128
+        sizes = {Image.open(g.path).size for g in proj.gallery()}
+        assert sizes == {(128, 128)}

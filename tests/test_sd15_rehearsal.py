@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +19,9 @@ from hf_rehearsal import (  # isort: skip
     download_manifest,
     downloaded_roles,
     ensure_rehearsal,
+    personalize_on_rehearsal,
     using_rehearsal,
 )
-from photos_project import make_photos_only_project  # isort: skip
 
 REPO = Path(__file__).resolve().parent.parent
 GIB = 1024**3
@@ -92,34 +91,30 @@ def test_doctor_reports_sd15_present(sd15_cache):
     assert all(f"{role:<10} present " in block for role in downloaded_roles()), lines
 
 
-def test_personalize_sd15_from_photos_to_scored_pictures(sd15_cache, tmp_path):
-    """The real profile's code path, end to end, at 256 px with the smallest counts."""
+def test_personalize_sd15_from_photos_to_scored_pictures(rehearsal_hub, tmp_path):
+    """`mycanvas personalize --profile sd15` on the real profile's code path, end to end, at
+    256 px with the smallest counts."""
+    from PIL import Image
+
     from engine.project import Project
 
-    project = make_photos_only_project(tmp_path / "project")
-    out = mycanvas("personalize", str(project), "--profile", PROFILE, "--device", "cpu",
-                   "--layouts", "1", "--items", "1", "--train-steps", "2", "--pictures", "1",
-                   "--resolution", "256", "--json", timeout=1500)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout)
+    done = personalize_on_rehearsal(rehearsal_hub, tmp_path)
+    result = done.result
+    print(f"\npersonalize sd15 (256 px, 1 layout, 1 item, 2 steps, 1 picture): "
+          f"{done.seconds:.0f} s, peak RSS {done.peak_rss / GIB:.1f} GiB")
     assert result["profile"] == PROFILE and not result["test_models"]
     assert {s["stage"]: s["state"] for s in result["stages"]} == dict.fromkeys(
         ("segment", "plan", "dataset", "train", "generate", "score"), "done"), result
     assert result["scored"] == len(result["generation_ids"]) == 1
-    assert result["mean_ti_clip"] is not None and -1.0 <= result["mean_ti_clip"] <= 1.0
-    with Project.open(project) as proj:
-        (picture,) = proj.gallery()
-        assert picture.ti_clip is not None
+    assert -1.0 <= result["mean_ti_clip"] <= 1.0 and 0.0 <= result["mean_cp_clip"] <= 1.0
+    with Project.open(done.project) as proj:
         (run,) = proj.runs()
-        assert run.status == "finished"
-        config = json.dumps(run.config)
-        assert "tiny" not in config or '"profile": "sd15"' in config
-    from PIL import Image
-
-    with Project.open(project) as proj:
+        assert run.status == "finished" and run.config["profile"] == PROFILE
+        assert run.config["train"]["resolution"] == 256
+        (item,) = proj.dataset_items()
+        assert Image.open(proj.abspath(item.image_file)).size == (256, 256)
         (picture,) = proj.gallery()
-        image = Image.open(proj.abspath(picture.image_file))
-        assert image.size == (256, 256)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    print(f"personalize sd15: peak RSS of the command {peak / GIB:.1f} GiB")
-    assert peak < 14 * GIB
+        assert picture.scored and not picture.test_model
+        assert Image.open(picture.path).size == (256, 256)
+        assert all(m.method for m in proj.masks())
+    assert done.peak_rss < 14 * GIB

@@ -355,7 +355,8 @@ def test_owlvit_boxes_and_scores_equal_transformers_post_processing(sd15_cache):
     inputs = processor(text=[[detector_query("cat")]], images=square, return_tensors="pt")
     with torch.no_grad():
         outputs = model(**inputs)
-    (result,) = processor.post_process_object_detection(
+    # transformers 5 keeps post_process_object_detection on the image processor.
+    (result,) = processor.image_processor.post_process_object_detection(
         outputs, threshold=0.0, target_sizes=torch.tensor([[square.height, square.width]]))
     del model
     free()

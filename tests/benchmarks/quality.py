@@ -6,8 +6,8 @@ printed beside CustomConcept101's published figures.
 
 Protocol (fixed: the same photos, prompts and seeds every time):
 
-1. A project with two concepts from photos under tests/data (scikit-image's cat twice, its
-   coffee mug), made from scratch in a temporary folder.
+1. A project with two concepts from the photos in tests/data/quality (scikit-image's cat,
+   twice, and its coffee mug), made from scratch in a temporary folder.
 2. `personalize` with the preset's counts (or the given ones) and seed 0: masks, layouts,
    dataset, Custom Diffusion training.
 3. The trained run draws both concepts together in each SCENE, for each seed: once
@@ -40,7 +40,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
-CONCEPTS = (("Mochi", "cat", ("chelsea", "chelsea-mirrored")), ("Cup", "mug", ("coffee",)))
+PHOTOS = REPO / "tests" / "data" / "quality"  # scikit-image's photos (CC0), as JPEG files
+CONCEPTS = (("Mochi", "cat", ("chelsea.jpg", "chelsea-2.jpg")), ("Cup", "mug", ("coffee.jpg",)))
 SCENES = ("on a wooden table", "in a sunny garden")
 SEEDS = (0, 1)
 # [x0, y0, x1, y1] in 0..1 of the canvas: side by side, apart, so bleeding shows.
@@ -69,20 +70,6 @@ def missing_models(profile: str) -> list[str]:
     return out
 
 
-def _photos(folder: Path) -> dict[str, Path]:
-    from PIL import Image
-    from skimage import data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"chelsea": data.chelsea(), "chelsea-mirrored": data.chelsea()[:, ::-1].copy(),
-              "coffee": data.coffee()}
-    paths = {}
-    for name, array in arrays.items():
-        paths[name] = folder / f"{name}.png"
-        Image.fromarray(array).save(paths[name])
-    return paths
-
-
 def _finished(end: Any) -> Any:
     from engine.jobs import JobFinished
 
@@ -98,12 +85,11 @@ def run_protocol(profile: str, device: str, root: Path, counts: dict[str, int | 
     from engine.project import Project
 
     project = root / "project"
-    photos = _photos(root / "photos")
     Project.create(project, "Quality protocol").close()
     for name, word, files in CONCEPTS:
         _finished(run_inline("import-photos", {
             "project": str(project), "concept": name, "class_word": word,
-            "paths": [str(photos[f]) for f in files]}))
+            "paths": [str(PHOTOS / f) for f in files]}))
     common = {"project": str(project), "profile": profile, "device": device}
     chain = _finished(run_inline("personalize", {
         **common, "seed": 0, "resolution": resolution,

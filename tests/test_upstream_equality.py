@@ -48,6 +48,14 @@ def role_path(role: str) -> Path:
     return resolve_role(get_profile(PROFILE), role)
 
 
+def hub_cache() -> str:
+    """The rehearsal cache, given to upstream loaders explicitly: a library that read the
+    cache's location when it was imported (earlier in the session) would look elsewhere."""
+    import huggingface_hub.constants as hf_constants
+
+    return str(hf_constants.HF_HUB_CACHE)
+
+
 def report(what: str, diff: float, bound: float = TOLERANCE) -> None:
     print(f"\n{what}: largest difference {diff:.3g} (bound {bound:g})")
     assert diff <= bound, f"{what}: {diff:.3g} > {bound:g}"
@@ -115,7 +123,8 @@ def _upstream_sd15() -> Any:
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline.from_pretrained(
-        repo("base"), local_files_only=True, safety_checker=None, requires_safety_checker=False)
+        repo("base"), local_files_only=True, safety_checker=None, requires_safety_checker=False,
+        cache_dir=hub_cache())
 
 
 def _upstream_picture(pipe: Any, prompt: str) -> np.ndarray:
@@ -214,7 +223,7 @@ def test_one_training_step_loss_equals_the_custom_diffusion_example(sd15_cache):
 
     # The example: latents * scaling factor, epsilon target, F.mse_loss(reduction="mean").
     scheduler = DDPMScheduler.from_pretrained(repo("base"), subfolder="scheduler",
-                                              local_files_only=True)
+                                              local_files_only=True, cache_dir=hub_cache())
     g = torch.Generator().manual_seed(5)
     latents = (mean + std * torch.randn(mean.shape, generator=g)) * \
         pipe.vae.config.scaling_factor
@@ -258,7 +267,7 @@ def test_dataset_inpainting_equals_stable_diffusion_inpaint_pipeline(sd15_cache,
     free()
     pipe = StableDiffusionInpaintPipeline.from_pretrained(
         repo("inpaint"), local_files_only=True, safety_checker=None,
-        requires_safety_checker=False)
+        requires_safety_checker=False, cache_dir=hub_cache())
     with torch.no_grad():
         theirs = pipe(prompt=prompt, negative_prompt=settings.negative_prompt,
                       image=composition.image, mask_image=inpaint.seam_masks(keep, settings)
@@ -324,8 +333,8 @@ def test_clip_embeddings_equal_open_clips_own(sd15_cache):
     del ours
     free()
     name = f"hf-hub:{repo('clip')}"
-    model, _, preprocess = open_clip.create_model_and_transforms(name)
-    tokenizer = open_clip.get_tokenizer(name)
+    model, _, preprocess = open_clip.create_model_and_transforms(name, cache_dir=hub_cache())
+    tokenizer = open_clip.get_tokenizer(name, cache_dir=hub_cache())
     model.eval()
     with torch.no_grad():
         image_rows = model.encode_image(torch.stack([preprocess(im) for im in images]))
@@ -349,8 +358,10 @@ def test_owlvit_boxes_and_scores_equal_transformers_post_processing(sd15_cache):
     (found,) = detector.detect([image], [["cat"]], threshold=0.0)
     del detector
     free()
-    processor = OwlViTProcessor.from_pretrained(repo("detector"), local_files_only=True)
-    model = OwlViTForObjectDetection.from_pretrained(repo("detector"), local_files_only=True)
+    processor = OwlViTProcessor.from_pretrained(repo("detector"), local_files_only=True,
+                                                cache_dir=hub_cache())
+    model = OwlViTForObjectDetection.from_pretrained(repo("detector"), local_files_only=True,
+                                                     cache_dir=hub_cache())
     square = pad_to_square(image)
     inputs = processor(text=[[detector_query("cat")]], images=square, return_tensors="pt")
     with torch.no_grad():

@@ -79,8 +79,10 @@ def _finished(end: Any) -> Any:
 
 
 def run_protocol(profile: str, device: str, root: Path, counts: dict[str, int | None],
-                 steps: int | None = None, resolution: int | None = None) -> dict[str, Any]:
-    """The protocol (module doc) in `root`; returns the per-arm means and the pictures."""
+                 steps: int | None = None, resolution: int | None = None,
+                 smoke: bool = False) -> dict[str, Any]:
+    """The protocol (module doc) in `root`; returns the per-arm means and the pictures.
+    `smoke`: the first scene and seed only (a check that it runs, not a measurement)."""
     from engine.jobs import run_inline
     from engine.project import Project
 
@@ -95,11 +97,12 @@ def run_protocol(profile: str, device: str, root: Path, counts: dict[str, int | 
         **common, "seed": 0, "resolution": resolution,
         **{k: v for k, v in counts.items() if v is not None}}))
     arms: dict[str, list[int]] = {"layout-guided": [], "plain": []}
-    for scene in SCENES:
+    for scene in SCENES[:1] if smoke else SCENES:
         for arm, boxes in (("layout-guided", BOXES), ("plain", None)):
             made = _finished(run_inline("generate", {
                 **common, "run_id": chain.run_id, "concepts": ["Mochi", "Cup"],
-                "scene": scene, "seeds": list(SEEDS), "steps": steps, "boxes": boxes,
+                "scene": scene, "seeds": list(SEEDS[:1] if smoke else SEEDS), "steps": steps,
+                "boxes": boxes,
                 "width": resolution, "height": resolution, "preview_every": 0}))
             arms[arm].extend(made.generation_ids)
     with Project.open(project) as proj:
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="denoising steps per picture")
     parser.add_argument("--resolution", type=int, help="side in pixels (default: the "
                         "profile's)")
+    parser.add_argument("--smoke", action="store_true", help="the first scene and seed only: "
+                        "a check that the protocol runs, not a measurement")
     args = parser.parse_args(argv)
 
     from engine.models.profiles import get_profile
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mycanvas-quality-") as tmp:
         root = args.work or Path(tmp)
         result = run_protocol(args.profile, args.device, root, counts, args.steps,
-                              args.resolution)
+                              args.resolution, args.smoke)
     seconds = time.perf_counter() - began
     rows = table_rows(result)
     note = (f"{get_profile(args.profile).label}: test models, these numbers mean nothing."
@@ -194,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                            "platform": platform.platform()},
                "protocol": {"concepts": [c[:2] for c in CONCEPTS], "scenes": SCENES,
                             "seeds": SEEDS, "boxes": BOXES, "counts": counts,
-                            "steps": args.steps, "resolution": args.resolution},
+                            "steps": args.steps, "resolution": args.resolution,
+                            "smoke": args.smoke},
                "result": result, "rows": rows, "published": PUBLISHED}
     target = args.out / "quality-latest.json"
     target.write_text(json.dumps(payload, indent=2))

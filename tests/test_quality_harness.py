@@ -48,6 +48,7 @@ def test_the_protocol_runs_on_the_tiny_profile(tmp_path, tiny_models, capsys):
     for arm in ("layout-guided", "plain"):
         means = arms[arm]
         assert means["pictures"] == means["scored"] == pictures, means
+        assert means["guided"] == (pictures if arm == "layout-guided" else 0), means
         for key, _label in quality.METRICS:
             assert isinstance(means[key], float) and -1.0 <= means[key] <= 2.5, (arm, key)
     metrics = [row["metric"] for row in payload["rows"]]

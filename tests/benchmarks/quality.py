@@ -114,7 +114,8 @@ def run_protocol(profile: str, device: str, root: Path, counts: dict[str, int | 
 
 def _means(pictures: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"pictures": len(pictures),
-                           "scored": sum(1 for p in pictures if p.scored)}
+                           "scored": sum(1 for p in pictures if p.scored),
+                           "guided": sum(1 for p in pictures if p.guided)}
     for key, _label in METRICS:
         values = [getattr(p, key) for p in pictures if getattr(p, key) is not None]
         out[key] = statistics.fmean(values) if values else None

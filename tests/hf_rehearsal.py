@@ -522,15 +522,24 @@ class Personalized:
 
 
 def personalize_on_rehearsal(hub: Path, root: Path) -> Personalized:
-    """`mycanvas personalize --profile sd15` from a photos-only project, as a user runs it,
-    at 256 px with the smallest counts. Raises with the command's stderr if it fails."""
+    """`mycanvas personalize --profile sd15` from a project with only photos (a cat, a mug),
+    as a user runs it, at 256 px with the smallest counts. Raises with the command's stderr
+    if it fails."""
     import subprocess
     import sys
     import time
 
-    from photos_project import make_photos_only_project
+    from engine.jobs import JobFinished, run_inline
+    from engine.project import Project
 
-    project = make_photos_only_project(root / "project")
+    # Two concepts, one photo each (SAM ViT-B takes a minute a photo on one CPU thread).
+    project = root / "project"
+    Project.create(project, "sd15 rehearsal").close()
+    photos = Path(__file__).resolve().parent / "data" / "quality"
+    for name, word, photo in (("Mochi", "cat", "chelsea.jpg"), ("Cup", "mug", "coffee.jpg")):
+        end = run_inline("import-photos", {"project": str(project), "concept": name,
+                                           "class_word": word, "paths": [str(photos / photo)]})
+        assert isinstance(end, JobFinished), end
     env = rehearsal_env(hub, root.parent / "app-data", root / "config")
     # The command, and its peak memory said on stderr when it ends.
     code = ("import resource, sys\nfrom desktop_app.launcher import main\n"

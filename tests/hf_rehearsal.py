@@ -521,6 +521,21 @@ class Personalized:
     peak_rss: int  # bytes, of the command
 
 
+def _paint_mask(project: Path, imported: Any, mask_file: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from engine.jobs import JobFinished, run_inline
+
+    stroke = np.asarray(Image.open(mask_file).convert("L"))
+    height, width = stroke.shape
+    end = run_inline("paint-mask", {
+        "project": str(project), "photo_id": imported.imported[0]["id"],
+        "concept_id": imported.concept_id, "mode": "add", "stroke": stroke.tobytes(),
+        "width": width, "height": height, "stride": width})
+    assert isinstance(end, JobFinished), end
+
+
 def personalize_on_rehearsal(hub: Path, root: Path) -> Personalized:
     """`mycanvas personalize --profile sd15` from a project with only photos (a cat, a mug),
     as a user runs it, at 256 px with the smallest counts. Raises with the command's stderr
@@ -532,14 +547,19 @@ def personalize_on_rehearsal(hub: Path, root: Path) -> Personalized:
     from engine.jobs import JobFinished, run_inline
     from engine.project import Project
 
-    # Two concepts, one photo each (SAM ViT-B takes a minute a photo on one CPU thread).
+    # Two concepts, one photo each. SAM's random weights find 0.1 % slivers, which the
+    # dataset's filter rightly rejects (nothing left to train on), so each photo gets the
+    # mask a user paints with the brush after SAM failed: its hand-checked reference mask.
     project = root / "project"
     Project.create(project, "sd15 rehearsal").close()
-    photos = Path(__file__).resolve().parent / "data" / "quality"
-    for name, word, photo in (("Mochi", "cat", "chelsea.jpg"), ("Cup", "mug", "coffee.jpg")):
+    data = Path(__file__).resolve().parent / "data"
+    for name, word, photo, mask in (("Mochi", "cat", "chelsea.jpg", "cat.png"),
+                                    ("Cup", "mug", "coffee.jpg", "coffee.png")):
         end = run_inline("import-photos", {"project": str(project), "concept": name,
-                                           "class_word": word, "paths": [str(photos / photo)]})
+                                           "class_word": word,
+                                           "paths": [str(data / "quality" / photo)]})
         assert isinstance(end, JobFinished), end
+        _paint_mask(project, end.result, data / "reference_masks" / mask)
     env = rehearsal_env(hub, root.parent / "app-data", root / "config")
     # The command, and its peak memory said on stderr when it ends.
     code = ("import resource, sys\nfrom desktop_app.launcher import main\n"

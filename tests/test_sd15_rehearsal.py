@@ -93,7 +93,8 @@ def test_doctor_reports_sd15_present(sd15_cache):
 
 def test_personalize_sd15_from_photos_to_scored_pictures(rehearsal_hub, tmp_path):
     """`mycanvas personalize --profile sd15` on the real profile's code path, end to end, at
-    256 px with the smallest counts."""
+    256 px with the smallest counts, from photos with painted masks (SAM's random weights
+    find slivers; SAM itself is proven equal to upstream in test_upstream_equality)."""
     from PIL import Image
 
     from engine.project import Project
@@ -103,8 +104,9 @@ def test_personalize_sd15_from_photos_to_scored_pictures(rehearsal_hub, tmp_path
     print(f"\npersonalize sd15 (256 px, 1 layout, 1 item, 2 steps, 1 picture): "
           f"{done.seconds:.0f} s, peak RSS {done.peak_rss / GIB:.1f} GiB")
     assert result["profile"] == PROFILE and not result["test_models"]
-    assert {s["stage"]: s["state"] for s in result["stages"]} == dict.fromkeys(
-        ("segment", "plan", "dataset", "train", "generate", "score"), "done"), result
+    states = {s["stage"]: s["state"] for s in result["stages"]}
+    assert states == {"segment": "skipped", **dict.fromkeys(  # the photos have masks
+        ("plan", "dataset", "train", "generate", "score"), "done")}, result
     assert result["scored"] == len(result["generation_ids"]) == 1
     assert -1.0 <= result["mean_ti_clip"] <= 1.0 and 0.0 <= result["mean_cp_clip"] <= 1.0
     with Project.open(done.project) as proj:
@@ -116,5 +118,5 @@ def test_personalize_sd15_from_photos_to_scored_pictures(rehearsal_hub, tmp_path
         (picture,) = proj.gallery()
         assert picture.scored and not picture.test_model
         assert Image.open(picture.path).size == (256, 256)
-        assert all(m.method for m in proj.masks())
+        assert {m.method for m in proj.masks()} == {"painted"}
     assert done.peak_rss < 14 * GIB

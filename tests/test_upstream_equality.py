@@ -383,5 +383,5 @@ def test_owlvit_boxes_and_scores_equal_transformers_post_processing(sd15_cache):
         box_diff = max(box_diff, float((boxes[i] - mine).abs().max()))
         score_diff = max(score_diff, abs(float(scores[i]) - detection.confidence))
     print(f"\nOWL-ViT: {len(ours)} boxes after suppression of {len(scores)}")
-    report("OWL-ViT boxes vs post_process_object_detection (pixels)", box_diff, 1e-3)
+    report("OWL-ViT boxes vs post_process_object_detection (pixels)", box_diff)
     report("OWL-ViT scores vs post_process_object_detection", score_diff)

@@ -143,7 +143,7 @@ class _Chain:
         began = time.monotonic()
         result = self.run_stage("dataset", BUILD_DATASET, BuildDatasetParams(
             **self.common(), count=count, steps=self.settings.dataset_steps,
-            seed=self.params.seed))
+            seed=self.params.seed, resolution=self.settings.resolution))
         self.done("dataset", result.summary(), began)
 
     def train(self) -> int:
@@ -169,7 +169,8 @@ class _Chain:
             params = TrainParams(**self.common(), config={
                 "steps": s.train_steps, "seed": self.params.seed,
                 "checkpoint_every": s.checkpoint_every, "sample_every": s.sample_every,
-                "sample_steps": s.sample_steps})
+                "sample_steps": s.sample_steps,
+                **({"resolution": s.resolution} if s.resolution else {})})
         result = self.run_stage("train", TRAIN, params)
         book = ChainBook.read(self.project).settle(self.project)
         book.run_id, book.run_key = result.run_id, key
@@ -206,7 +207,8 @@ class _Chain:
             width = len(picture_seeds) / pictures
             result = self.run_stage("generate", GENERATE, GenerateParams(
                 **self.common(), run_id=run_id, layout_id=lid, seeds=picture_seeds,
-                steps=steps, batch=picture_batch(run_id, lid),
+                steps=steps, batch=picture_batch(run_id, lid), width=self.settings.resolution,
+                height=self.settings.resolution,
                 preview_every=max(1, steps // 4)), phases, (start, start + width))
             made += len(result.generation_ids)
             start += width

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import InputError
 from engine.jobs.declaration import JobDeclaration, JobResult, StageParams, param
 
 PRESETS = ("quick", "standard", "best")
@@ -34,6 +35,14 @@ class PersonalizeParams(StageParams):
                                     help="training steps (default: the preset's)")
     pictures: int | None = param(None, minimum=1, maximum=1000,
                                  help="pictures to generate (default: the preset's)")
+    resolution: int | None = param(None, minimum=64, maximum=4096,
+                                   help="side in pixels of the dataset, training and pictures "
+                                        "(a multiple of 64; default: the profile's)")
+
+    def check(self) -> None:
+        super().check()
+        if self.resolution is not None and self.resolution % 64:
+            raise InputError(f"resolution must be a multiple of 64, got {self.resolution}")
 
 
 # --------------------------------------------------------------------------- the plan

@@ -43,7 +43,8 @@ SCORING_ROLES = ("clip", "detector")
 
 def run_key(settings: PresetSettings, seed: int) -> str:
     """What a chain's training run was started with: another key trains a new run."""
-    return f"steps={settings.train_steps} items={settings.items} seed={seed}"
+    key = f"steps={settings.train_steps} items={settings.items} seed={seed}"
+    return key + (f" resolution={settings.resolution}" if settings.resolution else "")
 
 
 # PNDM, the profiles' default scheduler, makes one UNet call more than its steps (its first

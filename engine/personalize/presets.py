@@ -35,6 +35,7 @@ class PresetSettings:
     picture_steps: int  # denoising steps per picture
     sample_every: int = 0  # a training preview every this many steps (0: none)
     sample_steps: int = 10  # denoising steps of a training preview
+    resolution: int | None = None  # side in pixels; None: the model profile's
 
     @property
     def checkpoint_every(self) -> int:
@@ -103,6 +104,7 @@ def settings_for(params: PersonalizeParams, profile: str, kind: str) -> PresetSe
     base = preset_settings(profile, kind, params.preset)
     changes = {name: value for name, value in (
         ("layouts", params.layouts), ("items", params.items),
-        ("train_steps", params.train_steps), ("pictures", params.pictures))
+        ("train_steps", params.train_steps), ("pictures", params.pictures),
+        ("resolution", params.resolution))
         if value is not None}
     return replace(base, **changes)

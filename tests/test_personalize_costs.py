@@ -23,11 +23,22 @@ from engine.personalize.state import ChainState
 from engine.personalize.work import SD15, Work
 
 CPU = DevicePlan("cpu", "float32", 8 << 30, False, False, False, cpu_kind="avx2")
+
 FACTS = {"amx": CpuFacts("x86_64", ("avx512_bf16", "amx_bf16")),
          "avx512-bf16": CpuFacts("x86_64", ("avx512_bf16",)),
          "avx2": CpuFacts("x86_64", ()),
          "arm-bf16": CpuFacts("aarch64", ("bf16",)),
          "arm": CpuFacts("aarch64", ())}
+
+
+@pytest.fixture(autouse=True)
+def own_calibration_file(monkeypatch, tmp_path):
+    """Each test starts uncalibrated: the app's data folder is shared by the session, and
+    another test's plan on a real profile calibrates this machine into it."""
+    import engine.personalize.calibration as calibration_module
+
+    monkeypatch.setattr(calibration_module, "calibration_path",
+                        lambda: tmp_path / "calibration.json")
 
 
 def fresh() -> ChainState:

@@ -42,6 +42,14 @@ def repo(role: str) -> str:
     return name
 
 
+def weights_as_ours(role: str) -> dict[str, Any]:
+    """How upstream loads the same weight files we load: the variant the profile downloads
+    (SD 1.5's half-precision files), up-cast to float32 as our loader does on a CPU."""
+    from engine.models.profiles import get_profile
+
+    return {"variant": get_profile(PROFILE).role(role).variant, "torch_dtype": torch.float32}
+
+
 def role_path(role: str) -> Path:
     from engine.models.profiles import get_profile, resolve_role
 
@@ -80,9 +88,9 @@ class FloatCapture:
         self.images: list[np.ndarray] = []
         real = module._to_uint8
 
-        def capture(images: Any) -> Any:
+        def capture(images: Any, *args: Any) -> Any:
             self.images.append(np.asarray(images[0], dtype=np.float32).copy())
-            return real(images)
+            return real(images, *args)
 
         monkeypatch.setattr(module, "_to_uint8", capture)
 
@@ -124,7 +132,7 @@ def _upstream_sd15() -> Any:
 
     return StableDiffusionPipeline.from_pretrained(
         repo("base"), local_files_only=True, safety_checker=None, requires_safety_checker=False,
-        cache_dir=hub_cache())
+        cache_dir=hub_cache(), **weights_as_ours("base"))
 
 
 def _upstream_picture(pipe: Any, prompt: str) -> np.ndarray:
@@ -267,7 +275,7 @@ def test_dataset_inpainting_equals_stable_diffusion_inpaint_pipeline(sd15_cache,
     free()
     pipe = StableDiffusionInpaintPipeline.from_pretrained(
         repo("inpaint"), local_files_only=True, safety_checker=None,
-        requires_safety_checker=False, cache_dir=hub_cache())
+        requires_safety_checker=False, cache_dir=hub_cache(), **weights_as_ours("inpaint"))
     with torch.no_grad():
         theirs = pipe(prompt=prompt, negative_prompt=settings.negative_prompt,
                       image=composition.image, mask_image=inpaint.seam_masks(keep, settings)

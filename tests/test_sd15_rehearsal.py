@@ -120,4 +120,6 @@ def test_personalize_sd15_from_photos_to_scored_pictures(rehearsal_hub, tmp_path
         assert picture.scored and not picture.test_model
         assert Image.open(picture.path).size == (256, 256)
         assert {m.method for m in proj.masks()} == {"painted"}
-    assert done.peak_rss < 14 * GIB
+    # Measured: 10.9 GiB from SD 1.5's float32 files, 14.5 GiB from its half-precision files
+    # (what the profile downloads), up-cast to float32 on the CPU. CI's machine has 24 GiB.
+    assert done.peak_rss < 16 * GIB

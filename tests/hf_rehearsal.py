@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import file_sha256
+
 PROFILE = "sd15"
 FIXTURES_MARK = "# " + "-" * 75 + " fixtures"
 STAMP = "rehearsal.json"  # written last: a folder without it is a build cut short
@@ -371,14 +373,6 @@ def _git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_repo(hub: Path, role: str, staging: Path, shared: dict[str, Path]) -> None:
     from engine.models.profiles import get_profile
 
@@ -393,7 +387,7 @@ def _write_repo(hub: Path, role: str, staging: Path, shared: dict[str, Path]) ->
         tmp = staging / "file"
         writers[name](tmp)
         large = name.endswith((".safetensors", ".pth", ".bin"))
-        blob_id = _file_sha256(tmp) if large else _git_blob_id(tmp.read_bytes())
+        blob_id = file_sha256(tmp) if large else _git_blob_id(tmp.read_bytes())
         blob = blobs / blob_id
         if blob_id in shared and not blob.exists():
             os.link(shared[blob_id], blob)  # the same bytes in another repository

@@ -6,12 +6,12 @@ cancelled or cut off keeps its partial blob, and the next attempt resumes it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import file_sha256
 from engine.errors import Cancelled, ModelMissingError
 from engine.models.profiles import Profile, RoleSpec, missing_message
 
@@ -28,14 +28,6 @@ def _offline_reason(exc: BaseException) -> str:
     if name in {"RepositoryNotFoundError", "RevisionNotFoundError", "RemoteEntryNotFoundError"}:
         return f"the Hub does not have it ({name})"
     return "no connection to the Hugging Face Hub"
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _progress_bar_class(report: Callable[[int], None]) -> type:
@@ -128,7 +120,7 @@ def download_role(
             done = before + size  # a cached or resumed file counts in full
             if progress:
                 progress(min(done, total), total, f"{role}: {current}")
-            if sha and _file_sha256(path) != sha:
+            if sha and file_sha256(path) != sha:
                 path.unlink(missing_ok=True)
                 raise ModelMissingError(
                     f"{current} from {spec.repo} failed its checksum and was removed; try again"

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.atomic import file_sha256
 from engine.errors import InputError
 from engine.image_files import png_text
 from engine.project.schema import FILE_COLUMNS
@@ -63,11 +63,7 @@ def _hash_matches(path: Path) -> bool:
     stem = path.name.split(".", 1)[0]
     if len(stem) != 64:
         return True
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == stem
+    return file_sha256(path) == stem
 
 
 def check_files(root: Path, dest: Path, report: FileReport) -> None:

@@ -114,3 +114,20 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.getbasetemp() / "app-data" / "models" / "tiny"
     return ensure_tiny_models(root=root)
+
+
+@pytest.fixture(scope="session")
+def rehearsal_hub() -> Path:
+    """The rehearsal of the sd15 download (tests/hf_rehearsal.py), built once and kept on disk."""
+    from hf_rehearsal import ensure_rehearsal
+
+    return ensure_rehearsal()
+
+
+@pytest.fixture
+def sd15_cache(rehearsal_hub, monkeypatch):
+    """The rehearsal as this test's Hugging Face cache."""
+    from hf_rehearsal import using_rehearsal
+
+    with using_rehearsal(rehearsal_hub, monkeypatch) as hub:
+        yield hub

@@ -18,25 +18,12 @@ from hf_rehearsal import (  # isort: skip
     PROFILE,
     download_manifest,
     downloaded_roles,
-    ensure_rehearsal,
     personalize_on_rehearsal,
-    using_rehearsal,
 )
 
 REPO = Path(__file__).resolve().parent.parent
 GIB = 1024**3
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def rehearsal_hub() -> Path:
-    return ensure_rehearsal()
-
-
-@pytest.fixture
-def sd15_cache(rehearsal_hub, monkeypatch):
-    with using_rehearsal(rehearsal_hub, monkeypatch) as hub:
-        yield hub
 
 
 def mycanvas(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -15,23 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_rehearsal import PROFILE, ensure_rehearsal, using_rehearsal  # isort: skip
+from hf_rehearsal import PROFILE, using_rehearsal  # isort: skip
 
 pytestmark = pytest.mark.slow
 SIDE = 128  # pixels of the compared pictures (16 x 16 latents)
 STEPS = 3
 TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def rehearsal_hub() -> Path:
-    return ensure_rehearsal()
-
-
-@pytest.fixture
-def sd15_cache(rehearsal_hub, monkeypatch):
-    with using_rehearsal(rehearsal_hub, monkeypatch) as hub:
-        yield hub
 
 
 def repo(role: str) -> str:

@@ -23,13 +23,14 @@ def _pixels(folder: Path, rel: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def test_auto_float32_auto_in_one_worker_follows_the_setting(tmp_path, monkeypatch):
-    """auto -> float32 -> auto, one warm worker: each job's recipe names the precision it ran
-    in, float32 paints other pixels than bf16, and auto again paints the first picture again.
-    (bf16 "available" by injected CPU facts: autocast runs on any x86 CPU, just slowly; the
-    worker is forked so it inherits them.)"""
-    from engine.jobs import JobFinished
-    from engine.jobs.worker import JobRunner
+def test_auto_float32_auto_with_one_warm_cache_follows_the_setting(tmp_path, monkeypatch):
+    """auto -> float32 -> auto, one warm model cache (the worker's state between jobs, run here
+    in-process): each job's recipe names the precision it ran in, float32 paints other pixels
+    than bf16, and auto again paints the first picture again. (bf16 "available" by injected
+    CPU facts: autocast runs on any x86 CPU, just slowly. Not through a forked worker: a fork
+    of the test process crashed natively on another CPU kind, which proves nothing here.)"""
+    from engine.jobs import JobContext, JobFinished, JobSpec, run_job
+    from engine.jobs.warm_cache import WarmCache
     from engine.project import Project
 
     folder = make_train_project(tmp_path / "project")
@@ -37,12 +38,15 @@ def test_auto_float32_auto_in_one_worker_follows_the_setting(tmp_path, monkeypat
     monkeypatch.setattr(device_module, "cpu_facts", lambda: BF16_CPU)
     params = {"project": str(folder), "device": "cpu", "steps": 3, "prompt": PROMPT,
               "seed": 7, "run_id": run_id}
+    models: WarmCache = WarmCache()
+    cache: dict = {}
     ends = []
-    with JobRunner(start_method="fork") as runner:
-        for precision in ("auto", "float32", "auto"):
-            save_settings(Settings(precision=precision))
-            ends.append(runner.submit("generate", params).wait(timeout=240))
-    assert all(isinstance(e, JobFinished) for e in ends), [getattr(e, "reason", e) for e in ends]
+    for precision in ("auto", "float32", "auto"):
+        save_settings(Settings(precision=precision))
+        spec = JobSpec("generate", dict(params))
+        ends.append(run_job(spec, JobContext(spec.job_id, lambda _e: None, cache=cache,
+                                             models=models)))
+    assert all(isinstance(e, JobFinished) for e in ends), [getattr(e, "detail", e) for e in ends]
     with Project.open(folder) as project:
         recipes = [project.generation(e.result.generation_ids[0]).settings for e in ends]
     assert [r["precision"] for r in recipes] == [

@@ -31,27 +31,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.concept_drop import paths_from_mime
-from desktop_app.concepts_page import ConceptsPage
-from desktop_app.concepts_view import ConceptList
-from desktop_app.dataset_page import DatasetPage
-from desktop_app.extract_page import ExtractPage
-from desktop_app.gallery_page import GalleryPage
-from desktop_app.generate_page import GeneratePage
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import JobsPanel
-from desktop_app.layouts_page import LayoutsPage
-from desktop_app.model_manager import ModelManager, test_models_warning
-from desktop_app.models_banner import ModelsBanner
-from desktop_app.observable import AppState, Bindings
-from desktop_app.personalize_bar import PersonalizeBar
-from desktop_app.project_watch import ProjectWatcher
+from desktop_app.pages.concepts_page import ConceptsPage
+from desktop_app.pages.dataset_page import DatasetPage
+from desktop_app.pages.extract_page import ExtractPage
+from desktop_app.pages.gallery_page import GalleryPage
+from desktop_app.pages.generate_page import GeneratePage
+from desktop_app.pages.layouts_page import LayoutsPage
+from desktop_app.pages.model_manager import ModelManager, test_models_warning
+from desktop_app.pages.settings_dialog import SettingsDialog, load_settings_reporting
+from desktop_app.pages.start_page import SAMPLE_CONCEPTS, StartPage, sample_project_folder
+from desktop_app.pages.train_page import TrainPage
 from desktop_app.qt_compat import guard_none_refcount
-from desktop_app.resume_bar import InterruptedJobs, ResumeBar
-from desktop_app.settings_dialog import SettingsDialog, load_settings_reporting
-from desktop_app.start_page import SAMPLE_CONCEPTS, StartPage, sample_project_folder
-from desktop_app.thumbnails import BackgroundLoader
-from desktop_app.train_page import TrainPage
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.project_watch import ProjectWatcher
+from desktop_app.state.thumbnails import BackgroundLoader
+from desktop_app.widgets.concept_drop import paths_from_mime
+from desktop_app.widgets.concepts_view import ConceptList
+from desktop_app.widgets.jobs_panel import JobsPanel
+from desktop_app.widgets.models_banner import ModelsBanner
+from desktop_app.widgets.personalize_bar import PersonalizeBar
+from desktop_app.widgets.resume_bar import InterruptedJobs, ResumeBar
 from engine.errors import MyCanvasError
 from engine.jobs import JobEvent, JobFailed, JobFinished
 from engine.models.profiles import get_profile

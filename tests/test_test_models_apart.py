@@ -148,7 +148,7 @@ def test_the_gallery_and_report_keep_test_model_pictures_apart(tmp_path, tiny_mo
         assert len(everything) == 5 and [p.id for p in apart] == [real.id]
         data = gather(project, None, 3, ["tiny"])
     # The window's gallery badges every tiny picture "test models", scored or not.
-    from desktop_app.gallery_model import made_by_test_models
+    from desktop_app.state.gallery_model import made_by_test_models
 
     assert [made_by_test_models(p) for p in everything] == [p.id != real.id for p in everything]
     # The project's figures count the real picture only; tiny's keep their own section.

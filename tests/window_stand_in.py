@@ -14,7 +14,7 @@ import sys
 def main() -> int:
     from PySide6.QtCore import QCoreApplication
 
-    from desktop_app.jobs_bridge import JobsBridge
+    from desktop_app.state.jobs_bridge import JobsBridge
     from engine.jobs import JobProgress
 
     name, params, min_step = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])

@@ -4,7 +4,7 @@ every poll or the page stops following the job."""
 
 from __future__ import annotations
 
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.state.thumbnails import BackgroundLoader
 
 
 def test_a_read_is_cached_but_a_fresh_poll_reads_again(qtbot):

@@ -7,9 +7,9 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor
 
-from desktop_app.concept_drop import suggest_concept
-from desktop_app.concepts_view import MASK_ID
-from desktop_app.thumbnails import MASK_EDGE
+from desktop_app.state.thumbnails import MASK_EDGE
+from desktop_app.widgets.concept_drop import suggest_concept
+from desktop_app.widgets.concepts_view import MASK_ID
 from engine.project import Project
 
 from qt_helpers import drop_files, wait_for_jobs  # isort: skip

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtTest import QTest
 
-from desktop_app.dataset_review import ITEM_SIDE, button_rects
+from desktop_app.widgets.dataset_review import ITEM_SIDE, button_rects
 from engine.atomic import TEMP_MARK
 from engine.jobs import JobProgress
 from engine.project import DatasetItem, Project

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtTest import QTest
 
-from desktop_app.dataset_review import ITEM_SIDE, TEST_NOTE, caption_lines
+from desktop_app.widgets.dataset_review import ITEM_SIDE, TEST_NOTE, caption_lines
 from engine.errors import InputError
 from engine.project import DatasetItem, Project
 

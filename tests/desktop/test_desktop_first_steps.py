@@ -16,8 +16,8 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
 
-from desktop_app.concept_drop import suggest_concept
-from desktop_app.start_page import SAMPLE_CONCEPTS, sample_project_folder
+from desktop_app.pages.start_page import SAMPLE_CONCEPTS, sample_project_folder
+from desktop_app.widgets.concept_drop import suggest_concept
 from engine.project import Project
 from engine.settings import Settings
 

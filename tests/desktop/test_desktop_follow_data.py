@@ -189,7 +189,7 @@ def test_jobs_journal_reaches_the_jobs_list_on_open(make_window, tmp_path):
 
 
 def test_every_kind_of_change_a_job_declares_reaches_the_app_state(qapp):
-    from desktop_app.observable import AppState
+    from desktop_app.state.observable import AppState
     from engine.jobs import declarations
     from engine.settings import Settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from desktop_app.gallery_model import PAGE
+from desktop_app.state.gallery_model import PAGE
 from engine.project import Project, Score
 
 from qt_helpers import wait_for_jobs  # isort: skip

@@ -45,7 +45,7 @@ def test_the_grid_and_the_editor_show_a_flagged_mask_with_a_hint_to_click(make_w
 
 
 def test_the_plan_dialog_says_what_replaces_test_model_work(qtbot):
-    from desktop_app.personalize_bar import PlanDialog
+    from desktop_app.widgets.personalize_bar import PlanDialog
     from engine.personalize.jobs import Plan, StagePlan
 
     note = "3 pictures made with the test models will be rebuilt (never trained on)"

@@ -9,7 +9,7 @@ from dataclasses import replace
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QPushButton
 
-import desktop_app.model_manager as model_manager
+import desktop_app.pages.model_manager as model_manager
 from engine.jobs.registry import target_overrides
 from engine.segment.jobs import SEGMENT
 from engine.settings import load_settings

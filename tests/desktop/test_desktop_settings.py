@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from desktop_app.observable import Bindings, Evented, Field, bind
-from desktop_app.settings_dialog import SettingsDialog
+from desktop_app.pages.settings_dialog import SettingsDialog
+from desktop_app.state.observable import Bindings, Evented, Field, bind
 from engine.jobs.registry import target_overrides
 from engine.settings import Settings, load_settings
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from desktop_app.train_chart import MetricsTail, history_eta
+from desktop_app.widgets.train_chart import MetricsTail, history_eta
 from engine.jobs import JobProgress
 from engine.project import Project
 

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.gallery_model import score_text
-from desktop_app.thumbnails import ITEM_COLOURS
+from desktop_app.state.gallery_model import score_text
+from desktop_app.state.thumbnails import ITEM_COLOURS
 
 VIEW_SIDE = 512
 # The recipe's parts a user may take, as the Generate page names them.

@@ -18,9 +18,9 @@ from engine.jobs.journal import resumable as is_resumable
 from engine.project.job_journal import JournalEntry
 
 if TYPE_CHECKING:
-    from desktop_app.jobs_bridge import JobsBridge
-    from desktop_app.jobs_panel import JobsPanel
-    from desktop_app.observable import AppState
+    from desktop_app.state.jobs_bridge import JobsBridge
+    from desktop_app.state.observable import AppState
+    from desktop_app.widgets.jobs_panel import JobsPanel
 
 
 def describe(entry: JournalEntry) -> str:

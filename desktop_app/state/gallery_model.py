@@ -17,7 +17,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from desktop_app.thumbnails import BackgroundLoader, render_cutout
+from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
 from engine.models.profiles import made_with_test_models
 from engine.project import GalleryQuery
 

@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import eta_text, show_preview
-from desktop_app.observable import AppState
-from desktop_app.plain_words import for_window
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState
+from desktop_app.state.plain_words import for_window
+from desktop_app.widgets.jobs_panel import eta_text, show_preview
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
 from engine.personalize import format_bytes

@@ -28,15 +28,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.box_canvas import BoxCanvas
-from desktop_app.extract_iterations import IterationView
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import eta_text
-from desktop_app.mask_editor import MaskEditor
-from desktop_app.observable import AppState, Bindings
-from desktop_app.photo_sources import IMAGE_FILTER
-from desktop_app.plain_words import for_window
-from desktop_app.thumbnails import BackgroundLoader, render_photo
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.thumbnails import BackgroundLoader, render_photo
+from desktop_app.widgets.box_canvas import BoxCanvas
+from desktop_app.widgets.extract_iterations import IterationView
+from desktop_app.widgets.jobs_panel import eta_text
+from desktop_app.widgets.mask_editor import MaskEditor
+from desktop_app.widgets.photo_sources import IMAGE_FILTER
 from engine.errors import MyCanvasError
 from engine.extract import EXTRACT, read_iterations
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress

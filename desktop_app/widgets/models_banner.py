@@ -17,9 +17,9 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
-from desktop_app.model_manager import role_statuses, size_text
-from desktop_app.observable import AppState, Bindings
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.pages.model_manager import role_statuses, size_text
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.thumbnails import BackgroundLoader
 from engine.models.profiles import get_profile
 
 TEST_PROFILE = "tiny"

@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import eta_text
-from desktop_app.observable import AppState, Bindings
-from desktop_app.plain_words import for_window
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.thumbnails import BackgroundLoader
+from desktop_app.widgets.jobs_panel import eta_text
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
 from engine.models.profiles import download_mb, get_profile, profile_names

@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.concept_drop import CLASS_WORD_HELP, TOKEN_HELP, paths_from_mime
-from desktop_app.observable import AppState, Bindings
-from desktop_app.project_reads import CHECK_HINT, mask_label
-from desktop_app.start_page import WelcomePanel
-from desktop_app.thumbnails import BackgroundLoader, render_photo
+from desktop_app.pages.start_page import WelcomePanel
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.project_reads import CHECK_HINT, mask_label
+from desktop_app.state.thumbnails import BackgroundLoader, render_photo
+from desktop_app.widgets.concept_drop import CLASS_WORD_HELP, TOKEN_HELP, paths_from_mime
 from engine.errors import MyCanvasError
 
 LIST_ICON = 56

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from desktop_app.thumbnails import ITEM_COLOURS
+from desktop_app.state.thumbnails import ITEM_COLOURS
 
 CLICK_PIXELS = 4  # a press and release closer than this is a click, not a box
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
 
-from desktop_app.thumbnails import mask_array
+from desktop_app.state.thumbnails import mask_array
 
 # Lost less than this share of the previous mask inside the box: not worth a question.
 NOTICEABLE = 0.02

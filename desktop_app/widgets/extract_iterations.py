@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from desktop_app.thumbnails import BackgroundLoader, render_cutout
+from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
 
 MASK_SIDE = 120
 

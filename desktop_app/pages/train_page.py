@@ -31,15 +31,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import eta_text
-from desktop_app.observable import AppState, Bindings
-from desktop_app.params_form import ParamsForm, field_specs
-from desktop_app.plain_words import for_window
-from desktop_app.runs_list import RunsTable, run_total_steps
-from desktop_app.thumbnails import BackgroundLoader, render_cutout
-from desktop_app.train_chart import LossChart, MetricsTail, history_eta
-from desktop_app.train_settings import BOUNDS, CUSTOM, HELP, MAIN_SETTINGS, PRESETS
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
+from desktop_app.state.train_settings import BOUNDS, CUSTOM, HELP, MAIN_SETTINGS, PRESETS
+from desktop_app.widgets.jobs_panel import eta_text
+from desktop_app.widgets.params_form import ParamsForm, field_specs
+from desktop_app.widgets.runs_list import RunsTable, run_total_steps
+from desktop_app.widgets.train_chart import LossChart, MetricsTail, history_eta
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
 from engine.train import TRAIN, delete_run

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from desktop_app.concept_drop import paths_from_mime
+from desktop_app.widgets.concept_drop import paths_from_mime
 
 IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif *.heic *.avif);;"
                 "All files (*)")

@@ -19,18 +19,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.dataset_review import (
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.thumbnails import BackgroundLoader
+from desktop_app.widgets.dataset_review import (
     DatasetGrid,
     DatasetItemsModel,
     automatic_state,
     review_counts,
 )
-from desktop_app.dataset_viewer import ItemViewer
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import show_preview
-from desktop_app.observable import AppState, Bindings
-from desktop_app.plain_words import for_window
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.widgets.dataset_viewer import ItemViewer
+from desktop_app.widgets.jobs_panel import show_preview
 from engine.dataset.jobs import BUILD_DATASET, EXPORT_DATASET
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress

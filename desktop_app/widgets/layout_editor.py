@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.observable import AppState, Evented, Field
+from desktop_app.state.observable import AppState, Evented, Field
 from engine.errors import MyCanvasError
 from engine.project import Layout, LayoutObject
 

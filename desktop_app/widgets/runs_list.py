@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.state.thumbnails import BackgroundLoader
 
 COLUMNS = ("Run", "Status", "Steps", "Dataset", "Started")
 STATUS_COLOUR = {"finished": QColor(27, 125, 58), "failed": QColor(179, 38, 30),

@@ -30,12 +30,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.gallery_model import GalleryDelegate, GalleryModel
-from desktop_app.gallery_view import PictureDialog, RecipeFieldsDialog
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.observable import AppState, Bindings
-from desktop_app.plain_words import for_window
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.state.gallery_model import GalleryDelegate, GalleryModel
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.thumbnails import BackgroundLoader
+from desktop_app.widgets.gallery_view import PictureDialog, RecipeFieldsDialog
 from engine.errors import MyCanvasError
 from engine.jobs import JobEvent, JobFailed, JobFinished
 from engine.project import SORTS, GalleryQuery

@@ -8,14 +8,14 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from desktop_app.dataset_review import (
+from desktop_app.state.project_reads import built_with_test_models
+from desktop_app.state.thumbnails import render_item
+from desktop_app.widgets.dataset_review import (
     STATE_TEXT,
     TEST_NOTE,
     DatasetItemsModel,
     automatic_state,
 )
-from desktop_app.project_reads import built_with_test_models
-from desktop_app.thumbnails import render_item
 
 VIEW_SIDE = 640
 

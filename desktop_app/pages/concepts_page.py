@@ -21,14 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.concept_drop import NewConceptForm, expand_paths, suggest_concept
-from desktop_app.concepts_view import ConceptPhotosView
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.mask_editor import MaskEditor
-from desktop_app.observable import AppState, Bindings
-from desktop_app.photo_sources import PastedPhotos, choose_photo_files
-from desktop_app.plain_words import for_window, import_outcome
-from desktop_app.thumbnails import BackgroundLoader
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window, import_outcome
+from desktop_app.state.thumbnails import BackgroundLoader
+from desktop_app.widgets.concept_drop import NewConceptForm, expand_paths, suggest_concept
+from desktop_app.widgets.concepts_view import ConceptPhotosView
+from desktop_app.widgets.mask_editor import MaskEditor
+from desktop_app.widgets.photo_sources import PastedPhotos, choose_photo_files
 from engine.errors import MyCanvasError
 from engine.intake.jobs import IMPORT_PHOTOS
 from engine.jobs import JobEvent, JobFailed, JobFinished

@@ -34,13 +34,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.mask_canvas import TOOLS, MaskCanvas, Prompts, view_toolbar
-from desktop_app.mask_compare import NOTICEABLE, CompareBar, box_loss
-from desktop_app.observable import AppState, Bindings
-from desktop_app.plain_words import for_window
-from desktop_app.project_reads import mask_check, mask_label
-from desktop_app.thumbnails import BackgroundLoader, render_editor_images
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.project_reads import mask_check, mask_label
+from desktop_app.state.thumbnails import BackgroundLoader, render_editor_images
+from desktop_app.widgets.mask_canvas import TOOLS, MaskCanvas, Prompts, view_toolbar
+from desktop_app.widgets.mask_compare import NOTICEABLE, CompareBar, box_loss
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobDeclaration, JobEvent, JobFailed, JobFinished
 from engine.project import Mask

@@ -27,8 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.layout_editor import (
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.state.project_reads import concept_cutout
+from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
+from desktop_app.widgets.layout_editor import (
     MERGE_CAPTION,
     MERGE_SCENE,
     LayoutCanvas,
@@ -36,10 +40,6 @@ from desktop_app.layout_editor import (
     LayoutEdit,
     clamp_box,
 )
-from desktop_app.observable import AppState, Bindings
-from desktop_app.plain_words import for_window
-from desktop_app.project_reads import concept_cutout
-from desktop_app.thumbnails import BackgroundLoader, render_cutout
 from engine.errors import MyCanvasError
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 from engine.plan.jobs import PLAN

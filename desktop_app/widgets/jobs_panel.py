@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.plain_words import for_window, import_outcome, is_model_missing
+from desktop_app.state.plain_words import for_window, import_outcome, is_model_missing
 from engine.jobs import (
     JobCancelled,
     JobEvent,

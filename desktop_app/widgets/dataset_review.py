@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
-from desktop_app.project_reads import built_with_test_models
-from desktop_app.thumbnails import BackgroundLoader, render_item
+from desktop_app.state.project_reads import built_with_test_models
+from desktop_app.state.thumbnails import BackgroundLoader, render_item
 from engine.project import DatasetItem, Project
 
 ITEM_SIDE = 176

@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
 
-from desktop_app.observable import AppState, Bindings
+from desktop_app.state.observable import AppState, Bindings
 from engine.errors import MyCanvasError
 
 POLL_MS = 250

@@ -31,13 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.box_canvas import BoxCanvas
-from desktop_app.jobs_bridge import JobsBridge
-from desktop_app.jobs_panel import eta_text, show_preview
-from desktop_app.observable import AppState, Bindings
-from desktop_app.params_form import ParamsForm, field_specs
-from desktop_app.plain_words import for_window
-from desktop_app.prompt_edit import ConceptChips, PromptEdit
+from desktop_app.state.jobs_bridge import JobsBridge
+from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.plain_words import for_window
+from desktop_app.widgets.box_canvas import BoxCanvas
+from desktop_app.widgets.jobs_panel import eta_text, show_preview
+from desktop_app.widgets.params_form import ParamsForm, field_specs
+from desktop_app.widgets.prompt_edit import ConceptChips, PromptEdit
 from engine.errors import MyCanvasError
 from engine.generate import GENERATE, GenerateParams, load_run_concepts
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress

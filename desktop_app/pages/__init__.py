@@ -1,0 +1,1 @@
+"""The window's pages: one per step of the chain (and the Models and Settings screens)."""

@@ -28,10 +28,9 @@ from PySide6.QtWidgets import (
 )
 
 from engine.paths import RESOURCES, safe_component
-from engine.project import class_word_problem
+from engine.project import TOKEN_PATTERN, class_word_problem
 
 MAX_FILES_PER_DROP = 200  # a dropped photo library is refused by the engine per file anyway
-TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
 _NUMBERING = re.compile(r"[\s_\-.]*(?:\(\d+\)|\d+|img|dsc|photo|copy)*$", re.IGNORECASE)
 
 

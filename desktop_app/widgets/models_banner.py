@@ -42,14 +42,10 @@ def models_folder() -> str:
 
 
 def missing_roles(profile: str, overrides: dict[str, str]) -> dict[str, Any]:
-    """Role -> status of the roles that are missing and cannot be made here (tiny models are
-    built and the planner GGUF assembled on first use, so they do not count)."""
-    out = {}
-    for status in role_statuses(profile, overrides):
-        buildable = status.source.startswith(("tiny:", "package ")) and "pip install" not in \
-            status.note
-        if not status.present and not buildable:
-            out[status.role] = status
+    """Role -> status of the roles the user has to get (RoleStatus.needs_download: tiny
+    models are built and the planner GGUF assembled on first use, so they do not count)."""
+    out = {status.role: status for status in role_statuses(profile, overrides)
+           if status.needs_download}
     return {"missing": out, "folder": models_folder()}
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from engine.masks import fill_holes
+
 # One colour per concept in previews (and in the desktop's Extract page): distinct on photos.
 COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240))
@@ -138,18 +140,6 @@ def drop_specks(mask: np.ndarray, keep_fraction: float = 0.2) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def fill_holes(mask: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Close the holes of `mask` (background regions it encloses), but only with `free`
-    pixels: another concept seen through a hole keeps its pixels."""
-    cv2 = _cv2()
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:
-        return mask.copy()
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    holes = sorted(set(range(1, count)) - set(np.unique(edge).tolist()))
-    return mask | (np.isin(labels, holes) & free) if holes else mask.copy()
-
-
 def clean_labels(labels: np.ndarray, count: int) -> np.ndarray:
     """Per concept: specks dropped, holes closed with unclaimed pixels. Stays exclusive."""
     out = np.zeros_like(labels)
@@ -157,7 +147,7 @@ def clean_labels(labels: np.ndarray, count: int) -> np.ndarray:
         kept = drop_specks(labels == i + 1)
         out[kept] = i + 1
     for i in range(count):
-        filled = fill_holes(out == i + 1, out == 0)
+        filled = fill_holes(out == i + 1, free=out == 0)
         out[filled] = i + 1
     return out
 

@@ -47,7 +47,9 @@ from engine.project.trash import TrashRecords
 
 SUBFOLDERS: tuple[str, ...] = ("files", "runs")
 NAME_MAX_LEN = 64
-_TOKEN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
+# What a concept token looks like ("<mochi>"): the catalogue refuses others, and the window
+# checks a typed token against the same pattern.
+TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Control characters, lone surrogates and line/paragraph separators break one-line labels.
 _BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -367,7 +369,7 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
     def add_concept(self, name: str, class_word: str, token: str | None = None) -> Concept:
         clean_name = clean_label(name, "Concept name")
         clean_class = check_class_word(class_word)
-        if token is not None and (not isinstance(token, str) or not _TOKEN.match(token)):
+        if token is not None and (not isinstance(token, str) or not TOKEN_PATTERN.match(token)):
             raise InputError(
                 f"Concept token {token!r} must look like <name>: lowercase letters, digits, "
                 "'-' or '_' inside angle brackets"

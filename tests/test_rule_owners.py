@@ -103,7 +103,7 @@ def test_cutouts_are_read_and_trimmed_in_one_place(tmp_path):
     assert image is not None and image.size == (20, 10) and image.mode == "RGBA"
     assert read_cutout(_cutout(tmp_path / "empty.png", None), "empty.png") is None
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="The cut-out bad.png cannot be read"):
+    with pytest.raises(InputError, match=r"The cut-out bad\.png cannot be read"):
         read_cutout(tmp_path / "bad.png", "bad.png")
 
 
@@ -116,7 +116,7 @@ def test_the_three_cutout_readers_share_the_reader(tmp_path, monkeypatch):
     from engine.plan.planner import cutout_aspect
     from engine.score.scorer import ReferenceBank
 
-    path = _cutout(tmp_path / "c.png", (0, 0, 30, 10))
+    _cutout(tmp_path / "c.png", (0, 0, 30, 10))
     calls = []
     real = masks.read_cutout
 
@@ -176,8 +176,7 @@ def test_every_recipe_reader_reads_the_chunk_with_the_same_limits(tmp_path):
 
 def test_the_window_checks_tokens_with_the_catalogue_pattern():
     from desktop_app.widgets import concept_drop
-    from engine.project import TOKEN_PATTERN
-    from engine.project import catalogue
+    from engine.project import TOKEN_PATTERN, catalogue
 
     assert concept_drop.TOKEN_PATTERN is TOKEN_PATTERN is catalogue.TOKEN_PATTERN
     assert TOKEN_PATTERN.match("<mochi-2>") and not TOKEN_PATTERN.match("<Mochi>")

@@ -227,9 +227,9 @@ def read_chain_state(project: Project, profile: Profile | None = None,
     missing: tuple[str, ...] = ()
     if profile is not None and check_models:
         from engine.models.profiles import missing_roles
+        from engine.personalize.jobs import chain_roles
 
-        missing = missing_roles(profile, ("segmenter", "planner", "inpaint", "base", "clip",
-                                          "detector"), dict(overrides or {}))
+        missing = missing_roles(profile, chain_roles(), dict(overrides or {}))
     free = free_bytes(project.root)
     return ChainState(
         concepts=len(concepts), photos=photos, photos_to_segment=todo,

@@ -44,7 +44,7 @@ def test_the_stated_number_of_files_is_the_list_s():
 def test_the_chain_s_stages_are_declared_once():
     from engine.personalize.jobs import CHAIN, STAGES
 
-    assert STAGES == tuple(stage.name for stage in CHAIN)
+    assert tuple(stage.name for stage in CHAIN) == STAGES
     declared = [p for p in _sources()
                 if re.search(r"^CHAIN\s*[:=]", p.read_text(encoding="utf-8"), re.MULTILINE)]
     assert [p.relative_to(REPO).as_posix() for p in declared] == ["engine/personalize/jobs.py"]

@@ -182,6 +182,18 @@ def test_the_window_checks_tokens_with_the_catalogue_pattern():
     assert TOKEN_PATTERN.match("<mochi-2>") and not TOKEN_PATTERN.match("<Mochi>")
 
 
+def test_the_window_proposes_the_token_the_catalogue_gives(tmp_path):
+    from desktop_app.widgets import concept_drop
+    from engine.project import Project, catalogue
+
+    assert concept_drop.concept_token is catalogue.concept_token
+    with Project.create(tmp_path / "p", "tokens") as project:
+        taken = [project.add_concept("Mochi.v2", "cat").token]
+        assert taken == [catalogue.concept_token("Mochi.v2", [])] == ["<mochi-v2>"]
+        assert project.add_concept("mochi v2", "cat").token == catalogue.concept_token(
+            "mochi-v2", taken) == "<mochi-v22>"
+
+
 def test_a_label_is_found_whichever_apostrophe_the_text_or_label_uses():
     from engine.plan import answers, noun_phrases
 

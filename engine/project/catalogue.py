@@ -23,7 +23,7 @@ import re
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,6 +53,19 @@ TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Control characters, lone surrogates and line/paragraph separators break one-line labels.
 _BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def concept_token(name: str, taken: Iterable[str]) -> str:
+    """The token a concept called `name` gets ("<mochi>"), numbered when `taken` holds it
+    ("<mochi2>"); the window proposes the same one before the concept is added."""
+    # No dots: "nul.txt" must not yield a folder name Windows reserves (see concept_dir_name).
+    base = safe_component(name, fallback="concept", max_len=32).replace(".", "-")
+    base = base.strip("-_") or "concept"
+    used = set(taken)
+    token, n = f"<{base}>", 2
+    while token in used:
+        token, n = f"<{base}{n}>", n + 1
+    return token
 
 
 def clean_label(value: Any, what: str, max_len: int = NAME_MAX_LEN) -> str:
@@ -351,14 +364,7 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
     # ------------------------------------------------------------------ concepts
 
     def _unique_token(self, conn: sqlite3.Connection, name: str) -> str:
-        # No dots: "nul.txt" must not yield a folder name Windows reserves (see concept_dir_name).
-        base = safe_component(name, fallback="concept", max_len=32).replace(".", "-")
-        base = base.strip("-_") or "concept"
-        taken = {row[0] for row in conn.execute("SELECT token FROM concepts")}
-        token, n = f"<{base}>", 2
-        while token in taken:
-            token, n = f"<{base}{n}>", n + 1
-        return token
+        return concept_token(name, (row[0] for row in conn.execute("SELECT token FROM concepts")))
 
     def _check_name_free(self, conn: sqlite3.Connection, name: str, own_id: int | None) -> None:
         # The column is COLLATE NOCASE, so this comparison ignores ASCII case.

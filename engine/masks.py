@@ -94,6 +94,26 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) >= THRESHOLD
 
 
+def keep_main_component(mask: np.ndarray, positive: Sequence[tuple[float, float]] = (),
+                        keep_fraction: float | None = None) -> np.ndarray:
+    """The largest 8-connected part, plus every part a `positive` point (x, y) lies in; with
+    `keep_fraction`, also every part at least that fraction of the largest (a concept cut in
+    two by another in front of it keeps both halves)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
+                                                               connectivity=8)
+    if count <= 1:
+        return np.zeros(mask.shape, bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = {1 + int(np.argmax(areas))}
+    if keep_fraction is not None:
+        keep |= {i + 1 for i, area in enumerate(areas) if area >= keep_fraction * areas.max()}
+    keep |= labels_at(labels, positive) - {0}
+    return np.isin(labels, sorted(keep))
+
+
 def fill_holes(mask: np.ndarray, keep_open: Sequence[tuple[float, float]] = (),
                free: np.ndarray | None = None) -> np.ndarray:
     """Close the holes of `mask`: background regions (4-connected) it encloses, that is not

@@ -58,6 +58,8 @@ def test_holes_are_filled_by_one_function_with_both_rules():
     from engine.segment import auto_choice, cleanup
 
     assert cleanup.fill_holes is masks.fill_holes is mask_ops.fill_holes is auto_choice.fill_holes
+    assert cleanup.keep_main_component is masks.keep_main_component is \
+        mask_ops.keep_main_component
     assert not hasattr(cleanup, "upsample_mask")
     ring = np.zeros((40, 40), bool)
     ring[5:35, 5:35] = True
@@ -68,6 +70,19 @@ def test_holes_are_filled_by_one_function_with_both_rules():
     other[18:22, 18:22] = True  # another concept seen through the hole keeps its pixels
     filled = masks.fill_holes(ring, free=~other)
     assert not (filled & other).any() and filled.sum() == ring.sum() + 100 - 16
+
+
+def test_one_rule_keeps_the_main_part_clicked_parts_and_large_halves():
+    from engine.masks import keep_main_component
+
+    mask = np.zeros((30, 60), bool)
+    mask[5:25, 2:22] = True  # 400 px, the main part
+    mask[5:15, 30:40] = True  # 100 px: a quarter of it
+    mask[1:3, 50:52] = True  # a speck
+    assert keep_main_component(mask).sum() == 400
+    assert keep_main_component(mask, positive=[(51, 2)]).sum() == 404
+    assert keep_main_component(mask, keep_fraction=0.2).sum() == 500
+    assert not keep_main_component(np.zeros((4, 4), bool)).any()
 
 
 def test_one_mask_resize_enlarges_in_uint8():

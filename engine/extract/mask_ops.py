@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from engine.masks import fill_holes
+from engine.masks import fill_holes, keep_main_component
 
 # One colour per concept in previews (and in the desktop's Extract page): distinct on photos.
 COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -128,23 +128,11 @@ def masks_to_labels(masks: np.ndarray) -> np.ndarray:
     return labels
 
 
-def drop_specks(mask: np.ndarray, keep_fraction: float = 0.2) -> np.ndarray:
-    """The largest 8-connected part and every part at least `keep_fraction` of its size (a
-    concept cut in two by another in front of it keeps both halves)."""
-    cv2 = _cv2()
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
-    if count <= 1:
-        return np.zeros(mask.shape, bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = [i + 1 for i, a in enumerate(areas) if a >= keep_fraction * areas.max()]
-    return np.isin(labels, keep)
-
-
 def clean_labels(labels: np.ndarray, count: int) -> np.ndarray:
     """Per concept: specks dropped, holes closed with unclaimed pixels. Stays exclusive."""
     out = np.zeros_like(labels)
     for i in range(count):
-        kept = drop_specks(labels == i + 1)
+        kept = keep_main_component(labels == i + 1, keep_fraction=0.2)
         out[kept] = i + 1
     for i in range(count):
         filled = fill_holes(out == i + 1, free=out == 0)

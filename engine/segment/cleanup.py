@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from engine.masks import fill_holes, labels_at, mask_box
+from engine.masks import fill_holes, keep_main_component, mask_box
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -25,17 +25,6 @@ def _cv2():
 
     cv2.setNumThreads(1)  # the job already owns a core; OpenCV's pool only oversubscribes
     return cv2
-
-
-def keep_main_component(mask: np.ndarray, positive: Sequence[Point] = ()) -> np.ndarray:
-    """The largest 8-connected part, plus every part a positive click lies in."""
-    cv2 = _cv2()
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
-    if count <= 1:
-        return np.zeros(mask.shape, bool)
-    keep = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
-    keep |= labels_at(labels, positive) - {0}
-    return np.isin(labels, sorted(keep))
 
 
 def smooth(mask: np.ndarray, sigma: float) -> np.ndarray:

@@ -86,19 +86,23 @@ def test_one_rule_keeps_the_main_part_clicked_parts_and_large_halves():
 
 
 def test_one_mask_resize_enlarges_in_uint8():
-    from engine.masks import resize_mask
-
-    small = np.zeros((10, 10), bool)
-    small[3:7, 3:7] = True
-    big = resize_mask(small, (40, 40))
-    assert big.dtype == bool and big.shape == (40, 40)
-    assert abs(int(big.sum()) - 16 * 16) <= 16
-    # Enlarging is the uint8 path (half the memory of float32), thresholded at one half.
+    """Segmentation's upsampling (uint8: a 48-megapixel mask in 2 x 48 MB) is the one
+    resize_mask: on this mask float32 interpolation would give six other pixels."""
     import cv2
 
-    want = cv2.resize(np.where(small, np.uint8(255), np.uint8(0)), (40, 40),
+    from engine.masks import resize_mask
+
+    small = np.array([[0, 1, 0, 1, 1, 0, 1], [0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 1, 1, 0, 1],
+                      [0, 0, 1, 0, 1, 1, 0], [1, 1, 0, 1, 0, 1, 1], [0, 1, 1, 0, 1, 0, 0],
+                      [0, 0, 1, 0, 1, 1, 1], [1, 1, 1, 0, 1, 0, 0]], bool)
+    big = resize_mask(small, (23, 18))
+    assert big.dtype == bool and big.shape == (18, 23)
+    want = cv2.resize(np.where(small, np.uint8(255), np.uint8(0)), (23, 18),
                       interpolation=cv2.INTER_LINEAR) >= 128
     assert np.array_equal(big, want)
+    as_float = cv2.resize(small.astype(np.float32), (23, 18),
+                          interpolation=cv2.INTER_LINEAR) >= 0.5
+    assert int((big != as_float).sum()) == 6
 
 
 def _cutout(path: Path, box: tuple[int, int, int, int] | None) -> Path:

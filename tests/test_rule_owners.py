@@ -44,6 +44,13 @@ def test_whether_a_role_must_be_downloaded_is_one_field_every_reader_uses(monkey
         return profiles.RoleStatus(found.profile, role, False, None, "somewhere",
                                    "pip install it", made_here=True)
 
+    from engine.personalize.jobs import chain_stage
+    from engine.score.jobs import SCORING_ROLES
+    from engine.score.models import SCORING_ROLES as LOADED
+
+    assert chain_stage("score").roles is SCORING_ROLES is LOADED is \
+        models_banner.STEP_ROLES["Gallery"]
+
     monkeypatch.setattr(profiles, "role_status", status)
     assert set(models_banner.missing_roles("tiny", {})["missing"]) == {"clip"}
     assert profiles.missing_roles(tiny, ("clip", "detector", "base")) == ("clip",)

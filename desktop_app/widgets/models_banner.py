@@ -21,13 +21,14 @@ from desktop_app.pages.model_manager import role_statuses, size_text
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.thumbnails import BackgroundLoader
 from engine.models.profiles import get_profile
+from engine.score.jobs import SCORING_ROLES
 
 TEST_PROFILE = "tiny"
 # The model roles each step needs; a step not listed needs none.
 STEP_ROLES: dict[str, tuple[str, ...]] = {
     "Concepts": ("segmenter",), "Layouts": ("planner",), "Dataset": ("inpaint",),
     "Train": ("base",), "Extract": ("base",), "Generate": ("base",),
-    "Gallery": ("clip", "detector"),
+    "Gallery": SCORING_ROLES,
 }
 
 

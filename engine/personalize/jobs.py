@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.jobs.declaration import JobDeclaration, JobResult, StageParams, param
+from engine.score.jobs import SCORING_ROLES
 
 PRESETS = ("quick", "standard", "best")
 
@@ -44,8 +45,7 @@ CHAIN = (
     ChainStage("dataset", "Build the dataset", "Dataset", ("inpaint",)),
     ChainStage("train", "Train the concepts", "Training", ("base",)),
     ChainStage("generate", "Generate pictures from the layouts", "Pictures", ("base",)),
-    ChainStage("score", "Score the pictures", "Scores", ("clip", "detector"),
-               optional_models=True),
+    ChainStage("score", "Score the pictures", "Scores", SCORING_ROLES, optional_models=True),
 )
 STAGES = tuple(stage.name for stage in CHAIN)
 _BY_NAME = {stage.name: stage for stage in CHAIN}

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.score.jobs import SCORING_ROLES
+
 if TYPE_CHECKING:
     from engine.jobs import JobContext
     from engine.jobs.stage_setup import StageSetup
     from engine.score.detection import OwlDetector
     from engine.score.embedding import ClipEmbedder
-
-SCORING_ROLES = ("clip", "detector")
 
 
 def scoring_models_present(profile: str | None = None,

@@ -53,7 +53,7 @@ from desktop_app.widgets.models_banner import ModelsBanner
 from desktop_app.widgets.personalize_bar import PersonalizeBar
 from desktop_app.widgets.resume_bar import InterruptedJobs, ResumeBar
 from engine.errors import MyCanvasError
-from engine.jobs import JobEvent, JobFailed, JobFinished
+from engine.jobs import JobDeclaration, JobEvent, JobFailed, JobFinished
 from engine.models.profiles import get_profile
 from engine.settings import Settings, save_settings
 
@@ -278,8 +278,7 @@ class MainWindow(QMainWindow):
             # Opened again (the engine hands back the live instance): keep one reference and
             # make every view read the project afresh, which is what the user asked for.
             project.close()
-            self.state.touch("concepts", "photos", "layouts", "dataset", "runs",
-                             "generations")
+            self.state.touch(*JobDeclaration.KINDS)
         else:
             self.state.selected_concept = None
             self.state.project = project

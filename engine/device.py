@@ -112,6 +112,17 @@ def invalid_image_error(what: str, plan: DevicePlan) -> MyCanvasError:
     return MyCanvasError(f"{what} produced an invalid image (NaN values). {advice}")
 
 
+def uint8_pixels(images: Any, plan: DevicePlan, what: str) -> Any:
+    """The first of a pipeline's float pictures (0..1) as uint8 pixels, rounded; NaN pixels
+    are invalid_image_error(what, plan) (the sampler and the inpainter store the same way)."""
+    import numpy as np
+
+    array = np.asarray(images[0], dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise invalid_image_error(what, plan)
+    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+
+
 def cpu_facts() -> CpuFacts:
     """This processor's bf16 units, from torch's CPU capability query (cpuinfo)."""
     import platform

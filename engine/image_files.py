@@ -10,12 +10,13 @@ InputError that names the file and the part of it that is refused.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError, first_line
 
@@ -27,6 +28,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # hold, raw or decompressed; Pillow itself enforces it only on compressed chunks.
 MAX_TEXT_CHUNK = 1024 * 1024
 MAX_PICTURE_SIDE = 8192  # our pictures are at most 4096 a side; twice that is refused
+# The text chunk every MyCanvas PNG carries its recipe in (engine.generate.recipe writes it,
+# the gallery's export and the catalogue's repair read it), and the recipe's limits, checked
+# before its JSON is parsed.
+RECIPE_KEY = "mycanvas_recipe"
+RECIPE_FORMAT = "mycanvas-recipe"
+MAX_RECIPE_CHARS = 64_000  # the recipe's JSON text
+MAX_NESTING = 6  # recipe > layout > boxes > box is 4 levels
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 # Everything Pillow raises on a damaged or hostile file (a truncated chunk is a SyntaxError,
 # a text chunk over its memory limit a ValueError, a bomb its own error class).
@@ -126,6 +134,56 @@ def png_text(path: str | os.PathLike[str]) -> dict[str, str]:
     except (*_DECODE_ERRORS, UnidentifiedImageError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise _pillow_error(path, exc) from exc
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply the JSON `text` nests arrays and objects, without parsing it (a parser
+    recurses once per level and runs out of stack on a hostile file)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_recipe_json(text: str, where: str | os.PathLike[str]) -> Any:
+    """The JSON values of a recipe's text, its size and nesting checked before parsing."""
+    if len(text) > MAX_RECIPE_CHARS:
+        raise InputError(f"{where}: the recipe is {len(text):,} characters long; at most "
+                         f"{MAX_RECIPE_CHARS:,} are read")
+    if nesting_depth(text) > MAX_NESTING:
+        raise InputError(f"{where}: the recipe nests more than {MAX_NESTING} levels deep; "
+                         "it is not a MyCanvas recipe")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{where}: the recipe is not valid JSON ({exc})") from exc
+
+
+def recipe_chunk(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The recipe a PNG carries in its RECIPE_KEY chunk, as JSON values (None when it carries
+    none); InputError naming the file when the chunk is too big, too deep, not JSON or not a
+    JSON object. What the fields mean is the reader's (engine.generate.Recipe)."""
+    text = png_text(path).get(RECIPE_KEY)
+    if text is None:
+        return None
+    recipe = parse_recipe_json(text, path)
+    if not isinstance(recipe, dict):
+        raise InputError(f"{path}: its recipe is not a JSON object")
+    return recipe
 
 
 def open_picture(path: str | os.PathLike[str], mode: str = "RGB") -> Image.Image:

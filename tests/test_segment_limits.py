@@ -164,15 +164,15 @@ def test_a_24_megapixel_photo_segments_in_bounded_memory(tmp_path):
 
 
 def test_upsampled_masks_keep_their_shape():
-    from engine.segment.cleanup import upsample_mask
+    from engine.masks import resize_mask
 
     small = np.zeros((100, 150), bool)
     small[25:75, 50:100] = True
-    big = upsample_mask(small, (600, 400))
+    big = resize_mask(small, (600, 400))
     assert big.shape == (400, 600) and big.dtype == bool
     assert abs(big.mean() - small.mean()) < 0.01
     assert mask_box(big) == pytest.approx((200, 100, 400, 300), abs=3)
-    assert upsample_mask(small, (150, 100)) is not small and np.array_equal(
-        upsample_mask(small, (150, 100)), small)
+    assert resize_mask(small, (150, 100)) is not small and np.array_equal(
+        resize_mask(small, (150, 100)), small)
     buf = io.BytesIO()
     Image.fromarray(big).save(buf, "PNG")

@@ -27,11 +27,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.paths import RESOURCES, safe_component
-from engine.project import class_word_problem
+from engine.paths import RESOURCES
+from engine.project import TOKEN_PATTERN, class_word_problem, concept_token
 
 MAX_FILES_PER_DROP = 200  # a dropped photo library is refused by the engine per file anyway
-TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
 _NUMBERING = re.compile(r"[\s_\-.]*(?:\(\d+\)|\d+|img|dsc|photo|copy)*$", re.IGNORECASE)
 
 
@@ -114,17 +113,6 @@ def _guess_words(dropped: Sequence[Path]) -> str:
     return " ".join(re.sub(r"[_\-.]+", " ", n).lower() for n in names if n)
 
 
-def suggest_token(name: str, taken: Iterable[str]) -> str:
-    """`<name>` as the engine would make it, numbered when already used."""
-    base = safe_component(name, fallback="concept", max_len=32).replace(".", "-").strip("-_")
-    base = base or "concept"
-    used = set(taken)
-    token, n = f"<{base}>", 2
-    while token in used:
-        token, n = f"<{base}{n}>", n + 1
-    return token
-
-
 def suggest_concept(dropped: Sequence[Path], names: Iterable[str],
                     tokens: Iterable[str]) -> ConceptSuggestion:
     """Name from the folder or file names, a free token, and a class word when a name says
@@ -138,7 +126,7 @@ def suggest_concept(dropped: Sequence[Path], names: Iterable[str],
     words = _guess_words(dropped)
     class_word = next((w for w in known_class_words()
                        if re.search(rf"\b{re.escape(w)}s?\b", words)), "")
-    return ConceptSuggestion(name, suggest_token(name, tokens), class_word)
+    return ConceptSuggestion(name, concept_token(name, tokens), class_word)
 
 
 # "Token" and "class word" are the words of the papers; the form says what they are for.
@@ -263,7 +251,7 @@ class NewConceptForm(QFrame):
 
     def _name_edited(self, text: str) -> None:
         if not self._token_edited:
-            self.token_edit.setText(suggest_token(text or "concept", self._taken_tokens))
+            self.token_edit.setText(concept_token(text or "concept", self._taken_tokens))
 
     def _token_typed(self, _text: str) -> None:
         self._token_edited = True

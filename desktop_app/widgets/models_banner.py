@@ -21,13 +21,14 @@ from desktop_app.pages.model_manager import role_statuses, size_text
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.thumbnails import BackgroundLoader
 from engine.models.profiles import get_profile
+from engine.score.jobs import SCORING_ROLES
 
 TEST_PROFILE = "tiny"
 # The model roles each step needs; a step not listed needs none.
 STEP_ROLES: dict[str, tuple[str, ...]] = {
     "Concepts": ("segmenter",), "Layouts": ("planner",), "Dataset": ("inpaint",),
     "Train": ("base",), "Extract": ("base",), "Generate": ("base",),
-    "Gallery": ("clip", "detector"),
+    "Gallery": SCORING_ROLES,
 }
 
 
@@ -42,14 +43,10 @@ def models_folder() -> str:
 
 
 def missing_roles(profile: str, overrides: dict[str, str]) -> dict[str, Any]:
-    """Role -> status of the roles that are missing and cannot be made here (tiny models are
-    built and the planner GGUF assembled on first use, so they do not count)."""
-    out = {}
-    for status in role_statuses(profile, overrides):
-        buildable = status.source.startswith(("tiny:", "package ")) and "pip install" not in \
-            status.note
-        if not status.present and not buildable:
-            out[status.role] = status
+    """Role -> status of the roles the user has to get (RoleStatus.needs_download: tiny
+    models are built and the planner GGUF assembled on first use, so they do not count)."""
+    out = {status.role: status for status in role_statuses(profile, overrides)
+           if status.needs_download}
     return {"missing": out, "folder": models_folder()}
 
 

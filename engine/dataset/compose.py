@@ -104,21 +104,14 @@ def concept_cutout_masks(project: Project, concept_id: int) -> list[Mask]:
 
 def load_cutout(project: Project, mask: Mask) -> Cutout:
     """The RGBA cut-out of a mask record, trimmed to its visible pixels."""
-    from PIL import Image, UnidentifiedImageError
+    from engine.masks import read_cutout
 
     if not mask.cutout_file:
         raise InputError(f"Mask {mask.id} has no cut-out; segment its photo again")
-    path = project.abspath(mask.cutout_file)
-    try:
-        with Image.open(path) as im:
-            rgba = im.convert("RGBA")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"The cut-out {mask.cutout_file} of mask {mask.id} cannot be read "
-                         f"({exc})") from exc
-    box = rgba.getchannel("A").point(lambda a: 255 if a >= ALPHA_CUT else 0).getbbox()
-    if box is None:
+    image = read_cutout(project.abspath(mask.cutout_file), f"{mask.cutout_file} of mask {mask.id}")
+    if image is None:
         raise InputError(f"The cut-out of mask {mask.id} is empty (fully transparent)")
-    return Cutout(mask.concept_id, mask.photo_id, mask.id, rgba.crop(box))
+    return Cutout(mask.concept_id, mask.photo_id, mask.id, image)
 
 
 # --------------------------------------------------------------------------- backgrounds

@@ -124,12 +124,10 @@ class InpaintResult:
 
 
 def _to_uint8(images: Any, plan: DevicePlan) -> np.ndarray:
-    from engine.device import invalid_image_error
+    """The stored pixels (tests wrap this to see the floats)."""
+    from engine.device import uint8_pixels
 
-    array = np.asarray(images[0], dtype=np.float32)
-    if not np.isfinite(array).all():
-        raise invalid_image_error("Inpainting", plan)
-    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    return uint8_pixels(images, plan, "Inpainting")
 
 
 class Inpainter(PipelineRunner):

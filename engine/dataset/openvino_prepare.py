@@ -254,22 +254,19 @@ class _Setup:
 
 
 def _resolve(params: PrepareOpenVinoParams) -> _Setup:
-    from engine.device import plan_device
-    from engine.models.profiles import get_profile, resolve_role
-    from engine.settings import load_settings
+    from engine.jobs.stage_setup import resolve_stage
 
-    settings = load_settings()
-    profile = get_profile(params.profile or settings.profile or None)
-    overrides = dict(settings.role_overrides if params.overrides is None else params.overrides)
-    plan = plan_device(params.device or settings.device, precision=settings.precision)
+    setup = resolve_stage(params)
+    plan = setup.device
+    assert plan is not None  # the params declare a device
     if plan.device != "cpu":
         raise InputError(f"OpenVINO serves the CPU only; the device here is {plan.device}")
     missing = openvino_missing()
     if missing:
         raise InputError(missing)
-    model_path = resolve_role(profile, "inpaint", overrides)
-    side = max(SIDE_MULTIPLE, profile.resolution // SIDE_MULTIPLE * SIDE_MULTIPLE)
-    return _Setup(plan, profile.name, model_path, side)
+    model_path = setup.role_path("inpaint")
+    side = max(SIDE_MULTIPLE, setup.profile.resolution // SIDE_MULTIPLE * SIDE_MULTIPLE)
+    return _Setup(plan, setup.profile.name, model_path, side)
 
 
 def prepare_openvino_job(ctx: JobContext, params: PrepareOpenVinoParams) -> OpenVinoPrepared:

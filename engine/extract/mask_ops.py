@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from engine.masks import fill_holes, keep_main_component
+
 # One colour per concept in previews (and in the desktop's Extract page): distinct on photos.
 COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240))
@@ -126,38 +128,14 @@ def masks_to_labels(masks: np.ndarray) -> np.ndarray:
     return labels
 
 
-def drop_specks(mask: np.ndarray, keep_fraction: float = 0.2) -> np.ndarray:
-    """The largest 8-connected part and every part at least `keep_fraction` of its size (a
-    concept cut in two by another in front of it keeps both halves)."""
-    cv2 = _cv2()
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
-    if count <= 1:
-        return np.zeros(mask.shape, bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = [i + 1 for i, a in enumerate(areas) if a >= keep_fraction * areas.max()]
-    return np.isin(labels, keep)
-
-
-def fill_holes(mask: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Close the holes of `mask` (background regions it encloses), but only with `free`
-    pixels: another concept seen through a hole keeps its pixels."""
-    cv2 = _cv2()
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:
-        return mask.copy()
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    holes = sorted(set(range(1, count)) - set(np.unique(edge).tolist()))
-    return mask | (np.isin(labels, holes) & free) if holes else mask.copy()
-
-
 def clean_labels(labels: np.ndarray, count: int) -> np.ndarray:
     """Per concept: specks dropped, holes closed with unclaimed pixels. Stays exclusive."""
     out = np.zeros_like(labels)
     for i in range(count):
-        kept = drop_specks(labels == i + 1)
+        kept = keep_main_component(labels == i + 1, keep_fraction=0.2)
         out[kept] = i + 1
     for i in range(count):
-        filled = fill_holes(out == i + 1, out == 0)
+        filled = fill_holes(out == i + 1, free=out == 0)
         out[filled] = i + 1
     return out
 

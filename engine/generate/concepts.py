@@ -11,13 +11,21 @@ them (engine.generate.loading).
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
-from engine.train import MANIFEST_NAME, ConceptRef, PromptStrategies, RunPaths, read_manifest
+from engine.train import (
+    MANIFEST_NAME,
+    ConceptRef,
+    PromptStrategies,
+    RunPaths,
+    export_fingerprint,
+    read_manifest,
+)
 
 if TYPE_CHECKING:
     from engine.project import Project, Run
@@ -55,8 +63,20 @@ class RunConcepts:
     concepts: tuple[ConceptInfo, ...]
     global_token: str | None
     strategies: PromptStrategies
-    fingerprint: str  # of the weight and token files' bytes: tells two exports apart
     manifest: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Of the weight and token files' bytes: tells two exports apart. The export stored
+        it in the manifest; an export written before that is hashed once, on first use (by
+        the job that generates, never by a page reading the concepts), and the value stored
+        in its manifest for the next read."""
+        stored = self.manifest.get("fingerprint")
+        if isinstance(stored, str) and stored:
+            return stored
+        value = export_fingerprint([self.weights_file, *self.token_files.values()])
+        _store_fingerprint(self.export_dir, value)
+        return value
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -96,14 +116,18 @@ def _strategies(manifest: dict[str, Any], global_token: str | None) -> PromptStr
     return PromptStrategies(**values)
 
 
-def _fingerprint(files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+def _store_fingerprint(export_dir: Path, value: str) -> None:
+    """Keep a computed fingerprint in an older export's manifest (atomically); a folder that
+    cannot be written keeps working, it is hashed again next time."""
+    from engine.atomic import atomic_write_text
+
+    try:
+        manifest = read_manifest(export_dir)
+        manifest["fingerprint"] = value
+        atomic_write_text(export_dir / MANIFEST_NAME,
+                          json.dumps(manifest, indent=1, ensure_ascii=False))
+    except (OSError, InputError):
+        pass
 
 
 def read_run_export(export_dir: Path, run_id: int | None = None, kind: str | None = None,
@@ -141,8 +165,7 @@ def read_run_export(export_dir: Path, run_id: int | None = None, kind: str | Non
         kind=str(kind or manifest.get("kind") or "custom-diffusion"),
         profile=str(run_profile), export_dir=export_dir, weights_file=weights,
         token_files=token_files, concepts=tuple(concepts), global_token=global_token,
-        strategies=_strategies(manifest, global_token),
-        fingerprint=_fingerprint([weights, *token_files.values()]), manifest=manifest)
+        strategies=_strategies(manifest, global_token), manifest=manifest)
 
 
 def _export_of(project: Project, run: Run) -> Path:

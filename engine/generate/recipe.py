@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.image_files import MAX_RECIPE_CHARS, RECIPE_FORMAT, parse_recipe_json, recipe_chunk
+from engine.image_files import RECIPE_KEY as PNG_RECIPE_KEY
 
-RECIPE_FORMAT = "mycanvas-recipe"
 RECIPE_VERSION = 1
-PNG_RECIPE_KEY = "mycanvas_recipe"
 PNG_PARAMETERS_KEY = "parameters"
 MAX_SEED = 2**63 - 1  # a catalogue INTEGER
 MAX_SIDE = 4096
@@ -34,8 +34,6 @@ MAX_SIDE = 4096
 MAX_PROMPT_CHARS = 2000
 MAX_NAME_CHARS = 256  # scheduler, profile, device, versions...
 MAX_PATH_CHARS = 4096
-MAX_RECIPE_CHARS = 64_000  # the recipe's JSON text
-MAX_NESTING = 6  # recipe > layout > boxes > box is 4 levels
 MAX_BOXES = 64
 _TEXT_LIMITS = {"prompt": MAX_PROMPT_CHARS, "negative_prompt": MAX_PROMPT_CHARS}
 
@@ -75,29 +73,6 @@ def check_text_size(value: str, field: str, where: str, limit: int = MAX_PROMPT_
     if len(value) > limit:
         raise InputError(f"{where}: {field} is {len(value):,} characters long; at most "
                          f"{limit:,} are allowed")
-
-
-def nesting_depth(text: str) -> int:
-    """How deeply the JSON `text` nests arrays and objects, without parsing it (a parser
-    recurses once per level and runs out of stack on a hostile file)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 @dataclass(frozen=True)
@@ -256,27 +231,11 @@ class Recipe:
 
 def recipe_from_png(path: Path) -> Recipe:
     """The recipe a PNG we generated carries in its text chunk (read within the limits of
-    engine.image_files: chunk sizes, decompression, image size)."""
-    from engine.image_files import png_text
-
-    text = png_text(path)
-    if PNG_RECIPE_KEY not in text:
+    engine.image_files: chunk sizes, decompression, image size, the recipe's size)."""
+    data = recipe_chunk(path)
+    if data is None:
         raise InputError(f"{path} carries no MyCanvas recipe (was it made by MyCanvas Studio?)")
-    return _parse(text[PNG_RECIPE_KEY], path)
-
-
-def parse_recipe_json(text: str, where: str | Path) -> Any:
-    """The JSON values of a recipe's text, its size and nesting checked before parsing."""
-    if len(text) > MAX_RECIPE_CHARS:
-        raise InputError(f"{where}: the recipe is {len(text):,} characters long; at most "
-                         f"{MAX_RECIPE_CHARS:,} are read")
-    if nesting_depth(text) > MAX_NESTING:
-        raise InputError(f"{where}: the recipe nests more than {MAX_NESTING} levels deep; "
-                         "it is not a MyCanvas recipe")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"{where}: the recipe is not valid JSON ({exc})") from exc
+    return Recipe.from_dict(data, str(path))
 
 
 def _parse(text: str, where: Path) -> Recipe:

@@ -62,14 +62,10 @@ def model_info(setup: StageSetup, folder: Path) -> dict[str, str]:
 
 
 def _to_uint8(images: Any, plan: DevicePlan) -> Any:
-    import numpy as np
+    """The stored pixels (tests wrap this to see the floats)."""
+    from engine.device import uint8_pixels
 
-    from engine.device import invalid_image_error
-
-    array = np.asarray(images[0], dtype=np.float32)
-    if not np.isfinite(array).all():
-        raise invalid_image_error("Generation", plan)
-    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    return uint8_pixels(images, plan, "Generation")
 
 
 class GenerationModel(PipelineRunner):

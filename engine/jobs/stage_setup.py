@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from engine.jobs.declaration import ModelParams, StageParams
 from engine.jobs.warm_cache import ModelKey
 
 if TYPE_CHECKING:
@@ -44,7 +43,19 @@ class StageSetup:
         return resolve_role(self.profile, role, self.overrides)
 
 
-def resolve_stage(params: ModelParams, settings: Settings | None = None) -> StageSetup:
+class ModelChoice(Protocol):
+    """What a job's parameters say about its models (ModelParams; a job without a project,
+    like preparing OpenVINO, declares the same fields)."""
+
+    @property
+    def profile(self) -> str | None: ...
+
+    @property
+    def overrides(self) -> dict[str, str] | None: ...
+
+
+def resolve_stage(params: ModelChoice, settings: Settings | None = None) -> StageSetup:
+    """The job's profile, model overrides and (for a job that declares `device`) device plan."""
     from engine.models.profiles import get_profile
     from engine.settings import load_settings
 
@@ -52,9 +63,9 @@ def resolve_stage(params: ModelParams, settings: Settings | None = None) -> Stag
     profile = get_profile(params.profile or settings.profile or None)
     overrides = dict(settings.role_overrides if params.overrides is None else params.overrides)
     device = None
-    if isinstance(params, StageParams):
+    if hasattr(params, "device"):  # StageParams, or a job that declares the same field
         from engine.device import plan_device
 
-        device = plan_device(params.device or settings.device,
+        device = plan_device(getattr(params, "device", None) or settings.device,
                              precision=settings.precision)
     return StageSetup(profile, overrides, settings, device)

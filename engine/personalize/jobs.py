@@ -13,10 +13,51 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.jobs.declaration import JobDeclaration, JobResult, StageParams, param
+from engine.score.jobs import SCORING_ROLES
 
 PRESETS = ("quick", "standard", "best")
-# The chain's stages in order, as named in plans, progress messages and results.
-STAGES = ("segment", "plan", "dataset", "train", "generate", "score")
+
+
+@dataclass(frozen=True)
+class ChainStage:
+    """One stage of the chain, declared once: the plan's rows, the progress bar's labels, the
+    model check and the result's stage names all read CHAIN (engine/README.md, "Adding a
+    stage", lists what else a stage inside the chain touches)."""
+
+    name: str  # as in plans, progress messages and results
+    title: str  # the plan's row, for people
+    label: str  # the progress bar's short word
+    roles: tuple[str, ...] = ()  # the models it loads
+    optional_models: bool = False  # runs without them (a fallback), or is skipped
+
+    @property
+    def needed_roles(self) -> tuple[str, ...]:
+        """The roles it cannot run without."""
+        return () if self.optional_models else self.roles
+
+
+# The chain's stages in order. Segmentation falls back to GrabCut without SAM; scoring is
+# skipped without its models.
+CHAIN = (
+    ChainStage("segment", "Find the concepts in their photos", "Masks", ("segmenter",),
+               optional_models=True),
+    ChainStage("plan", "Plan layouts", "Layouts", ("planner",)),
+    ChainStage("dataset", "Build the dataset", "Dataset", ("inpaint",)),
+    ChainStage("train", "Train the concepts", "Training", ("base",)),
+    ChainStage("generate", "Generate pictures from the layouts", "Pictures", ("base",)),
+    ChainStage("score", "Score the pictures", "Scores", SCORING_ROLES, optional_models=True),
+)
+STAGES = tuple(stage.name for stage in CHAIN)
+_BY_NAME = {stage.name: stage for stage in CHAIN}
+
+
+def chain_stage(name: str) -> ChainStage:
+    return _BY_NAME[name]
+
+
+def chain_roles() -> tuple[str, ...]:
+    """Every model role the chain may load, in the chain's order, once each."""
+    return tuple(dict.fromkeys(role for stage in CHAIN for role in stage.roles))
 
 
 @dataclass(frozen=True, kw_only=True)

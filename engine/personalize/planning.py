@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine.models.profiles import download_mb
 from engine.personalize.costs import DATASET_STRENGTH, cost_table, disk_sizes
-from engine.personalize.jobs import Plan, StagePlan
+from engine.personalize.jobs import Plan, StagePlan, chain_stage
 from engine.personalize.presets import PresetSettings, device_kind, settings_for
 from engine.personalize.state import BATCH_PREFIX, ChainState
 
@@ -27,18 +27,7 @@ if TYPE_CHECKING:
     from engine.personalize.calibration import Calibration
     from engine.personalize.jobs import PersonalizeParams
 
-TITLES = {
-    "segment": "Find the concepts in their photos",
-    "plan": "Plan layouts",
-    "dataset": "Build the dataset",
-    "train": "Train the concepts",
-    "generate": "Generate pictures from the layouts",
-    "score": "Score the pictures",
-}
-# The model each stage cannot run without (segmentation falls back to GrabCut without SAM;
-# scoring is skipped without its models).
-NEEDS = {"plan": "planner", "dataset": "inpaint", "train": "base", "generate": "base"}
-SCORING_ROLES = ("clip", "detector")
+SCORING_ROLES = chain_stage("score").roles
 
 
 def run_key(settings: PresetSettings, seed: int) -> str:
@@ -72,7 +61,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
 
     def add(stage: str, unit: str, target: int, done: int, count: int, seconds: float,
             disk_bytes: float, note: str = "", rebuilds: int = 0) -> None:
-        stages.append(StagePlan(stage, TITLES[stage], unit, target, done, count,
+        stages.append(StagePlan(stage, chain_stage(stage).title, unit, target, done, count,
                                 round(seconds, 1) if count else 0.0,
                                 int(disk_bytes) if count else 0, note, rebuilds))
 
@@ -136,7 +125,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     add("score", "pictures", s.pictures, max(0, min(made, s.pictures) - unscored), todo,
         costs.score.seconds(todo), 0, note)
 
-    needed = {NEEDS[p.stage] for p in stages if p.runs and p.stage in NEEDS}
+    needed = {r for p in stages if p.runs for r in chain_stage(p.stage).needed_roles}
     missing = [r for r in state.missing_models if r in needed or r in SCORING_ROLES]
     total_disk = sum(p.disk_bytes for p in stages)
     download = download_mb(profile, missing)
@@ -152,7 +141,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
 
 def needed_missing(plan: Plan) -> list[str]:
     """The missing models the stages that will run cannot do without."""
-    needed = {NEEDS[p.stage] for p in plan.stages if p.runs and p.stage in NEEDS}
+    needed = {r for p in plan.stages if p.runs for r in chain_stage(p.stage).needed_roles}
     return [r for r in plan.missing_models if r in needed]
 
 

@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from engine.jobs import EtaEstimator, JobContext, StageContext
 
 SCALE = 1000  # the bar's total: per mille of the estimated time
-LABELS = {"segment": "Masks", "plan": "Layouts", "dataset": "Dataset", "train": "Training",
-          "generate": "Pictures", "score": "Scores"}
+
+
+def _label(stage: str) -> str:
+    from engine.personalize.jobs import STAGES, chain_stage
+
+    return chain_stage(stage).label if stage in STAGES else stage
 
 
 @dataclass
@@ -67,7 +71,7 @@ class ChainProgress:
         span = _Span(whole_span.start + whole_span.weight * part[0],
                      whole_span.weight * (part[1] - part[0]), whole_span.index)
         state = _Phases(phases)
-        label = LABELS.get(stage, stage)
+        label = _label(stage)
 
         def on_progress(step: int, total: int, message: str) -> None:
             if total != state.total:
@@ -98,7 +102,7 @@ class ChainProgress:
         if span is None:
             return
         end = span.start + span.weight
-        label = LABELS.get(stage, stage)
+        label = _label(stage)
         self._report(end, end, 0.0, f"[{span.index}/{self.stages}] {label}: {message}")
 
     def _report(self, done: float, part_end: float, left_in_part: float | None,

@@ -182,24 +182,6 @@ def _run_state(project: Project, book: ChainBook, profile: Profile | None) -> Ru
     return RunState(book.run_id, run.status, steps, min(done, steps), book.run_key, noise)
 
 
-def missing_roles(profile: Profile, overrides: dict[str, str], roles: tuple[str, ...]
-                  ) -> tuple[str, ...]:
-    """Roles whose weights would have to be downloaded (test models and the planner's
-    package are made on this computer on first use)."""
-    from engine.models import gguf
-    from engine.models.profiles import role_status
-
-    out = []
-    for role in roles:
-        spec = profile.role(role)
-        if not overrides.get(role) and (spec.tiny or (spec.package and
-                                                      gguf.package_available())):
-            continue
-        if not role_status(profile, role, overrides).present:
-            out.append(role)
-    return tuple(out)
-
-
 def read_chain_state(project: Project, profile: Profile | None = None,
                      overrides: dict[str, str] | None = None, *,
                      check_models: bool = True) -> ChainState:
@@ -244,8 +226,10 @@ def read_chain_state(project: Project, profile: Profile | None = None,
                 run.run_id, ids))
     missing: tuple[str, ...] = ()
     if profile is not None and check_models:
-        missing = missing_roles(profile, dict(overrides or {}),
-                                ("segmenter", "planner", "inpaint", "base", "clip", "detector"))
+        from engine.models.profiles import missing_roles
+        from engine.personalize.jobs import chain_roles
+
+        missing = missing_roles(profile, chain_roles(), dict(overrides or {}))
     free = free_bytes(project.root)
     return ChainState(
         concepts=len(concepts), photos=photos, photos_to_segment=todo,

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from engine.paths import RESOURCES
 from engine.plan.layout_solver import Relation
-from engine.plan.noun_phrases import head_modifiers, introduced_objects, is_place
+from engine.plan.noun_phrases import head_modifiers, introduced_objects, is_place, mentions
 from engine.text import article_problems, with_article
 
 PROMPTS_DIR = RESOURCES / "prompts"
@@ -152,7 +152,8 @@ def clean_label(text: str) -> str:
     """
     if not isinstance(text, str):
         return "object"
-    norm = unicodedata.normalize("NFKC", text).lower()
+    # The curly apostrophe is the straight one ("mom’s bag" is "mom's bag", not "mom s bag").
+    norm = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
     kept = "".join(ch if ch.isalnum() or ch in "-'" else " " for ch in norm)
     words = kept.split()
     label = " ".join(words)[:LABEL_MAX_LEN].strip(" -'")
@@ -173,16 +174,6 @@ def object_labels(concepts: Sequence[tuple[str, str]]) -> list[str]:
             seen[label] = seen.get(label, 0) + 1
             labels[i] = f"{label} {seen[label]}"
     return labels
-
-
-@lru_cache(maxsize=1024)
-def _label_pattern(label: str) -> re.Pattern[str]:
-    body = r"\s+".join(re.escape(w) for w in label.split())
-    return re.compile(rf"(?<![\w-]){body}(?P<plural>s|es)?(?![\w-])", re.IGNORECASE)
-
-
-def mentions(text: str, label: str) -> list[re.Match[str]]:
-    return list(_label_pattern(label).finditer(text))
 
 
 def names_every_object(caption: str, labels: Sequence[str]) -> bool:

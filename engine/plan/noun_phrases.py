@@ -63,13 +63,23 @@ def _is_word(match: re.Match[str]) -> bool:
     return match.group(0)[0].isalnum()
 
 
+@lru_cache(maxsize=1024)
+def label_pattern(label: str) -> re.Pattern[str]:
+    """Where a text mentions `label` (an object's label, a scene's word): its words with any
+    white space between them, alone or with a plural ending, in any case. The straight and
+    the curly apostrophe are one letter here ("mom's bag" is found in "mom’s bag" and the
+    other way round), however the label or the text writes it."""
+    words = label.replace("’", "'").split()
+    body = r"\s+".join(re.escape(w).replace("'", "['’]") for w in words)
+    return re.compile(rf"(?<![\w-]){body}(?P<plural>s|es)?(?![\w-])", re.IGNORECASE)
+
+
+def mentions(text: str, label: str) -> list[re.Match[str]]:
+    return list(label_pattern(label).finditer(text))
+
+
 def _label_spans(text: str, labels: Sequence[str]) -> list[tuple[int, int]]:
-    spans = []
-    for label in labels:
-        body = r"\s+".join(re.escape(w) for w in label.split())
-        pattern = rf"(?<![\w-]){body}(?:s|es)?(?![\w-])"
-        spans += [m.span() for m in re.finditer(pattern, text.replace("’", "'"), re.IGNORECASE)]
-    return spans
+    return [m.span() for label in labels for m in mentions(text, label)]
 
 
 def _phrase(tokens: list[re.Match[str]], start: int, words: SceneWords) -> list[re.Match[str]]:

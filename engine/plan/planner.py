@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError, ModelMissingError
-from engine.masks import image_to_mask, mask_box
+from engine.masks import mask_box
 from engine.plan.answers import FallbackScene, object_labels, object_list, vocabulary
 from engine.plan.layout_solver import LayoutSolver, Relation, Solution, SolverConfig, SolverObject
 from engine.plan.llm import (
@@ -216,17 +216,18 @@ def describe_layout(solution: Solution, labels: Sequence[str], scene: FallbackSc
 def cutout_aspect(project: Project, concept_id: int) -> float | None:
     """Median width/height of the visible pixels of the concept's current cut-outs (newest
     photos first), else of its masks; None when it has neither or none can be read."""
-    from PIL import Image
+    from engine.masks import read_cutout, read_mask
 
     current = project.current_masks(concept_id)
     aspects = []
     for photo_id in sorted(current, reverse=True)[:_CUTOUTS_PER_CONCEPT]:
         mask = current[photo_id]
-        rel = mask.cutout_file or mask.file
         try:
-            with Image.open(project.abspath(rel)) as im:
-                band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
-                box = mask_box(image_to_mask(band))
+            if mask.cutout_file:
+                cutout = read_cutout(project.abspath(mask.cutout_file), mask.cutout_file)
+                box = (0, 0, *cutout.size) if cutout else None
+            else:
+                box = mask_box(read_mask(str(project.abspath(mask.file))))
         except Exception:  # an unreadable file only costs us its aspect
             continue
         if box:

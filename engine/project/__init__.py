@@ -6,7 +6,7 @@ The gallery's data is on Project too: `gallery(GalleryQuery(...))`, `set_favouri
 gallery_export.py).
 """
 
-from engine.project.catalogue import Project, concept_dir_name
+from engine.project.catalogue import TOKEN_PATTERN, Project, concept_dir_name, concept_token
 from engine.project.class_words import check_class_word, class_word_problem
 from engine.project.connection import CATALOGUE_NAME
 from engine.project.gallery import ConceptScore, GalleryImage, prompt_concepts
@@ -45,6 +45,7 @@ __all__ = [
     "RUN_STATUSES",
     "SCORE_METRICS",
     "SORTS",
+    "TOKEN_PATTERN",
     "TRASH_VIEWS",
     "Concept",
     "ConceptScore",
@@ -63,6 +64,7 @@ __all__ = [
     "check_class_word",
     "class_word_problem",
     "concept_dir_name",
+    "concept_token",
     "exclusive",
     "exclusive_refusal",
     "held",

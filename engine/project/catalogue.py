@@ -23,7 +23,7 @@ import re
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,10 +47,25 @@ from engine.project.trash import TrashRecords
 
 SUBFOLDERS: tuple[str, ...] = ("files", "runs")
 NAME_MAX_LEN = 64
-_TOKEN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
+# What a concept token looks like ("<mochi>"): the catalogue refuses others, and the window
+# checks a typed token against the same pattern.
+TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Control characters, lone surrogates and line/paragraph separators break one-line labels.
 _BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def concept_token(name: str, taken: Iterable[str]) -> str:
+    """The token a concept called `name` gets ("<mochi>"), numbered when `taken` holds it
+    ("<mochi2>"); the window proposes the same one before the concept is added."""
+    # No dots: "nul.txt" must not yield a folder name Windows reserves (see concept_dir_name).
+    base = safe_component(name, fallback="concept", max_len=32).replace(".", "-")
+    base = base.strip("-_") or "concept"
+    used = set(taken)
+    token, n = f"<{base}>", 2
+    while token in used:
+        token, n = f"<{base}{n}>", n + 1
+    return token
 
 
 def clean_label(value: Any, what: str, max_len: int = NAME_MAX_LEN) -> str:
@@ -349,14 +364,7 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
     # ------------------------------------------------------------------ concepts
 
     def _unique_token(self, conn: sqlite3.Connection, name: str) -> str:
-        # No dots: "nul.txt" must not yield a folder name Windows reserves (see concept_dir_name).
-        base = safe_component(name, fallback="concept", max_len=32).replace(".", "-")
-        base = base.strip("-_") or "concept"
-        taken = {row[0] for row in conn.execute("SELECT token FROM concepts")}
-        token, n = f"<{base}>", 2
-        while token in taken:
-            token, n = f"<{base}{n}>", n + 1
-        return token
+        return concept_token(name, (row[0] for row in conn.execute("SELECT token FROM concepts")))
 
     def _check_name_free(self, conn: sqlite3.Connection, name: str, own_id: int | None) -> None:
         # The column is COLLATE NOCASE, so this comparison ignores ASCII case.
@@ -367,7 +375,7 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
     def add_concept(self, name: str, class_word: str, token: str | None = None) -> Concept:
         clean_name = clean_label(name, "Concept name")
         clean_class = check_class_word(class_word)
-        if token is not None and (not isinstance(token, str) or not _TOKEN.match(token)):
+        if token is not None and (not isinstance(token, str) or not TOKEN_PATTERN.match(token)):
             raise InputError(
                 f"Concept token {token!r} must look like <name>: lowercase letters, digits, "
                 "'-' or '_' inside angle brackets"

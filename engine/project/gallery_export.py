@@ -25,12 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine.atomic import atomic_write_bytes, atomic_write_text
 from engine.errors import InputError, ProjectError
+from engine.image_files import RECIPE_KEY, recipe_chunk
 from engine.paths import safe_component
 from engine.project.gallery import GalleryImage, generation_ids
-
-# The generate stage's chunk name (engine/generate/recipe.py PNG_RECIPE_KEY): one name, so
-# every MyCanvas PNG carries its recipe the same way.
-RECIPE_KEY = "mycanvas_recipe"
 
 
 @dataclass(frozen=True)
@@ -60,17 +57,9 @@ def recipe_of(image: GalleryImage, project_name: str) -> dict[str, Any]:
 
 def read_recipe(png: str | Path) -> dict[str, Any]:
     """The recipe stored in an exported PNG (InputError if it holds none)."""
-    from engine.image_files import png_text
-
-    text = png_text(png).get(RECIPE_KEY)
-    if not text:
+    recipe = recipe_chunk(png)
+    if recipe is None:
         raise InputError(f"{png} holds no MyCanvas recipe")
-    try:
-        recipe = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"{png}: its recipe is not valid JSON") from exc
-    if not isinstance(recipe, dict):
-        raise InputError(f"{png}: its recipe is not a JSON object")
     return recipe
 
 

@@ -19,12 +19,9 @@ from typing import Any, Protocol
 
 from engine.atomic import file_sha256
 from engine.errors import InputError
-from engine.image_files import png_text
+from engine.image_files import RECIPE_FORMAT, recipe_chunk
 from engine.project.schema import FILE_COLUMNS
 
-RECIPE_KEY = "mycanvas_recipe"  # the generate stage's PNG chunk (engine.generate.recipe)
-RECIPE_FORMAT = "mycanvas-recipe"
-_MAX_RECIPE_CHARS = 64_000
 _MAX_PROMPT_CHARS = 2000
 _MAX_ID = 2**63 - 1
 
@@ -122,16 +119,10 @@ def drop_rows_without_files(root: Path, dest: Path, report: FileReport) -> None:
 def recipe_row(path: Path) -> dict[str, Any] | None:
     """The generation row a picture's recipe chunk describes; None when it carries none.
     InputError when the chunk is there but unsound (too big, not JSON, fields wrong)."""
-    text = png_text(path).get(RECIPE_KEY)
-    if text is None:
+    recipe = recipe_chunk(path)
+    if recipe is None:
         return None
-    if len(text) > _MAX_RECIPE_CHARS:
-        raise InputError(f"{path}: its recipe is {len(text):,} characters long")
-    try:
-        recipe = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: its recipe is not valid JSON") from exc
-    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
+    if recipe.get("format") != RECIPE_FORMAT:
         raise InputError(f"{path}: its recipe is not a MyCanvas recipe")
     prompt, seed, run_id = recipe.get("prompt"), recipe.get("seed"), recipe.get("run_id")
     if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > _MAX_PROMPT_CHARS:

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from engine.jobs.declaration import JobDeclaration, JobResult, StageParams, param
 from engine.score.definitions import DEFAULT_THRESHOLD, TEST_MODEL_NOTE
 
+# The profile roles scoring loads: CLIP and OWL-ViT (the chain and the window read this).
+SCORING_ROLES = ("clip", "detector")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ScoreParams(StageParams):

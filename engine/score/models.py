@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.score.jobs import SCORING_ROLES
+
 if TYPE_CHECKING:
     from engine.jobs import JobContext
     from engine.jobs.stage_setup import StageSetup
     from engine.score.detection import OwlDetector
     from engine.score.embedding import ClipEmbedder
-
-SCORING_ROLES = ("clip", "detector")
 
 
 def scoring_models_present(profile: str | None = None,
@@ -20,19 +20,13 @@ def scoring_models_present(profile: str | None = None,
     """Whether both scoring models can be loaded without a download (a test profile's tiny
     models count: they are built on first use). The generate stage scores its pictures
     when this is true. `profile` and `overrides` default to the user's settings."""
-    from engine.models.profiles import get_profile, role_status
+    from engine.models.profiles import get_profile, missing_roles
     from engine.settings import load_settings
 
     settings = load_settings()
     prof = get_profile(profile or settings.profile or None)
     roles = dict(settings.role_overrides if overrides is None else overrides)
-    for role in SCORING_ROLES:
-        spec = prof.role(role)
-        if spec.tiny and role not in roles:
-            continue
-        if not role_status(prof, role, roles).present:
-            return False
-    return True
+    return not missing_roles(prof, SCORING_ROLES, roles)
 
 
 def uses_test_models(setup: StageSetup) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.errors import InputError
 from engine.project import Project, Score
 from engine.score.detection import Detection, OwlDetector, detector_query
 from engine.score.embedding import ClipEmbedder, on_grey_square
@@ -29,8 +30,6 @@ from engine.score.metrics import (
 
 if TYPE_CHECKING:
     from PIL import Image
-
-_ALPHA_CUT = 128  # a cut-out's pixels at or above this alpha are the object
 
 
 @dataclass(frozen=True)
@@ -82,17 +81,12 @@ class ReferenceBank:
         return np.array([self.cache[(kind, f)] for f in files]) if files else np.zeros((0, 0))
 
     def _cutout(self, rel: str) -> Image.Image:
-        from PIL import Image, UnidentifiedImageError
+        from engine.masks import read_cutout
 
-        from engine.errors import InputError
-
-        try:
-            with Image.open(self.project.abspath(rel)) as im:
-                rgba = im.convert("RGBA")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InputError(f"The cut-out {rel} cannot be read ({exc})") from exc
-        box = rgba.getchannel("A").point(lambda a: 255 if a >= _ALPHA_CUT else 0).getbbox()
-        return rgba.crop(box) if box else rgba
+        image = read_cutout(self.project.abspath(rel), rel)
+        if image is None:
+            raise InputError(f"The cut-out {rel} is empty (fully transparent)")
+        return image
 
 
 @dataclass(frozen=True)

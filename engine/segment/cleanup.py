@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from engine.masks import mask_box
+from engine.masks import fill_holes, keep_main_component, mask_box
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -25,39 +25,6 @@ def _cv2():
 
     cv2.setNumThreads(1)  # the job already owns a core; OpenCV's pool only oversubscribes
     return cv2
-
-
-def _labels_at(labels: np.ndarray, points: Sequence[Point]) -> set[int]:
-    h, w = labels.shape
-    out = set()
-    for x, y in points:
-        xi, yi = round(float(x)), round(float(y))
-        if 0 <= xi < w and 0 <= yi < h:
-            out.add(int(labels[yi, xi]))
-    return out
-
-
-def keep_main_component(mask: np.ndarray, positive: Sequence[Point] = ()) -> np.ndarray:
-    """The largest 8-connected part, plus every part a positive click lies in."""
-    cv2 = _cv2()
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
-    if count <= 1:
-        return np.zeros(mask.shape, bool)
-    keep = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
-    keep |= _labels_at(labels, positive) - {0}
-    return np.isin(labels, sorted(keep))
-
-
-def fill_holes(mask: np.ndarray, keep_open: Sequence[Point] = ()) -> np.ndarray:
-    """Fill background regions enclosed by the mask, except those holding a negative click."""
-    cv2 = _cv2()
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:
-        return mask.copy()
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    outside = set(np.unique(edge).tolist()) | _labels_at(labels, keep_open)
-    holes = [label for label in range(1, count) if label not in outside]
-    return mask | np.isin(labels, holes) if holes else mask.copy()
 
 
 def smooth(mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -95,17 +62,6 @@ def clean_mask(mask: np.ndarray, *, positive: Sequence[Point] = (),
 
 
 BAND_ROWS = 512  # rows per band of full-resolution float work: ~8 MB at 4000 px wide
-
-
-def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A mask from a work copy scaled up to the photo's (width, height) with smooth edges,
-    in uint8 (a 48-megapixel mask costs 2 x 48 MB, not the 4 x 192 MB of float arrays)."""
-    w, h = size
-    if mask.shape == (h, w):
-        return mask.astype(bool)
-    small = np.where(mask, np.uint8(255), np.uint8(0))
-    up = _cv2().resize(small, (w, h), interpolation=_cv2().INTER_LINEAR)
-    return up >= 128
 
 
 def _blur_radius(sigma: float) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.errors import InputError, ModelMissingError
 from engine.masks import resize_mask
-from engine.segment.cleanup import Box, Point, clean_mask, upsample_mask
+from engine.segment.cleanup import Box, Point, clean_mask
 from engine.segment.jobs import METHODS
 
 if TYPE_CHECKING:
@@ -364,7 +364,7 @@ def _result(segmenter: Segmenter, soft: np.ndarray, prompt: Prompt | None, size:
         hard = clean_mask(hard, positive=prompt.positive, negative=prompt.negative, box=prompt.box)
     # The mask is made on the bounded work copy and scaled up in uint8 (a 48-megapixel photo
     # would need ~1 GB of float arrays otherwise).
-    return SegmentResult(mask=upsample_mask(hard, size), method=method,
+    return SegmentResult(mask=resize_mask(hard, size), method=method,
                          fallback=segmenter.fallback, label=segmenter.label, score=score,
                          low_res_logits=None if low_res is None else np.asarray(low_res))
 

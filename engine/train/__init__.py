@@ -35,7 +35,7 @@ need it.
 from typing import TYPE_CHECKING
 
 from engine.lazy import lazy_exports
-from engine.train.export import MANIFEST_NAME, WEIGHTS_NAME, read_manifest
+from engine.train.export import MANIFEST_NAME, WEIGHTS_NAME, export_fingerprint, read_manifest
 from engine.train.jobs import TRAIN, TrainedRun, TrainParams
 from engine.train.prompts import ConceptRef, PromptStrategies, training_prompt
 from engine.train.runs import (
@@ -121,6 +121,7 @@ __all__ = [
     "draw_latents",
     "encode_latent_stats",
     "export_concepts",
+    "export_fingerprint",
     "latest_checkpoint",
     "latest_resumable_run",
     "latest_unfinished_run",

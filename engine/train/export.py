@@ -51,6 +51,21 @@ def token_file_name(token: str) -> str:
     return f"{safe_component(token.strip('<>'), fallback='token')}.safetensors"
 
 
+def export_fingerprint(files: list[Path]) -> str:
+    """What tells two exports apart: a hash of the weight and token files' names and bytes
+    (weights first, then the tokens in the manifest's order). Computed once, when the folder
+    is written, and kept in the manifest: reading a run never hashes its weights again."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def processor_state(kv_weights: dict[str, Any], processor_names: list[str]) -> dict[str, Any]:
     """diffusers' Custom Diffusion state dict from '<attn>.to_k' / '<attn>.to_v' weights."""
     import torch
@@ -89,8 +104,10 @@ def export_concepts(model: Any, out_dir: Path, manifest: dict[str, Any]) -> Path
             files[token] = token_file_name(token)
             save_file({token: row.float().contiguous()}, str(temp / files[token]),
                       metadata={"format": "pt"})
+        fingerprint = export_fingerprint([temp / WEIGHTS_NAME,
+                                          *(temp / name for name in files.values())])
         full = {**manifest, "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-                "weights": WEIGHTS_NAME, "token_files": files}
+                "weights": WEIGHTS_NAME, "token_files": files, "fingerprint": fingerprint}
         (temp / MANIFEST_NAME).write_text(json.dumps(full, indent=1, ensure_ascii=False),
                                           encoding="utf-8")
         for entry in temp.iterdir():

@@ -47,7 +47,7 @@ def test_extract_keeps_a_box_through_a_rename_and_types_into_a_new_row(make_wind
     page.table.item(0, 1).setText("cat")
     concept = page.concepts_param()[0]
     assert concept["name"] == "Mochi the cat" and concept["class_word"] == "cat"
-    x0, y0, x1, y1 = concept["box"]
     w, h = page.photo_size
-    assert abs(x0 / w - 0.3) < 0.02 and abs(y1 / h - 0.9) < 0.02
+    box = [v / side for v, side in zip(concept["box"], (w, h, w, h), strict=True)]
+    assert all(abs(a - b) < 0.02 for a, b in zip(box, (0.3, 0.1, 0.9, 0.9), strict=True))
     assert canvas.labels[canvas.names[0]] == "Mochi the cat"  # drawn under its new name

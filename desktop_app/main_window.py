@@ -46,7 +46,7 @@ from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.project_watch import ProjectWatcher
 from desktop_app.state.thumbnails import BackgroundLoader
-from desktop_app.widgets.concept_drop import paths_from_mime
+from desktop_app.widgets.concept_drop import accept_as_copy, paths_from_mime
 from desktop_app.widgets.concepts_view import ConceptList
 from desktop_app.widgets.jobs_panel import JobsPanel
 from desktop_app.widgets.models_banner import ModelsBanner
@@ -361,13 +361,14 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ drops
 
     def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
+        accept_as_copy(event)
+
+    def dragMoveEvent(self, event) -> None:
+        accept_as_copy(event)
 
     def dropEvent(self, event) -> None:
         paths = paths_from_mime(event.mimeData())
-        if paths:
-            event.acceptProposedAction()
+        if paths and accept_as_copy(event):
             self.drop_files(paths, None)
 
     def drop_files(self, paths: list[Path], concept_id: int | None) -> None:

@@ -6,11 +6,14 @@ CP filter, the prompt completer, a brush stroke's journal entry, what a project 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, Qt
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton
 
-from qt_helpers import drag  # isort: skip
+from qt_helpers import drag, wait_for_jobs  # isort: skip
 
 
 def _activate(qtbot, window) -> None:
@@ -51,3 +54,59 @@ def test_extract_keeps_a_box_through_a_rename_and_types_into_a_new_row(make_wind
     box = [v / side for v, side in zip(concept["box"], (w, h, w, h), strict=True)]
     assert all(abs(a - b) < 0.02 for a, b in zip(box, (0.3, 0.1, 0.9, 0.9), strict=True))
     assert canvas.labels[canvas.names[0]] == "Mochi the cat"  # drawn under its new name
+
+
+# ---------------------------------------------------------------------- 5. Drops
+
+
+def _drop_offering_move(target, paths: list[Path],
+                        pos: QPoint | None = None) -> tuple[bool, Qt.DropAction]:
+    """A drop from a file manager that offers Copy and Move and proposes Move (Shift held):
+    (accepted, the action the target chose)."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    point = QPointF(pos if pos is not None else target.rect().center())
+    actions = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
+    button, shift = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier
+    enter = QDragEnterEvent(point.toPoint(), actions, mime, button, shift)
+    QApplication.sendEvent(target, enter)
+    move = QDragMoveEvent(point.toPoint(), actions, mime, button, shift)
+    QApplication.sendEvent(target, move)
+    assert move.proposedAction() == Qt.DropAction.MoveAction
+    assert move.dropAction() == Qt.DropAction.CopyAction  # what the cursor shows meanwhile
+    drop = QDropEvent(point, actions, mime, button, shift)
+    QApplication.sendEvent(target, drop)
+    return drop.isAccepted(), drop.dropAction()
+
+
+def test_drops_are_copies_and_the_name_comes_from_a_photo(make_window, qtbot, tmp_path, photos,
+                                                          bad_files):
+    window = make_window(tmp_path / "p", create=True)
+    form = window.concepts_page.form
+    # On the window: a new concept. The text file named notes.jpg comes first, but it is no
+    # photo: the name is the photo's.
+    assert _drop_offering_move(window, [bad_files["text"], photos["chelsea"]]) == (
+        True, Qt.DropAction.CopyAction)
+    assert form.isVisible() and form.name_edit.text() == "Chelsea"
+    assert form.class_edit.text() == "cat"  # from the photo's folder, "my cat photos"
+    form.cancel()
+    # On the concept list and on a concept's photos: copies too.
+    with_concept = tmp_path / "q"
+    from engine.project import Project
+
+    with Project.create(with_concept, "q") as project:
+        project.add_concept("Cup", "mug")
+    window.open_project(with_concept)
+    qtbot.waitUntil(lambda: window.concepts.count() == 1, timeout=10_000)
+    window.state.selected_concept = window.project.concept_by_name("Cup").id
+    grid = window.concepts_page.page.grid
+    on_cup = window.concepts.visualItemRect(window.concepts.item(0)).center()
+    assert _drop_offering_move(window.concepts.viewport(), [photos["coffee"]], on_cup) == (
+        True, Qt.DropAction.CopyAction)
+    assert not form.isVisible()  # it went into Cup
+    wait_for_jobs(qtbot, window)
+    assert len(window.project.photos(window.project.concept_by_name("Cup").id)) == 1
+    assert _drop_offering_move(grid.viewport(), [photos["rocket"]]) == (
+        True, Qt.DropAction.CopyAction)
+    wait_for_jobs(qtbot, window)
+    form.cancel()

@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.setAcceptDrops(True)
         self._device_job = None  # events of a job arrive from inside submit(), so set it first
+        self.float32_cost = ""  # the device-info job's line, for the settings
         self.jobs = JobsBridge(self)
         self.jobs.data_changed.connect(lambda parts: self.state.touch(*parts))
         self.thumbs = BackgroundLoader(self)
@@ -325,7 +326,7 @@ class MainWindow(QMainWindow):
                          f"Repair {folder.name}", on_event=done)
 
     def open_settings(self) -> None:
-        self.settings_dialog = SettingsDialog(self.settings, self)
+        self.settings_dialog = SettingsDialog(self.settings, self, self.float32_cost)
         self.settings_dialog.accepted.connect(self._settings_saved)
         self.settings_dialog.open()
 
@@ -345,7 +346,8 @@ class MainWindow(QMainWindow):
         dialog = self.settings_dialog
         if dialog is None or dialog.saved is None:
             return
-        device_changed = dialog.saved.device != self.settings.device
+        device_changed = (dialog.saved.device, dialog.saved.precision) != (
+            self.settings.device, self.settings.precision)
         self.state.settings = dialog.saved
         if device_changed:
             self._detect_device()
@@ -407,6 +409,7 @@ class MainWindow(QMainWindow):
             return
         if isinstance(event, JobFinished):
             self.state.device = str(event.result)
+            self.float32_cost = getattr(event.result, "float32_cost", "")
         elif isinstance(event, JobFailed):
             self.state.device = "unknown"
             self.show_message(event.reason)

@@ -13,6 +13,8 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton
 
+from engine.settings import load_settings
+
 from qt_helpers import drag, wait_for_jobs  # isort: skip
 
 
@@ -110,3 +112,33 @@ def test_drops_are_copies_and_the_name_comes_from_a_photo(make_window, qtbot, tm
         True, Qt.DropAction.CopyAction)
     wait_for_jobs(qtbot, window)
     form.cancel()
+
+
+# ---------------------------------------------------------------------- 6. Settings › precision
+
+
+def test_settings_offer_the_precision_with_what_float32_costs(make_window, qtbot):
+    from engine.device import CpuFacts, float32_cost, plan_device
+
+    window = make_window()
+    qtbot.waitUntil(lambda: window.float32_cost != "", timeout=60_000)  # the device-info job
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog.precision.currentData() == "auto"
+    assert [dialog.precision.itemData(i) for i in range(dialog.precision.count())] == [
+        "auto", "float32"]
+    cost = dialog.precision_note.text()
+    assert cost == float32_cost(plan_device("cpu")) and cost.startswith(("No cost", "Slower"))
+    assert dialog.precision_note.isVisible()
+    dialog.precision.setCurrentIndex(dialog.precision.findData("float32"))
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    assert load_settings().precision == "float32" and window.settings.precision == "float32"
+    # The device is planned again in the worker, in float32 now.
+    qtbot.waitUntil(lambda: "as the settings ask" in window.device_label.toolTip(),
+                    timeout=60_000)
+    wait_for_jobs(qtbot, window)
+    # The line follows the plan: a CPU with bf16 units pays in speed, one without pays nothing.
+    bf16 = plan_device("cpu", cpu=CpuFacts("x86_64", ("avx512_bf16",)))
+    assert float32_cost(bf16).startswith("Slower on this CPU: auto computes in bfloat16")
+    assert float32_cost(plan_device("cpu", cpu=CpuFacts("x86_64", ()))).startswith("No cost")

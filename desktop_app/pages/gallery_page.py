@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.state.gallery_model import GalleryDelegate, GalleryModel
+from desktop_app.state.gallery_model import GalleryDelegate, GalleryModel, lowest_shown_as
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
@@ -224,7 +224,9 @@ class GalleryPage(QWidget):
         days = self.date.currentData()
         since = None if days is None else \
             (dt.date.today() - dt.timedelta(days=days)).isoformat()
-        low = lambda box: None if box.value() <= box.minimum() else box.value()  # noqa: E731
+        # A bound compares scores as their badges show them (one rounding rule for both).
+        low = lambda box: None if box.value() <= box.minimum() else \
+            lowest_shown_as(box.value())  # noqa: E731
         return GalleryQuery(run_id=self.run.currentData(), concept_id=self.concept.currentData(),
                             text=self.text.text(), min_cp=low(self.min_cp),
                             min_ti=low(self.min_ti), favourites=self.favourites.isChecked(),

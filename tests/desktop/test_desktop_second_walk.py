@@ -13,9 +13,11 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton
 
+from engine.project import Project, Score
 from engine.settings import load_settings
 
 from qt_helpers import drag, wait_for_jobs  # isort: skip
+from scoring_project import make_scoring_project  # isort: skip
 
 
 def _activate(qtbot, window) -> None:
@@ -94,8 +96,6 @@ def test_drops_are_copies_and_the_name_comes_from_a_photo(make_window, qtbot, tm
     form.cancel()
     # On the concept list and on a concept's photos: copies too.
     with_concept = tmp_path / "q"
-    from engine.project import Project
-
     with Project.create(with_concept, "q") as project:
         project.add_concept("Cup", "mug")
     window.open_project(with_concept)
@@ -142,3 +142,31 @@ def test_settings_offer_the_precision_with_what_float32_costs(make_window, qtbot
     bf16 = plan_device("cpu", cpu=CpuFacts("x86_64", ("avx512_bf16",)))
     assert float32_cost(bf16).startswith("Slower on this CPU: auto computes in bfloat16")
     assert float32_cost(plan_device("cpu", cpu=CpuFacts("x86_64", ()))).startswith("No cost")
+
+
+# ---------------------------------------------------------------------- 7. Small things
+
+
+def test_the_cp_filter_keeps_what_the_badges_show(make_window, qtbot, tmp_path):
+    folder = make_scoring_project(tmp_path / "p")
+    raw = [0.9651, 0.9749, 0.965, 0.9649]  # badges: 0.97, 0.97, 0.96 (0.965 is 0.96499…), 0.96
+    with Project.open(folder) as project:
+        for image, value in zip(project.gallery(sort="oldest"), raw, strict=True):
+            project.replace_scores(image.id, [
+                Score(generation_id=image.id, metric="cp-clip", value=value, model="tiny",
+                      test_model=True)])
+    window = make_window(folder)
+    page = window.gallery_page
+    window.steps.setCurrentWidget(page)
+    assert page.model.rowCount() == 4
+
+    def badges() -> list[str]:
+        tips = [page.model.index(row).data(Qt.ItemDataRole.ToolTipRole)
+                for row in range(page.model.rowCount())]
+        return sorted(tip.split("CP-CLIP ", 1)[1].split(" ", 1)[0] for tip in tips)
+
+    assert badges() == ["0.96", "0.96", "0.97", "0.97"]
+    page.min_cp.setValue(0.97)
+    assert badges() == ["0.97", "0.97"]
+    page.min_cp.setValue(0.96)
+    assert page.model.rowCount() == 4

@@ -170,3 +170,26 @@ def test_the_cp_filter_keeps_what_the_badges_show(make_window, qtbot, tmp_path):
     assert badges() == ["0.97", "0.97"]
     page.min_cp.setValue(0.96)
     assert page.model.rowCount() == 4
+
+
+def test_choosing_a_token_that_says_its_class_word_puts_it_in_once(qtbot):
+    from desktop_app.widgets.prompt_edit import PromptEdit
+
+    edit = PromptEdit()
+    qtbot.addWidget(edit)
+    edit.show()
+    qtbot.waitExposed(edit)
+    edit.set_concepts([("<cat>", "cat"), ("<mochi>", "cat")])
+    edit.setFocus()
+    qtbot.keyClicks(edit, "a <c")
+    popup = edit.completer.popup()
+    qtbot.waitUntil(popup.isVisible, timeout=5_000)
+    assert edit.completer.currentCompletion() == "<cat>"
+    popup.setCurrentIndex(edit.completer.completionModel().index(0, 0))
+    qtbot.keyClick(popup, Qt.Key.Key_Return)
+    assert edit.text() == "a <cat>"
+    qtbot.keyClicks(edit, " and <m")
+    qtbot.waitUntil(popup.isVisible, timeout=5_000)
+    popup.setCurrentIndex(edit.completer.completionModel().index(0, 0))
+    qtbot.keyClick(popup, Qt.Key.Key_Return)
+    assert edit.text() == "a <cat> and <mochi> cat"

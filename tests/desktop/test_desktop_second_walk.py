@@ -193,3 +193,27 @@ def test_choosing_a_token_that_says_its_class_word_puts_it_in_once(qtbot):
     popup.setCurrentIndex(edit.completer.completionModel().index(0, 0))
     qtbot.keyClick(popup, Qt.Key.Key_Return)
     assert edit.text() == "a <cat> and <mochi> cat"
+
+
+def test_a_report_no_browser_opens_is_said_and_its_folder_offered(make_window, qtbot, tmp_path,
+                                                                  monkeypatch):
+    folder = make_scoring_project(tmp_path / "p")
+    window = make_window(folder)
+    page = window.gallery_page
+    window.steps.setCurrentWidget(page)
+    asked: list[str] = []
+
+    def nothing_registered(url) -> bool:  # what QDesktopServices answers without a browser
+        asked.append(url.toLocalFile())
+        return not url.toLocalFile().endswith(".html")
+
+    monkeypatch.setattr(page, "open_url", nothing_registered)
+    qtbot.mouseClick(page.report_button, Qt.MouseButton.LeftButton)
+    wait_for_jobs(qtbot, window)
+    report = Path(asked[0])
+    assert report.suffix == ".html" and report.is_file()
+    assert "No browser opened the report" in page.status.text()
+    assert str(report) in page.status.text()
+    assert page.report_folder_button.isVisible()
+    qtbot.mouseClick(page.report_folder_button, Qt.MouseButton.LeftButton)
+    assert asked[1:] == [str(report.parent)]

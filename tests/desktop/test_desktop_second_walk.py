@@ -18,6 +18,8 @@ from engine.settings import load_settings
 
 from qt_helpers import drag, wait_for_jobs  # isort: skip
 from scoring_project import make_scoring_project  # isort: skip
+from test_desktop_mask_editor import make_project as make_mask_project  # isort: skip
+from test_desktop_mask_editor import view_point  # isort: skip
 
 
 def _activate(qtbot, window) -> None:
@@ -217,3 +219,22 @@ def test_a_report_no_browser_opens_is_said_and_its_folder_offered(make_window, q
     assert page.report_folder_button.isVisible()
     qtbot.mouseClick(page.report_folder_button, Qt.MouseButton.LeftButton)
     assert asked[1:] == [str(report.parent)]
+
+
+def test_a_brush_stroke_is_journaled_and_its_params_come_back(make_window, qtbot, tmp_path):
+    from engine.segment.jobs import PaintMaskParams
+
+    window = make_window(make_mask_project(tmp_path / "p"))
+    tab, editor = window.concepts_page, window.concepts_page.editor
+    tab.page.grid.itemClicked.emit(tab.page.grid.item(0))
+    qtbot.waitUntil(lambda: not editor.canvas.mask.isNull(), timeout=30_000)
+    editor.set_tool("brush")
+    editor.brush_size.setValue(8)
+    drag(editor.canvas.viewport(), [view_point(editor, 4, 4), view_point(editor, 40, 4)])
+    qtbot.waitUntil(lambda: editor.undo_stack.count() == 1, timeout=240_000)
+    wait_for_jobs(qtbot, window)
+    entries = [e for e in window.project.journal() if e.name == "paint-mask"]
+    assert [e.state for e in entries] == ["finished"]
+    again = PaintMaskParams.from_dict(entries[0].params)  # what a resume would run
+    assert again.mode == "add" and len(again.stroke) == again.stride * again.height
+    assert any(again.stroke)

@@ -44,6 +44,7 @@ from desktop_app.pages.train_page import TrainPage
 from desktop_app.qt_compat import guard_none_refcount
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.project_view import read_view, remember_view
 from desktop_app.state.project_watch import ProjectWatcher
 from desktop_app.state.thumbnails import BackgroundLoader
 from desktop_app.widgets.concept_drop import accept_as_copy, paths_from_mime
@@ -123,6 +124,8 @@ class MainWindow(QMainWindow):
         self.personalize = PersonalizeBar(self.state, self.jobs)
         self.personalize.finished.connect(
             lambda _r: self.steps.setCurrentWidget(self.gallery_page))
+        self.personalize.preset.currentIndexChanged.connect(lambda _i: self._remember_view())
+        self._restoring_view = False  # while a project opens: what shows is not its choice
         project_view = QWidget()
         column = QVBoxLayout(project_view)
         column.setContentsMargins(0, 0, 0, 0)
@@ -283,6 +286,7 @@ class MainWindow(QMainWindow):
                              "generations")
         else:
             self.state.selected_concept = None
+            self._restoring_view = True  # the old project's step is not the new one's choice
             self.state.project = project
             if old is not None:
                 old.close()
@@ -294,9 +298,27 @@ class MainWindow(QMainWindow):
         except (OSError, MyCanvasError) as exc:
             self.show_message(f"Could not save settings: {exc}")
         self._fill_recent()
-        self.steps.setCurrentIndex(0)
+        self._restore_view()
         self.interrupted.show()
         return True
+
+    def _restore_view(self) -> None:
+        """The step and Personalize preset this project was last shown with."""
+        view = read_view(self.state.project)
+        step = view.get("step", "")
+        preset = self.personalize.preset.findData(view.get("preset", ""))
+        self._restoring_view = True
+        self.steps.setCurrentIndex(STEPS.index(step) if step in STEPS else 0)
+        self.personalize.preset.setCurrentIndex(max(0, preset))
+        self._restoring_view = False
+        self._remember_view()
+
+    def _remember_view(self) -> None:
+        if self._restoring_view or self.state.project is None:
+            return
+        index = self.steps.currentIndex()
+        remember_view(self.state.project, step=STEPS[index] if 0 <= index < len(STEPS) else "",
+                      preset=str(self.personalize.preset.currentData() or ""))
 
     def paste_photos(self) -> None:
         """Ctrl+V: photos from the clipboard join the concept on show, else a new one."""
@@ -336,6 +358,7 @@ class MainWindow(QMainWindow):
 
     def _step_shown(self, index: int) -> None:
         self.banner.show_for(STEPS[index] if 0 <= index < len(STEPS) else "")
+        self._remember_view()
 
     def use_recipe(self, settings: dict, fields: set) -> None:
         """The Gallery's "use this recipe": only the chosen fields, on the Generate step."""

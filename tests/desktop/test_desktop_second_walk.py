@@ -238,3 +238,25 @@ def test_a_brush_stroke_is_journaled_and_its_params_come_back(make_window, qtbot
     again = PaintMaskParams.from_dict(entries[0].params)  # what a resume would run
     assert again.mode == "add" and len(again.stroke) == again.stride * again.height
     assert any(again.stroke)
+
+
+def test_a_project_reopens_on_its_step_and_preset(make_window, qtbot, tmp_path):
+    window = make_window(tmp_path / "a", create=True)
+    preset = window.personalize.preset
+    window.steps.setCurrentWidget(window.gallery_page)
+    preset.setCurrentIndex(preset.findData("best"))
+    # Another project keeps its own: a new one starts on the first step with the first preset.
+    window.create_project(tmp_path / "b")
+    assert window.steps.currentIndex() == 0 and preset.currentData() == "quick"
+    window.steps.setCurrentWidget(window.train_page)
+    window.open_project(tmp_path / "a")
+    assert window.steps.currentWidget() is window.gallery_page
+    assert preset.currentData() == "best"
+    window.close()
+    # A new window (the app started again) too.
+    again = make_window(tmp_path / "b")
+    assert again.steps.currentWidget() is again.train_page
+    assert again.personalize.preset.currentData() == "quick"
+    again.open_project(tmp_path / "a")
+    assert again.steps.currentWidget() is again.gallery_page
+    assert again.personalize.preset.currentData() == "best"

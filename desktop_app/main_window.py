@@ -75,6 +75,18 @@ def short_device(described: str) -> str:
     return f"{device}, {precision}" if precision else device
 
 
+STATUS_LABEL_WIDTH = 240  # pixels, at most, of each permanent label of the status bar
+
+
+def _set_elided(label: QLabel, text: str) -> None:
+    """`text` in `label`, cut with "…" to the label's maximum width; when cut, the tooltip
+    shows all of it (a caller with its own tooltip sets it after)."""
+    shown = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight,
+                                           label.maximumWidth())
+    label.setText(shown)
+    label.setToolTip(text if shown != text else "")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         guard_none_refcount()  # before the window makes its first thousands of Qt calls
@@ -154,19 +166,26 @@ class MainWindow(QMainWindow):
         self.interrupted.message.connect(self.show_message)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # Rows wrap to the dock's width: a horizontal scroll would hide Cancel off the side.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.jobs_panel)
         dock = QDockWidget("Jobs", self)
         dock.setObjectName("jobsDock")
         dock.setWidget(scroll)
         self.jobs_dock = dock
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([left, dock], [250, 290], Qt.Orientation.Horizontal)
+        self._docks_sized = False  # sized when first shown: before, the sizes are lost
 
         self.device_label = QLabel()
         self.profile_label = QLabel()
         self.profile_label.setObjectName("profileLabel")
         self.job_label = QLabel()
         self.job_label.setObjectName("runningJob")
+        # The permanent labels stay short (the rest in their tooltips): the status messages
+        # share the bar with them and would be cut off.
+        # (The profile label is short and never cut: it carries the test-models warning.)
+        for label in (self.job_label, self.device_label):
+            label.setMaximumWidth(STATUS_LABEL_WIDTH)
         self.statusBar().addPermanentWidget(self.job_label)
         self.statusBar().addPermanentWidget(self.device_label)
         self.statusBar().addPermanentWidget(self.profile_label)
@@ -181,8 +200,8 @@ class MainWindow(QMainWindow):
         self.bindings.bind(self.state, "settings", self._show_profile)
         self.bindings.bind(self.state, "project", self._show_project)
         self.bindings.bind(self.state, "device", self._show_device)
-        self.bindings.bind(self.state, "running_job", lambda text: self.job_label.setText(
-            f"▶ {text}" if text else "no job running"))
+        self.bindings.bind(self.state, "running_job", lambda text: _set_elided(
+            self.job_label, f"▶ {text}" if text else "no job running"))
         self._device_job = self.jobs.submit("device-info", {"requested": settings.device},
                                             "Detect the device")
         for warning in warnings:
@@ -382,6 +401,19 @@ class MainWindow(QMainWindow):
 
     def show_message(self, text: str, msecs: int = 10000) -> None:
         self.statusBar().showMessage(text, msecs)
+        self.statusBar().setToolTip(text)  # all of it, should the bar still cut it
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._size_docks_once()
+
+    def _size_docks_once(self) -> None:
+        """The docks' widths, once both are on screen (sizes given before are lost, and the
+        docks stay at their narrowest: the jobs cut, the names truncated)."""
+        if not self._docks_sized and self.isVisible() and self.concepts_dock.isVisible():
+            self._docks_sized = True
+            self.resizeDocks([self.concepts_dock, self.jobs_dock], [250, 290],
+                             Qt.Orientation.Horizontal)
 
     # ------------------------------------------------------------ drops
 
@@ -405,7 +437,7 @@ class MainWindow(QMainWindow):
 
     def _show_profile(self, settings: Settings) -> None:
         prof = get_profile(settings.profile or None)
-        warn = "  ⚠ TEST MODELS: pictures are noise" if prof.test_models else ""
+        warn = "  ⚠ TEST MODELS" if prof.test_models else ""  # the tooltip says what that means
         self.profile_label.setText(f"profile: {prof.label}{warn}")
         self.profile_label.setToolTip(test_models_warning(prof.name) or prof.description)
         self.profile_label.setStyleSheet("color: #8a5a00; font-weight: bold" if warn else "")
@@ -419,6 +451,7 @@ class MainWindow(QMainWindow):
     def _show_project(self, project) -> None:
         self.central.setCurrentWidget(self.start_page if project is None else self.project_view)
         self.concepts_dock.setVisible(project is not None)
+        self._size_docks_once()
         for action in self.project_actions:
             action.setEnabled(project is not None)
         if project is None:

@@ -82,6 +82,7 @@ class ConceptList(_DropList):
         self.setIconSize(QSize(LIST_ICON, LIST_ICON))
         self.setSpacing(2)
         self.setWordWrap(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideNone)  # a long name wraps, never "Pink su…"
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._keys: dict[object, QListWidgetItem] = {}
         self._shown_project: object = None

@@ -260,3 +260,70 @@ def test_a_project_reopens_on_its_step_and_preset(make_window, qtbot, tmp_path):
     again.open_project(tmp_path / "a")
     assert again.steps.currentWidget() is again.gallery_page
     assert again.personalize.preset.currentData() == "best"
+
+
+def _inside(widget, area) -> bool:
+    """Whether all of `widget` is within `area` (a widget it is inside of)."""
+    top_left = widget.mapTo(area, QPoint(0, 0))
+    return top_left.x() >= 0 and top_left.x() + widget.width() <= area.width()
+
+
+def test_docks_and_the_status_bar_show_their_text_whole(make_window, qtbot, tmp_path,
+                                                        monkeypatch):
+    from engine.jobs.registry import target_overrides
+    from engine.segment.jobs import SEGMENT
+
+    # A model download that runs until cancelled: a row with its Cancel for as long as needed.
+    monkeypatch.setitem(target_overrides, "ensure-models",
+                        "desktop_jobs_for_tests:slow_models_job")
+    with Project.create(tmp_path / "p", "p") as project:
+        project.add_concept("Pink sunglasses", "sunglasses")
+        project.add_concept("Mochi", "cat")
+    window = make_window(tmp_path / "p")
+    window.resize(1600, 1000)  # the display of the walk
+    qtbot.waitUntil(lambda: window.concepts.count() == 2, timeout=10_000)
+    # The jobs panel: no horizontal scroll; every row's text and Cancel within the dock.
+    done = window.jobs.submit(SEGMENT, window.state.job_params(SEGMENT, concept=2))
+    wait_for_jobs(qtbot, window)
+    slow = window.jobs.submit("ensure-models", {"profile": "sd15"}, "Get the models of sd15")
+    running = window.jobs_panel.rows[slow.job_id]
+    qtbot.waitUntil(lambda: running.bar.value() >= 2, timeout=60_000)
+    scroll = window.jobs_dock.widget()
+    viewport = scroll.viewport()
+
+    def all_inside() -> None:
+        assert not scroll.horizontalScrollBar().isVisible()
+        for row in (running, window.jobs_panel.rows[done.job_id]):
+            for part in (row.title, row.state, row.bar, row.outcome, row.detail, row.more,
+                         row.cancel):
+                if part.isVisible():
+                    assert _inside(part, viewport), (row.title.text(), part.objectName())
+            assert row.state.width() >= row.state.fontMetrics().horizontalAdvance(
+                row.state.text())  # "done", not "don"
+
+    qtbot.wait(100)  # the layout settles
+    all_inside()
+    assert running.cancel.isVisible()
+    # Narrowed by the user, the rows still fit: they wrap, nothing goes off the side.
+    window.resizeDocks([window.jobs_dock], [200], Qt.Orientation.Horizontal)
+    qtbot.wait(100)
+    all_inside()
+    window.jobs.cancel(slow.job_id)
+    wait_for_jobs(qtbot, window)
+    # The Concepts dock: each name on one line, whole.
+    concepts = window.concepts
+    for index in range(concepts.count()):
+        item = concepts.item(index)
+        name = item.text().split("\n", 1)[0]
+        text_width = concepts.visualItemRect(item).width() - concepts.iconSize().width()
+        assert concepts.fontMetrics().horizontalAdvance(name) < text_width, name
+    # The status bar: a message of a long sentence is not hidden under the labels.
+    bar = window.statusBar()
+    message = ("No new photo added to Pink sunglasses: beach-2023-07-14-IMG_4411.jpg and "
+               "beach-2023-07-14-IMG_4412.jpg were already in it (the same photos). "
+               "Nothing else changed.")
+    window.show_message(message)
+    labels = [window.job_label, window.device_label, window.profile_label]
+    room = min(label.geometry().left() for label in labels) - 12  # the message's margin
+    assert bar.fontMetrics().horizontalAdvance(message) < room
+    assert bar.currentMessage() == message and bar.toolTip() == message

@@ -44,9 +44,10 @@ from desktop_app.pages.train_page import TrainPage
 from desktop_app.qt_compat import guard_none_refcount
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
+from desktop_app.state.project_view import read_view, remember_view
 from desktop_app.state.project_watch import ProjectWatcher
 from desktop_app.state.thumbnails import BackgroundLoader
-from desktop_app.widgets.concept_drop import paths_from_mime
+from desktop_app.widgets.concept_drop import accept_as_copy, paths_from_mime
 from desktop_app.widgets.concepts_view import ConceptList
 from desktop_app.widgets.jobs_panel import JobsPanel
 from desktop_app.widgets.models_banner import ModelsBanner
@@ -74,6 +75,18 @@ def short_device(described: str) -> str:
     return f"{device}, {precision}" if precision else device
 
 
+STATUS_LABEL_WIDTH = 240  # pixels, at most, of each permanent label of the status bar
+
+
+def _set_elided(label: QLabel, text: str) -> None:
+    """`text` in `label`, cut with "…" to the label's maximum width; when cut, the tooltip
+    shows all of it (a caller with its own tooltip sets it after)."""
+    shown = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight,
+                                           label.maximumWidth())
+    label.setText(shown)
+    label.setToolTip(text if shown != text else "")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         guard_none_refcount()  # before the window makes its first thousands of Qt calls
@@ -86,6 +99,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.setAcceptDrops(True)
         self._device_job = None  # events of a job arrive from inside submit(), so set it first
+        self.float32_cost = ""  # the device-info job's line, for the settings
         self.jobs = JobsBridge(self)
         self.jobs.data_changed.connect(lambda parts: self.state.touch(*parts))
         self.thumbs = BackgroundLoader(self)
@@ -122,6 +136,8 @@ class MainWindow(QMainWindow):
         self.personalize = PersonalizeBar(self.state, self.jobs)
         self.personalize.finished.connect(
             lambda _r: self.steps.setCurrentWidget(self.gallery_page))
+        self.personalize.preset.currentIndexChanged.connect(lambda _i: self._remember_view())
+        self._restoring_view = False  # while a project opens: what shows is not its choice
         project_view = QWidget()
         column = QVBoxLayout(project_view)
         column.setContentsMargins(0, 0, 0, 0)
@@ -150,19 +166,26 @@ class MainWindow(QMainWindow):
         self.interrupted.message.connect(self.show_message)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # Rows wrap to the dock's width: a horizontal scroll would hide Cancel off the side.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.jobs_panel)
         dock = QDockWidget("Jobs", self)
         dock.setObjectName("jobsDock")
         dock.setWidget(scroll)
         self.jobs_dock = dock
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([left, dock], [250, 290], Qt.Orientation.Horizontal)
+        self._docks_sized = False  # sized when first shown: before, the sizes are lost
 
         self.device_label = QLabel()
         self.profile_label = QLabel()
         self.profile_label.setObjectName("profileLabel")
         self.job_label = QLabel()
         self.job_label.setObjectName("runningJob")
+        # The permanent labels stay short (the rest in their tooltips): the status messages
+        # share the bar with them and would be cut off.
+        # (The profile label is short and never cut: it carries the test-models warning.)
+        for label in (self.job_label, self.device_label):
+            label.setMaximumWidth(STATUS_LABEL_WIDTH)
         self.statusBar().addPermanentWidget(self.job_label)
         self.statusBar().addPermanentWidget(self.device_label)
         self.statusBar().addPermanentWidget(self.profile_label)
@@ -177,8 +200,8 @@ class MainWindow(QMainWindow):
         self.bindings.bind(self.state, "settings", self._show_profile)
         self.bindings.bind(self.state, "project", self._show_project)
         self.bindings.bind(self.state, "device", self._show_device)
-        self.bindings.bind(self.state, "running_job", lambda text: self.job_label.setText(
-            f"▶ {text}" if text else "no job running"))
+        self.bindings.bind(self.state, "running_job", lambda text: _set_elided(
+            self.job_label, f"▶ {text}" if text else "no job running"))
         self._device_job = self.jobs.submit("device-info", {"requested": settings.device},
                                             "Detect the device")
         for warning in warnings:
@@ -281,6 +304,7 @@ class MainWindow(QMainWindow):
             self.state.touch(*JobDeclaration.KINDS)
         else:
             self.state.selected_concept = None
+            self._restoring_view = True  # the old project's step is not the new one's choice
             self.state.project = project
             if old is not None:
                 old.close()
@@ -292,9 +316,27 @@ class MainWindow(QMainWindow):
         except (OSError, MyCanvasError) as exc:
             self.show_message(f"Could not save settings: {exc}")
         self._fill_recent()
-        self.steps.setCurrentIndex(0)
+        self._restore_view()
         self.interrupted.show()
         return True
+
+    def _restore_view(self) -> None:
+        """The step and Personalize preset this project was last shown with."""
+        view = read_view(self.state.project)
+        step = view.get("step", "")
+        preset = self.personalize.preset.findData(view.get("preset", ""))
+        self._restoring_view = True
+        self.steps.setCurrentIndex(STEPS.index(step) if step in STEPS else 0)
+        self.personalize.preset.setCurrentIndex(max(0, preset))
+        self._restoring_view = False
+        self._remember_view()
+
+    def _remember_view(self) -> None:
+        if self._restoring_view or self.state.project is None:
+            return
+        index = self.steps.currentIndex()
+        remember_view(self.state.project, step=STEPS[index] if 0 <= index < len(STEPS) else "",
+                      preset=str(self.personalize.preset.currentData() or ""))
 
     def paste_photos(self) -> None:
         """Ctrl+V: photos from the clipboard join the concept on show, else a new one."""
@@ -324,7 +366,7 @@ class MainWindow(QMainWindow):
                          f"Repair {folder.name}", on_event=done)
 
     def open_settings(self) -> None:
-        self.settings_dialog = SettingsDialog(self.settings, self)
+        self.settings_dialog = SettingsDialog(self.settings, self, self.float32_cost)
         self.settings_dialog.accepted.connect(self._settings_saved)
         self.settings_dialog.open()
 
@@ -334,6 +376,7 @@ class MainWindow(QMainWindow):
 
     def _step_shown(self, index: int) -> None:
         self.banner.show_for(STEPS[index] if 0 <= index < len(STEPS) else "")
+        self._remember_view()
 
     def use_recipe(self, settings: dict, fields: set) -> None:
         """The Gallery's "use this recipe": only the chosen fields, on the Generate step."""
@@ -344,7 +387,8 @@ class MainWindow(QMainWindow):
         dialog = self.settings_dialog
         if dialog is None or dialog.saved is None:
             return
-        device_changed = dialog.saved.device != self.settings.device
+        device_changed = (dialog.saved.device, dialog.saved.precision) != (
+            self.settings.device, self.settings.precision)
         self.state.settings = dialog.saved
         if device_changed:
             self._detect_device()
@@ -356,17 +400,31 @@ class MainWindow(QMainWindow):
 
     def show_message(self, text: str, msecs: int = 10000) -> None:
         self.statusBar().showMessage(text, msecs)
+        self.statusBar().setToolTip(text)  # all of it, should the bar still cut it
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._size_docks_once()
+
+    def _size_docks_once(self) -> None:
+        """The docks' widths, once both are on screen (sizes given before are lost, and the
+        docks stay at their narrowest: the jobs cut, the names truncated)."""
+        if not self._docks_sized and self.isVisible() and self.concepts_dock.isVisible():
+            self._docks_sized = True
+            self.resizeDocks([self.concepts_dock, self.jobs_dock], [250, 290],
+                             Qt.Orientation.Horizontal)
 
     # ------------------------------------------------------------ drops
 
     def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
+        accept_as_copy(event)
+
+    def dragMoveEvent(self, event) -> None:
+        accept_as_copy(event)
 
     def dropEvent(self, event) -> None:
         paths = paths_from_mime(event.mimeData())
-        if paths:
-            event.acceptProposedAction()
+        if paths and accept_as_copy(event):
             self.drop_files(paths, None)
 
     def drop_files(self, paths: list[Path], concept_id: int | None) -> None:
@@ -378,7 +436,7 @@ class MainWindow(QMainWindow):
 
     def _show_profile(self, settings: Settings) -> None:
         prof = get_profile(settings.profile or None)
-        warn = "  ⚠ TEST MODELS: pictures are noise" if prof.test_models else ""
+        warn = "  ⚠ TEST MODELS" if prof.test_models else ""  # the tooltip says what that means
         self.profile_label.setText(f"profile: {prof.label}{warn}")
         self.profile_label.setToolTip(test_models_warning(prof.name) or prof.description)
         self.profile_label.setStyleSheet("color: #8a5a00; font-weight: bold" if warn else "")
@@ -392,6 +450,7 @@ class MainWindow(QMainWindow):
     def _show_project(self, project) -> None:
         self.central.setCurrentWidget(self.start_page if project is None else self.project_view)
         self.concepts_dock.setVisible(project is not None)
+        self._size_docks_once()
         for action in self.project_actions:
             action.setEnabled(project is not None)
         if project is None:
@@ -405,6 +464,7 @@ class MainWindow(QMainWindow):
             return
         if isinstance(event, JobFinished):
             self.state.device = str(event.result)
+            self.float32_cost = getattr(event.result, "float32_cost", "")
         elif isinstance(event, JobFailed):
             self.state.device = "unknown"
             self.show_message(event.reason)

@@ -289,6 +289,21 @@ def plan_device(requested: str | None = "auto", *, lean: bool = False,
     return plan.leaner() if lean else plan
 
 
+def float32_cost(auto: DevicePlan) -> str:
+    """What the precision setting "float32" costs on the device of `auto` (its plan under
+    "auto"), in one line for the settings."""
+    if auto.device == "cpu" and auto.autocast_dtype is None:
+        return ("No cost on this CPU: it has no bf16 units, so auto computes in float32 "
+                "already.")
+    if auto.device == "cpu":
+        return (f"Slower on this CPU: auto computes in {auto.autocast_dtype} on its bf16 units "
+                "(convolutions and linear layers about 2x faster, measured on a Zen 4); "
+                "float32 keeps no bf16 copies of the weights, so it needs a little less "
+                "memory. The pictures differ slightly.")
+    return (f"Slower and twice the memory for the weights on {auto.device}: auto keeps them "
+            f"in {auto.dtype} (Stable Diffusion 1.5: about 2 GB more in float32).")
+
+
 def apply_memory_savers(pipe: Any, plan: DevicePlan) -> Any:
     """Move a diffusers pipeline to the plan's device and switch on its savers; on a CPU, put
     the weights of the plan's `channels_last` models in that layout and, where the plan says,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -44,6 +44,7 @@ from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgr
 RUN_KIND = "em-extract"
 PHOTO_SIDE = 900
 FOLLOW_MS = 500
+ROW_KEY = Qt.ItemDataRole.UserRole  # on a row's name cell: the key of its box on the canvas
 
 
 class ExtractPage(QWidget):
@@ -59,6 +60,7 @@ class ExtractPage(QWidget):
         self.iterations: list[Any] = []
         self.result_concepts: list[dict[str, Any]] = []
         self._keys: set[object] = set()
+        self._rows_made = 0  # numbers the rows' keys: a key is never reused
         self.photo = QComboBox()
         self.photo.setObjectName("extractPhoto")
         self.photo.currentIndexChanged.connect(lambda _i: self._photo_chosen())
@@ -72,7 +74,7 @@ class ExtractPage(QWidget):
         self.table.itemChanged.connect(lambda _i: self._names_changed())
         self.table.currentCellChanged.connect(lambda row, *_a: self._row_chosen(row))
         add = QPushButton("Add a concept")
-        add.clicked.connect(lambda: self.add_concept("", ""))
+        add.clicked.connect(self._add_by_hand)
         remove = QPushButton("Remove")
         remove.clicked.connect(self._remove_concept)
         self.canvas = BoxCanvas(points=True)
@@ -239,11 +241,27 @@ class ExtractPage(QWidget):
         row = self.table.rowCount()
         blocked = self.table.blockSignals(True)
         self.table.insertRow(row)
-        self.table.setItem(row, 0, QTableWidgetItem(name))
+        self._rows_made += 1
+        name_cell = QTableWidgetItem(name)
+        name_cell.setData(ROW_KEY, f"row-{self._rows_made}")
+        self.table.setItem(row, 0, name_cell)
         self.table.setItem(row, 1, QTableWidgetItem(class_word))
         self.table.blockSignals(blocked)
         self._names_changed()
         self.table.setCurrentCell(row, 0)
+
+    def _add_by_hand(self) -> None:
+        """"Add a concept": a new row whose name cell is already being edited, so typing
+        goes straight into it."""
+        self.add_concept("", "")
+        row = self.table.rowCount() - 1
+        self.table.setFocus()
+        self.table.editItem(self.table.item(row, 0))
+
+    def row_key(self, row: int) -> str:
+        """The key of a row's box and clicks on the canvas: stable while the row is renamed."""
+        cell = self.table.item(row, 0)
+        return str(cell.data(ROW_KEY)) if cell is not None else f"row-?{row}"
 
     def _remove_concept(self) -> None:
         if self.table.currentRow() >= 0:
@@ -258,8 +276,10 @@ class ExtractPage(QWidget):
         return out  # type: ignore[return-value]
 
     def _names_changed(self) -> None:
-        self.canvas.set_names([name or f"concept {k + 1}"
-                               for k, (name, _w) in enumerate(self.names())])
+        keys = [self.row_key(row) for row in range(self.table.rowCount())]
+        self.canvas.set_names(keys, {key: name or f"concept {k + 1}"
+                                     for k, (key, (name, _w)) in
+                                     enumerate(zip(keys, self.names(), strict=True))})
         self._row_chosen(self.table.currentRow())
 
     def _row_chosen(self, row: int) -> None:
@@ -270,8 +290,8 @@ class ExtractPage(QWidget):
         """EXTRACT's concepts: name, class word, and the box and clicks in photo pixels."""
         w, h = self.photo_size
         out = []
-        for label, (name, word) in zip(self.canvas.names, self.names(), strict=True):
-            marks = self.canvas.marks.get(label)
+        for key, (name, word) in zip(self.canvas.names, self.names(), strict=True):
+            marks = self.canvas.marks.get(key)
             entry: dict[str, Any] = {"name": name, "class_word": word}
             if marks is not None and marks.box is not None:
                 x0, y0, x1, y1 = marks.box

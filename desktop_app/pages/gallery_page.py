@@ -13,7 +13,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.state.gallery_model import GalleryDelegate, GalleryModel
+from desktop_app.state.gallery_model import GalleryDelegate, GalleryModel, lowest_shown_as
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
@@ -159,9 +159,16 @@ class GalleryPage(QWidget):
         self.report_button.setToolTip("Write the HTML report (best and worst pictures, scores "
                                       "per run and concept) and open it in the browser")
         self.report_button.clicked.connect(self.open_report)
+        # Shown when no browser opened the report: its folder, in the file manager.
+        self.report_folder_button = QPushButton("Open the report's folder")
+        self.report_folder_button.setObjectName("galleryReportFolder")
+        self.report_folder_button.hide()
+        self.report_folder: Path | None = None
+        self.report_folder_button.clicked.connect(self._open_report_folder)
         self.status = QLabel()
         self.status.setObjectName("galleryStatus")
         self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         for keys, slot in ((QKeySequence.StandardKey.Undo, self.undo_stack.undo),
                            (QKeySequence.StandardKey.Delete, self.delete_selected)):
             shortcut = QShortcut(self)
@@ -182,6 +189,7 @@ class GalleryPage(QWidget):
             actions.addWidget(button)
         actions.addStretch(1)
         actions.addWidget(self.report_button)
+        actions.addWidget(self.report_folder_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(filters)
@@ -224,7 +232,9 @@ class GalleryPage(QWidget):
         days = self.date.currentData()
         since = None if days is None else \
             (dt.date.today() - dt.timedelta(days=days)).isoformat()
-        low = lambda box: None if box.value() <= box.minimum() else box.value()  # noqa: E731
+        # A bound compares scores as their badges show them (one rounding rule for both).
+        low = lambda box: None if box.value() <= box.minimum() else \
+            lowest_shown_as(box.value())  # noqa: E731
         return GalleryQuery(run_id=self.run.currentData(), concept_id=self.concept.currentData(),
                             text=self.text.text(), min_cp=low(self.min_cp),
                             min_ti=low(self.min_ti), favourites=self.favourites.isChecked(),
@@ -374,7 +384,12 @@ class GalleryPage(QWidget):
         def done(event: JobEvent) -> None:
             if isinstance(event, JobFinished):
                 self.status.setText(event.result.summary())
-                self.open_url(QUrl.fromLocalFile(event.result.path))
+                self.report_folder = Path(event.result.path).parent
+                opened = self.open_url(QUrl.fromLocalFile(event.result.path))
+                self.report_folder_button.setVisible(not opened)
+                if not opened:
+                    self.status.setText(f"No browser opened the report (is one set as the "
+                                        f"default?). It is {event.result.path}")
             elif isinstance(event, JobFailed):
                 self.status.setText(for_window(event.reason))
 
@@ -386,9 +401,16 @@ class GalleryPage(QWidget):
             return
         self.status.setText("Writing the report…")
 
-    def open_url(self, url: QUrl) -> None:
-        """Open a file in the browser (tests replace this)."""
-        QDesktopServices.openUrl(url)
+    def open_url(self, url: QUrl) -> bool:
+        """Open a file in the browser, a folder in the file manager; False when nothing
+        opened it (tests replace this)."""
+        return bool(QDesktopServices.openUrl(url))
+
+    def _open_report_folder(self) -> None:
+        if self.report_folder is not None and \
+                not self.open_url(QUrl.fromLocalFile(str(self.report_folder))):
+            self.status.setText(f"Nothing opened the folder either: the report is in "
+                                f"{self.report_folder}")
 
     def teardown(self) -> None:
         self.export_timer.stop()

@@ -1,4 +1,5 @@
-"""Settings: device, model profile, model folder, planner GGUF. Every field is checked as it
+"""Settings: device, precision (with what float32 costs on this device), model profile, model
+folder, planner GGUF. Every field is checked as it
 is typed; OK stays disabled while one is wrong. Saving goes through engine.settings, which
 validates again and writes atomically; a settings file that cannot be read is backed up by the
 engine and reported here."""
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.device import DEVICES
+from engine.device import DEVICES, PRECISIONS
 from engine.errors import MyCanvasError
 from engine.models.profiles import get_profile, profile_names
 from engine.settings import Settings, load_settings, save_settings
@@ -74,8 +75,15 @@ def folder_problem(text: str) -> str:
     return ""
 
 
+PRECISION_TEXT = {"auto": "auto: the fastest this device runs well (bf16 or float16)",
+                  "float32": "float32: full precision everywhere"}
+COST_UNKNOWN = "What float32 costs here is known once the device is detected."
+
+
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None,
+                 float32_cost: str = "") -> None:
+        """`float32_cost`: the device plan's line on what float32 costs (device-info job)."""
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
@@ -86,6 +94,15 @@ class SettingsDialog(QDialog):
         self.device.setEditable(True)
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(settings.device)
+        self.precision = QComboBox()
+        self.precision.setObjectName("settingsPrecision")
+        for name in PRECISIONS:
+            self.precision.addItem(PRECISION_TEXT.get(name, name), name)
+        self.precision.setCurrentIndex(max(0, self.precision.findData(settings.precision)))
+        self.precision_note = QLabel(float32_cost or COST_UNKNOWN)
+        self.precision_note.setObjectName("precisionCost")
+        self.precision_note.setWordWrap(True)
+        self.precision_note.setStyleSheet("color: gray")
         self.profile = QComboBox()
         for name in profile_names():
             self.profile.addItem(get_profile(name).label, name)
@@ -108,6 +125,8 @@ class SettingsDialog(QDialog):
         self.problem.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Device", self.device)
+        form.addRow("Precision", self.precision)
+        form.addRow("", self.precision_note)
         form.addRow("Model profile", self.profile)
         form.addRow("", self.profile_note)
         form.addRow("Model folder", self._with_browse(self.model_folder, folder=True))
@@ -153,6 +172,7 @@ class SettingsDialog(QDialog):
 
     def chosen(self) -> Settings:
         return replace(self.original, device=self.device.currentText().strip(),
+                       precision=self.precision.currentData() or "auto",
                        profile=self.profile.currentData() or "",
                        model_folder=self.model_folder.text().strip(),
                        planner_gguf=self.planner.text().strip(),

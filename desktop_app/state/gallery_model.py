@@ -11,6 +11,7 @@ limit/offset), only the cells on screen are painted, and only their thumbnails d
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt
@@ -29,8 +30,23 @@ BADGE_BG = QColor(0, 0, 0, 160)
 TEST_BG = QColor(138, 90, 0, 220)
 
 
+SCORE_DECIMALS = 2  # how a score is shown on a badge, and so what a score filter compares
+
+
 def score_text(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    return "–" if value is None else f"{round(value, SCORE_DECIMALS):.{SCORE_DECIMALS}f}"
+
+
+def lowest_shown_as(bound: float) -> float:
+    """The least score whose badge reads `bound` or more: a filter "CP ≥ 0.97" keeps every
+    picture whose badge reads 0.97 (0.9651 too), by the badge's own rounding."""
+    shown = round(bound, SCORE_DECIMALS)
+    edge = shown - 0.5 * 10.0 ** -SCORE_DECIMALS
+    while round(edge, SCORE_DECIMALS) >= shown:  # round() is monotone: walk to the exact edge
+        edge = math.nextafter(edge, -math.inf)
+    while round(edge, SCORE_DECIMALS) < shown:
+        edge = math.nextafter(edge, math.inf)
+    return edge
 
 
 def render_thumb(path: str, side: int) -> Any:

@@ -1,7 +1,10 @@
 """A picture (a photo, or an empty canvas) with one coloured box per name drawn over it: drag
 to draw the box of the current name, click to mark a point of it (right-click: a point that
 is not it). Boxes and points are kept in 0..1 of the picture, so the caller converts them to
-its own units (photo pixels for extraction, the canvas for layout-guided generation)."""
+its own units (photo pixels for extraction, the canvas for layout-guided generation).
+
+Marks are kept per key; a key may be shown under another label (Extract keys them by a stable
+row id, so renaming a concept keeps its box)."""
 
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ class BoxCanvas(QWidget):
         self.allow_points = points
         self.image = QImage()
         self.aspect = 1.0  # width / height of an empty canvas
-        self.names: list[str] = []
+        self.names: list[str] = []  # the keys, in order
+        self.labels: dict[str, str] = {}  # what a key is shown as, when not the key itself
         self.marks: dict[str, Marks] = {}
         self.current: str | None = None
         self._press: QPointF | None = None
@@ -51,9 +55,11 @@ class BoxCanvas(QWidget):
                        if not self.image.isNull() else aspect)
         self.update()
 
-    def set_names(self, names: list[str]) -> None:
-        """The names that can have marks; marks of names no longer listed go."""
+    def set_names(self, names: list[str], labels: dict[str, str] | None = None) -> None:
+        """The names (keys) that can have marks; marks of names no longer listed go.
+        `labels`: what to show for a key instead of the key."""
         self.names = list(names)
+        self.labels = dict(labels or {})
         self.marks = {n: self.marks.get(n, Marks()) for n in names}
         if self.current not in self.marks:
             self.current = names[0] if names else None
@@ -151,7 +157,7 @@ class BoxCanvas(QWidget):
                 painter.drawRect(rect)
                 painter.fillRect(QRectF(rect.left(), rect.top(), 90, 16), colour)
                 painter.setPen(Qt.GlobalColor.black)
-                painter.drawText(rect.adjusted(3, 0, 0, 0), name)
+                painter.drawText(rect.adjusted(3, 0, 0, 0), self.labels.get(name, name))
             for (x, y), label in zip(marks.points, marks.labels, strict=True):
                 painter.setPen(QPen(Qt.GlobalColor.white, 1.5))
                 painter.setBrush(colour if label else QColor(231, 76, 60))

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from engine.intake.photos import starts_like_a_photo
 from engine.paths import RESOURCES
 from engine.project import TOKEN_PATTERN, class_word_problem, concept_token
 
@@ -39,6 +41,19 @@ def paths_from_mime(mime: QMimeData) -> list[Path]:
     if not mime.hasUrls():
         return []
     return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
+def accept_as_copy(event: QDropEvent) -> bool:
+    """Take a drag of files (enter, move or drop) as a copy, never a move: a file manager
+    that honours Move deletes what was dropped. False (and ignored) when it holds no files or
+    the source does not allow a copy."""
+    if not event.mimeData().hasUrls() or \
+            not event.possibleActions() & Qt.DropAction.CopyAction:
+        event.ignore()
+        return False
+    event.setDropAction(Qt.DropAction.CopyAction)
+    event.accept()
+    return True
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -117,7 +132,8 @@ def suggest_concept(dropped: Sequence[Path], names: Iterable[str],
                     tokens: Iterable[str]) -> ConceptSuggestion:
     """Name from the folder or file names, a free token, and a class word when a name says
     one ("my cat photos" -> cat, "mug/IMG_0001.jpg" -> mug); else the class word is left for
-    the user."""
+    the user. A file that is no photo (the import will refuse it) says nothing."""
+    dropped = [p for p in dropped if p.is_dir() or starts_like_a_photo(p)]
     raw = re.sub(r"[_\-]+", " ", _base_name(dropped)).strip() or "concept"
     used = {n.lower() for n in names}
     name, n = raw[:1].upper() + raw[1:], 2

@@ -28,7 +28,12 @@ from desktop_app.pages.start_page import WelcomePanel
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.project_reads import CHECK_HINT, mask_label
 from desktop_app.state.thumbnails import BackgroundLoader, render_photo
-from desktop_app.widgets.concept_drop import CLASS_WORD_HELP, TOKEN_HELP, paths_from_mime
+from desktop_app.widgets.concept_drop import (
+    CLASS_WORD_HELP,
+    TOKEN_HELP,
+    accept_as_copy,
+    paths_from_mime,
+)
 from engine.errors import MyCanvasError
 
 LIST_ICON = 56
@@ -53,23 +58,16 @@ class _DropList(QListWidget):
         return None if item is None else item.data(CONCEPT_ID)
 
     def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        accept_as_copy(event)
 
     def dragMoveEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        accept_as_copy(event)
 
     def dropEvent(self, event) -> None:
         paths = paths_from_mime(event.mimeData())
-        if not paths:
+        if not paths or not accept_as_copy(event):
             event.ignore()
             return
-        event.acceptProposedAction()
         self.files_dropped.emit(paths, self.concept_at(self.itemAt(event.position().toPoint())))
 
 
@@ -84,6 +82,7 @@ class ConceptList(_DropList):
         self.setIconSize(QSize(LIST_ICON, LIST_ICON))
         self.setSpacing(2)
         self.setWordWrap(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideNone)  # a long name wraps, never "Pink su…"
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._keys: dict[object, QListWidgetItem] = {}
         self._shown_project: object = None

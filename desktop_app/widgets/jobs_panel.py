@@ -110,10 +110,12 @@ class JobRow(QWidget):
                                "folder that holds them")
         self.models.clicked.connect(self.models_requested)
         self.models.hide()
+        # Narrow enough for a narrow dock: the title wraps beside Cancel, the state has a
+        # line of its own under the bar (beside the title it was cut to "don").
+        self.state.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
-        top.addWidget(self.state)
-        top.addWidget(self.cancel)
+        top.addWidget(self.cancel, 0, Qt.AlignmentFlag.AlignTop)
         note = QHBoxLayout()
         note.addWidget(self.detail, 1)
         note.addWidget(self.more, 0, Qt.AlignmentFlag.AlignTop)
@@ -121,6 +123,7 @@ class JobRow(QWidget):
         lay.setContentsMargins(4, 2, 4, 2)
         lay.addLayout(top)
         lay.addWidget(self.bar)
+        lay.addWidget(self.state)
         lay.addWidget(self.outcome)
         lay.addLayout(note)
         lay.addWidget(self.models)

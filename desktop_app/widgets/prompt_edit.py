@@ -1,8 +1,11 @@
 """The prompt of the Generate page: typing `<` offers the run's concept tokens (the list
 narrows as you type; Enter or a click puts the token in, with its class word), and a chip per
-concept puts its "<token> class" in at the cursor."""
+concept puts its "<token> class" in at the cursor. A token that already says its class word
+("<cat>", a cat) goes in alone: "<cat> cat" would say it twice."""
 
 from __future__ import annotations
+
+import re
 
 from PySide6.QtCore import QStringListModel, Qt, Signal
 from PySide6.QtWidgets import QCompleter, QHBoxLayout, QLineEdit, QPushButton, QWidget
@@ -14,6 +17,15 @@ def partial_token(text: str, cursor: int) -> tuple[int, str] | None:
     if start < 0 or ">" in text[start:cursor] or " " in text[start:cursor]:
         return None
     return start, text[start:cursor]
+
+
+def concept_phrase(token: str, class_word: str) -> str:
+    """What goes in the prompt for a concept: "<mochi> cat", but "<cat>" alone."""
+    said = " ".join(w for w in re.split(r"[-_\d]+", token.strip("<>").lower()) if w)
+    word = class_word.strip()
+    if not word or re.search(rf"\b{re.escape(word.lower())}\b", said):
+        return token
+    return f"{token} {word}"
 
 
 class PromptEdit(QLineEdit):
@@ -53,8 +65,7 @@ class PromptEdit(QLineEdit):
         text, cursor = self.text(), self.cursorPosition()
         found = partial_token(text, cursor)
         start = found[0] if found else cursor
-        word = self.class_words.get(token, "")
-        piece = f"{token} {word}".strip()
+        piece = concept_phrase(token, self.class_words.get(token, ""))
         rest = text[cursor:]
         if rest and not rest.startswith(" "):
             piece += " "
@@ -67,7 +78,7 @@ class PromptEdit(QLineEdit):
         text, cursor = self.text(), self.cursorPosition()
         before = text[:cursor]
         lead = "" if not before or before.endswith(" ") else " "
-        piece = f"{lead}{token} {self.class_words.get(token, '')}".rstrip()
+        piece = lead + concept_phrase(token, self.class_words.get(token, ""))
         self.setText(before + piece + text[cursor:])
         self.setCursorPosition(cursor + len(piece))
         self.setFocus()
@@ -94,7 +105,7 @@ class ConceptChips(QWidget):
         self.buttons = {}
         for token, name, word in concepts:
             button = QPushButton(f"{name} {token}")
-            button.setToolTip(f"Put “{token} {word}” in the prompt")
+            button.setToolTip(f"Put “{concept_phrase(token, word)}” in the prompt")
             button.setStyleSheet("QPushButton { border-radius: 10px; padding: 3px 10px; "
                                  "background: #e3ecfa; border: 1px solid #9bb5e0 }")
             button.clicked.connect(lambda _c=False, t=token: self.chosen.emit(t))

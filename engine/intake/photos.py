@@ -144,6 +144,25 @@ def _open_allowed(data: bytes, name: str) -> Image.Image:
     raise InputError(f"{name}: not an image, or not a format read here ({allowed})")
 
 
+def starts_like_a_photo(path: str | Path) -> bool:
+    """Whether a file begins with the signature of a format intake reads: a look at 16 bytes,
+    for guesses made before the import (which decodes every file in full and may still refuse
+    a damaged one)."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(16)
+    except OSError:
+        return False
+    for fmt in readable_formats():
+        _factory, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept is not None else False
+        if verdict and not isinstance(verdict, str):
+            return True
+    return False
+
+
 def _check_dimensions(width: int, height: int, name: str) -> None:
     if width * height > MAX_PIXELS:
         raise InputError(

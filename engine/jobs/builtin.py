@@ -21,6 +21,7 @@ class DeviceInfoParams(JobParams):
 @dataclass(frozen=True)
 class DeviceInfo(JobResult):
     description: str
+    float32_cost: str = ""  # what the precision "float32" costs here (device.float32_cost)
 
     def summary(self) -> str:
         return self.description
@@ -31,12 +32,14 @@ class DeviceInfo(JobResult):
 
 def device_info_job(ctx: Any, params: DeviceInfoParams) -> DeviceInfo:
     """The device plan, described (the window runs it in the worker: it never loads torch)."""
-    from engine.device import plan_device
+    from engine.device import float32_cost, plan_device
     from engine.settings import load_settings
 
     ctx.progress(0, 1, "detecting device")
     precision = params.precision or load_settings().precision
-    return DeviceInfo(plan_device(params.requested, precision=precision).describe())
+    auto = plan_device(params.requested, precision="auto")
+    return DeviceInfo(plan_device(params.requested, precision=precision).describe(),
+                      float32_cost(auto))
 
 
 @dataclass(frozen=True, kw_only=True)

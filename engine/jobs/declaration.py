@@ -12,11 +12,14 @@ builds typed parameters and shows each field's help, the worker calls `target(ct
 and the job journal stores `params.to_dict()` so the job can be resumed later.
 
 Parameters are checked by their annotated types when they are made: a bad value is an
-InputError that names the field, wherever it came from (a flag, a form, a journal).
+InputError that names the field, wherever it came from (a flag, a form, a journal). A `bytes`
+field (a brush stroke's pixels) is base64 text in `to_dict`, and taken back from it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import math
 import types
@@ -112,6 +115,12 @@ def _check(value: Any, tp: Any, label: str) -> Any:
         if not isinstance(value, str):
             raise InputError(f"{label} must be text, got {value!r}")
         return value
+    if tp is bytes and isinstance(value, str):  # as to_dict wrote it (the journal's JSON)
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise InputError(f"{label} must be bytes or base64 text, got {value[:40]!r}") \
+                from None
     if isinstance(tp, type) and not isinstance(value, tp):
         raise InputError(f"{label} must be {_type_name(tp)}, got {value!r}")
     return value
@@ -142,8 +151,10 @@ class JobParams:
         """Checks across fields; a subclass raises InputError naming what is wrong."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (the journal stores them)."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]  # a dataclass subclass
+        """Plain JSON-able values (the journal stores them): bytes as base64 text."""
+        plain = dataclasses.asdict(self)  # type: ignore[call-overload]  # a dataclass subclass
+        return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v
+                for k, v in plain.items()}
 
     @classmethod
     def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:

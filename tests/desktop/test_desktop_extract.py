@@ -20,9 +20,9 @@ def test_extraction_shows_masks_per_iteration(make_window, qtbot, tmp_path, phot
     page.use_file(photos["chelsea"])
     qtbot.waitUntil(lambda: not page.canvas.image.isNull(), timeout=20_000)
     page.add_concept("Mochi", "cat")
-    page.canvas.set_box("Mochi", (0.3, 0.05, 0.95, 0.95))
+    page.canvas.set_box(page.row_key(0), (0.3, 0.05, 0.95, 0.95))
     page.add_concept("Sofa", "sofa")
-    page.canvas.set_box("Sofa", (0.0, 0.0, 0.35, 1.0))
+    page.canvas.set_box(page.row_key(1), (0.0, 0.0, 0.35, 1.0))
     concepts = page.concepts_param()
     w, h = page.photo_size
     assert concepts[0]["box"] == [0.3 * w, 0.05 * h, 0.95 * w, 0.95 * h]

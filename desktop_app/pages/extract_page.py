@@ -34,12 +34,11 @@ from desktop_app.state.plain_words import for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_photo
 from desktop_app.widgets.box_canvas import BoxCanvas
 from desktop_app.widgets.extract_iterations import IterationView
-from desktop_app.widgets.jobs_panel import eta_text
 from desktop_app.widgets.mask_editor import MaskEditor
 from desktop_app.widgets.photo_sources import IMAGE_FILTER
 from engine.errors import MyCanvasError
 from engine.extract import EXTRACT, read_iterations
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress, progress_line
 
 RUN_KIND = "em-extract"
 PHOTO_SIDE = 900
@@ -321,8 +320,7 @@ class ExtractPage(QWidget):
 
     def _job_event(self, event: JobEvent) -> None:
         if isinstance(event, JobProgress):
-            self.status.setText(f"{event.message} · {event.fraction:.0%} · "
-                                f"{eta_text(event.eta_seconds)}")
+            self.status.setText(progress_line(event.fraction, event.eta_seconds, event.message))
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):
             self.job = None
             self.timer.stop()

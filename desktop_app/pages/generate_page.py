@@ -35,12 +35,20 @@ from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.widgets.box_canvas import BoxCanvas
-from desktop_app.widgets.jobs_panel import eta_text, show_preview
+from desktop_app.widgets.jobs_panel import show_preview
 from desktop_app.widgets.params_form import ParamsForm, field_specs
 from desktop_app.widgets.prompt_edit import ConceptChips, PromptEdit
 from engine.errors import MyCanvasError
 from engine.generate import GENERATE, GenerateParams, load_run_concepts
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
+from engine.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobPreview,
+    JobProgress,
+    progress_line,
+)
 from engine.score import SCORE
 
 RUN_KINDS = ("custom-diffusion", "em-extract")
@@ -342,8 +350,7 @@ class GeneratePage(QWidget):
 
     def _job_event(self, event: JobEvent) -> None:
         if isinstance(event, JobProgress):
-            self.status.setText(f"{event.message} · {event.fraction:.0%} · "
-                                f"{eta_text(event.eta_seconds)}")
+            self.status.setText(progress_line(event.fraction, event.eta_seconds, event.message))
         elif isinstance(event, JobPreview):
             show_preview(self.preview, event)
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):

@@ -10,7 +10,6 @@ the Hub for sizes goes on the network, so both run off the GUI thread.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -34,16 +33,14 @@ from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.state.thumbnails import BackgroundLoader
-from desktop_app.widgets.jobs_panel import eta_text
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress, progress_line
 from engine.models.profiles import download_mb, get_profile, profile_names
 
 PRESENT, LATER, MISSING = QColor(27, 125, 58), QColor(138, 90, 0), QColor(179, 38, 30)
 COLUMNS = ("Role", "Status", "Download", "Where from", "Note", "")
 SINGLE_FILE_ROLES = {"segmenter": "SAM checkpoints (*.pth *.safetensors)",
                      "planner": "GGUF models (*.gguf)"}
-_WHY = re.compile(r"is not on this computer \(([^)]*)\)")
 
 
 def role_statuses(profile: str, overrides: dict[str, str]) -> list[Any]:
@@ -328,16 +325,17 @@ class ModelManager(QDialog):
         if isinstance(event, JobProgress):
             self.bar.setRange(0, max(1, event.total))
             self.bar.setValue(min(event.step, event.total))
-            self.status.setText(f"{event.message} — {eta_text(event.eta_seconds)}")
+            self.status.setText(progress_line(event.fraction, event.eta_seconds, event.message))
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):
             self.job = None
             self.cancel.setEnabled(False)
             self.bar.hide()
             self.failed = isinstance(event, JobFailed)
             if isinstance(event, JobFailed):
-                why = _WHY.search(event.reason)
-                self.outcome = (f"The download failed: {why.group(1)}." if why else
-                                f"The download failed: {for_window(event.reason)}")
+                fields = event.fields
+                self.outcome = (f"The download failed: {fields.cause}." if fields.cause else
+                                "The download failed: "
+                                f"{fields.problem or for_window(event.reason)}")
             else:
                 self.outcome = ("Cancelled; what was fully downloaded is kept." if
                                 isinstance(event, JobCancelled) else "Done.")

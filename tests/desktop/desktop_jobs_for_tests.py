@@ -70,10 +70,12 @@ def offline_models_job(ctx: Any, params: Any) -> Any:
     """What the model job does offline: the first role to download fails with the engine's
     own message (engine.models.hub.download_role, no connection)."""
     from engine.errors import ModelMissingError
-    from engine.models.profiles import get_profile, missing_message
+    from engine.models.profiles import get_profile, missing_fields, missing_message
 
     profile = get_profile(params.profile)
     role = (params.roles or list(profile.roles))[0]
     ctx.progress(0, 1, f"{role}: fetching")
-    raise ModelMissingError(missing_message(profile, profile.role(role),
-                                            "no connection to the Hugging Face Hub"))
+    why = "no connection to the Hugging Face Hub"
+    spec = profile.role(role)
+    raise ModelMissingError(missing_message(profile, spec, why),
+                            **missing_fields(profile, spec, why))

@@ -233,8 +233,11 @@ class TrainPage(QWidget):
             self.bar.hide()
             self.eta.setText("")
             ended = next((r for r in runs if r.id == was[0]), None)
-            self.status.setText(f"Run {was[0]} trained elsewhere is {ended.status}." if ended
-                                else f"Run {was[0]} trained elsewhere is gone.")
+            self.status.setText(
+                f"Run {was[0]} trained elsewhere is gone." if ended is None else
+                f"Run {was[0]} stopped: the process that trained it ended without saying how. "
+                "Select it below and press Resume run to go on." if ended.status == "running"
+                else f"Run {was[0]} trained elsewhere is {ended.status}.")
         if self.elsewhere is not None:
             run_id, owner = self.elsewhere
             self.status.setText(f"Run {run_id} is training elsewhere ({owner}). This page "
@@ -294,6 +297,9 @@ class TrainPage(QWidget):
         strip, the time left."""
         project = self.state.project
         if project is None:
+            return
+        if self.elsewhere is not None and run_owner(project, self.elsewhere[0]) is None:
+            self.reload()  # its trainer let go of it (ended, or died without a word)
             return
         if self.follow_run is None and self._training_here():
             newer = [r.id for r in project.runs(RUN_KIND) if r.id > self._runs_before]

@@ -118,7 +118,7 @@ class JobsBridge(QObject):
                 if not handle.done and not any(isinstance(e, JobStarted) for e in handle.events):
                     spec = handle.spec
                     self.journal.record_unstarted(spec.job_id, spec.name, spec.title,
-                                                  spec.params)
+                                                  params_dict(spec.params))
         self.runner.shutdown(timeout=3.0)
         self._remove_journal()
         self.journal.close()

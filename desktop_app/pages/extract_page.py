@@ -38,7 +38,7 @@ from desktop_app.widgets.mask_editor import MaskEditor
 from desktop_app.widgets.photo_sources import IMAGE_FILTER
 from engine.errors import MyCanvasError
 from engine.extract import EXTRACT, read_iterations
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress, progress_line
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 
 RUN_KIND = "em-extract"
 PHOTO_SIDE = 900
@@ -161,6 +161,7 @@ class ExtractPage(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.stack)
         self.bindings = Bindings()
+        self.job_bindings = Bindings()  # to the running job's JobState
         self.bindings.on(state, "project", lambda _p: self._project_changed())
         self.bindings.on(state, "photos_rev", lambda _v: self._fill_photos())
         self._project_changed()
@@ -316,12 +317,12 @@ class ExtractPage(QWidget):
         self.again_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting: loading the model…")
+        self.job_bindings.on(self.jobs.states[handle.job_id], "line", self.status.setText)
         self.timer.start()
 
     def _job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.status.setText(progress_line(event.fraction, event.eta_seconds, event.message))
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.job_bindings.clear()
             self.job = None
             self.timer.stop()
             self.follow()
@@ -389,6 +390,7 @@ class ExtractPage(QWidget):
         self.status.setText("Mask fixed. Press “Run again from the masks” to go on from it.")
 
     def teardown(self) -> None:
+        self.job_bindings.clear()
         self.timer.stop()
         self.bindings.clear()
         self.editor.teardown()

@@ -45,9 +45,6 @@ from engine.jobs import (
     JobEvent,
     JobFailed,
     JobFinished,
-    JobPreview,
-    JobProgress,
-    progress_line,
 )
 from engine.score import SCORE
 
@@ -169,6 +166,7 @@ class GeneratePage(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
         self.bindings = Bindings()
+        self.job_bindings = Bindings()  # to the running job's JobState
         self.bindings.on(state, "project", lambda _p: self.reload())
         self.bindings.on(state, "runs_rev", lambda _v: self.reload())
         self.bindings.on(state, "layouts_rev", lambda _v: self._fill_layouts())
@@ -347,13 +345,14 @@ class GeneratePage(QWidget):
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting: loading the model and the run's concepts…")
+        job = self.jobs.states[handle.job_id]
+        self.job_bindings.on(job, "line", self.status.setText)
+        self.job_bindings.on(job, "preview", lambda p: p is not None and
+                             show_preview(self.preview, p))
 
     def _job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.status.setText(progress_line(event.fraction, event.eta_seconds, event.message))
-        elif isinstance(event, JobPreview):
-            show_preview(self.preview, event)
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.job_bindings.clear()
             self.job = None
             self.cancel_button.setEnabled(False)
             self.generate_button.setEnabled(self.run.currentData() is not None)
@@ -381,4 +380,5 @@ class GeneratePage(QWidget):
                 self.status.setText(f"{self.status.text()} Not scored: {exc}")
 
     def teardown(self) -> None:
+        self.job_bindings.clear()
         self.bindings.clear()

@@ -29,12 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.state.thumbnails import BackgroundLoader
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress, progress_line
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 from engine.models.profiles import download_mb, get_profile, profile_names
 
 PRESENT, LATER, MISSING = QColor(27, 125, 58), QColor(138, 90, 0), QColor(179, 38, 30)
@@ -149,6 +150,7 @@ class ModelManager(QDialog):
         lay.addLayout(buttons)
         self._settings_profile = ""
         self.bindings = Bindings()
+        self.job_bindings = Bindings()  # to the running job's JobState
         self.bindings.bind(state, "settings", self._settings_changed)
 
     def _settings_changed(self, settings: Any) -> None:
@@ -320,13 +322,17 @@ class ModelManager(QDialog):
         self.bar.setRange(0, 0)
         self.bar.show()
         self.status.setText("Starting…")
+        job = self.jobs.states[handle.job_id]
+        self.job_bindings.on(job, "line", lambda _line: self._show_progress(job))
+
+    def _show_progress(self, job: JobState) -> None:
+        self.bar.setRange(0, max(1, job.total))
+        self.bar.setValue(min(job.step, job.total))
+        self.status.setText(job.line)
 
     def _job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.bar.setRange(0, max(1, event.total))
-            self.bar.setValue(min(event.step, event.total))
-            self.status.setText(progress_line(event.fraction, event.eta_seconds, event.message))
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.job_bindings.clear()
             self.job = None
             self.cancel.setEnabled(False)
             self.bar.hide()
@@ -342,5 +348,6 @@ class ModelManager(QDialog):
             self.refresh()
 
     def teardown(self) -> None:
+        self.job_bindings.clear()
         self.bindings.clear()
         self.loader.shutdown()

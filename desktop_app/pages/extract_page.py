@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
@@ -162,6 +163,7 @@ class ExtractPage(QWidget):
         lay.addWidget(self.stack)
         self.bindings = Bindings()
         self.job_bindings = Bindings()  # to the running job's JobState
+        jobs.job_added.connect(self._job_added)
         self.bindings.on(state, "project", lambda _p: self._project_changed())
         self.bindings.on(state, "photos_rev", lambda _v: self._fill_photos())
         self._project_changed()
@@ -318,6 +320,29 @@ class ExtractPage(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting: loading the model…")
         self.job_bindings.on(self.jobs.states[handle.job_id], "line", self.status.setText)
+        self.timer.start()
+
+    def _job_added(self, job: JobState) -> None:
+        """An extraction on this project queued elsewhere in the window (the resume bar) is
+        shown here as one started here. Looked at once the queueing is over, when a job this
+        page started has its id in `self.job`."""
+        QTimer.singleShot(0, self, lambda: self._adopt(job))
+
+    def _adopt(self, job: JobState) -> None:
+        project = self.state.project
+        if self.job is not None or project is None or \
+                not job.works_on(EXTRACT.name, project.root) or \
+                not self.jobs.listen(job.job_id, self._job_event):
+            return
+        run_id = job.params.get("run_id")
+        self.job, self.run_id = job.job_id, run_id
+        self._runs_before = max((r.id for r in project.runs()), default=0)
+        self.view.set_iterations([], busy=True)
+        self.start_button.setEnabled(False)
+        self.again_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(job.line or f"Resuming extraction run {run_id}…")
+        self.job_bindings.on(job, "line", self.status.setText)
         self.timer.start()
 
     def _job_event(self, event: JobEvent) -> None:

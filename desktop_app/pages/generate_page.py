@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
@@ -167,6 +168,7 @@ class GeneratePage(QWidget):
         lay.addWidget(split)
         self.bindings = Bindings()
         self.job_bindings = Bindings()  # to the running job's JobState
+        jobs.job_added.connect(self._job_added)
         self.bindings.on(state, "project", lambda _p: self.reload())
         self.bindings.on(state, "runs_rev", lambda _v: self.reload())
         self.bindings.on(state, "layouts_rev", lambda _v: self._fill_layouts())
@@ -345,10 +347,30 @@ class GeneratePage(QWidget):
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting: loading the model and the run's concepts…")
-        job = self.jobs.states[handle.job_id]
+        self._bind_job(self.jobs.states[handle.job_id])
+
+    def _bind_job(self, job: JobState) -> None:
         self.job_bindings.on(job, "line", self.status.setText)
         self.job_bindings.on(job, "preview", lambda p: p is not None and
                              show_preview(self.preview, p))
+
+    def _job_added(self, job: JobState) -> None:
+        """Pictures made on this project by a job queued elsewhere in the window (the resume
+        bar) are shown here as if started here. Looked at once the queueing is over, when a
+        job this page started has its id in `self.job`."""
+        QTimer.singleShot(0, self, lambda: self._adopt(job))
+
+    def _adopt(self, job: JobState) -> None:
+        project = self.state.project
+        if self.job is not None or project is None or \
+                not job.works_on(GENERATE.name, project.root) or \
+                not self.jobs.listen(job.job_id, self._job_event):
+            return
+        self.job = job.job_id
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(job.line or f"Resuming: {job.title}…")
+        self._bind_job(job)
 
     def _job_event(self, event: JobEvent) -> None:
         if isinstance(event, JobFinished | JobFailed | JobCancelled):

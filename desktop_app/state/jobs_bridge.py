@@ -89,6 +89,14 @@ class JobsBridge(QObject):
             self.job_added.emit(state)
         return handle
 
+    def listen(self, job_id: str, on_event: JobCallback) -> bool:
+        """Hear the later events of a job queued without a listener (the resume bar's), as
+        a page that shows it does; False when it has one already or has ended."""
+        if job_id in self._callbacks or job_id not in self.states:
+            return False
+        self._callbacks[job_id] = on_event
+        return True
+
     def running_on(self, name: str, project: Path | None) -> JobState | None:
         """The job `name` queued here that works on the project at `project` and has not
         ended (the oldest), or None."""

@@ -137,3 +137,40 @@ def test_a_finished_jobs_write_is_announced_once(make_window, qtbot, tmp_path):
     assert announced >= 1  # the job's end told the views
     window.watcher.poll()  # the same commits, seen by the watcher: not announced again
     assert len(revisions) == announced
+
+
+def test_an_extraction_resumed_from_the_resume_bar_is_shown_by_the_extract_page(
+        make_window, qtbot, tmp_path, photos):
+    folder = tmp_path / "p"
+    Project.create(folder, "Extract").close()
+    journal, token = JournalWriter(), CancelToken()
+
+    def sink(event) -> None:
+        journal(event)
+        if isinstance(event, JobProgress) and event.total == 400 and event.step >= 3:
+            journal.interrupt_all()
+            token.cancel()
+
+    run_inline("extract", {"project": str(folder), "photo": str(photos["chelsea"]),
+                           "profile": "tiny", "device": "cpu", "segment_method": "fallback",
+                           "concepts": [{"name": "Mochi", "class_word": "cat",
+                                         "box": [100, 10, 440, 290]}],
+                           "config": {"steps": 400, "iterations": 4, "checkpoint_every": 2}},
+               sink, token)
+    journal.close()
+    window = make_window(folder)
+    page = window.extract_page
+    window.steps.setCurrentWidget(page)
+    assert page.job is None and page.status.text().startswith("Choose a photo")
+    qtbot.mouseClick(window.resume_bar.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is not None, timeout=5_000)
+    assert not page.start_button.isEnabled() and page.cancel_button.isEnabled()
+    # Its progress, from the JobState the jobs list shows too.
+    job = page.jobs.states[page.job]
+    assert window.jobs_panel.rows[job.job_id].job_state is job
+    qtbot.waitUntil(lambda: job.line != "" and page.status.text() == job.line,
+                    timeout=240_000)
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    wait_for_jobs(qtbot, window)
+    assert page.status.text().startswith("Cancelled."), page.status.text()
+    assert page.job is None and not page.cancel_button.isEnabled()

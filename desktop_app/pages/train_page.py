@@ -240,8 +240,12 @@ class TrainPage(QWidget):
                 else f"Run {was[0]} trained elsewhere is {ended.status}.")
         if self.elsewhere is not None:
             run_id, owner = self.elsewhere
-            self.status.setText(f"Run {run_id} is training elsewhere ({owner}). This page "
-                                "follows it; it can be stopped there.")
+            if project is not None and self.jobs.running_on("personalize", project.root):
+                self.status.setText(f"Run {run_id} is training as part of Personalize. This "
+                                    "page follows it; Personalize's Cancel stops it.")
+            else:
+                self.status.setText(f"Run {run_id} is training elsewhere ({owner}). This "
+                                    "page follows it; it can be stopped there.")
 
     def _explain_readiness(self) -> None:
         project = self.state.project
@@ -251,7 +255,7 @@ class TrainPage(QWidget):
         elif self.job is not None:
             problem = "A training run is going (cancel it to start another)."
         elif self.elsewhere is not None:
-            problem = f"Run {self.elsewhere[0]} is training elsewhere: wait for it to end."
+            problem = f"Run {self.elsewhere[0]} is training now: wait for it to end."
         elif not any(i.review_state in ("auto-kept", "accepted")
                      for i in project.dataset_items()):
             problem = "Build a dataset first (Dataset step): training learns from its pictures."

@@ -79,3 +79,14 @@ def offline_models_job(ctx: Any, params: Any) -> Any:
     spec = profile.role(role)
     raise ModelMissingError(missing_message(profile, spec, why),
                             **missing_fields(profile, spec, why))
+
+
+def personalize_trains_job(ctx: Any, params: Any) -> Any:
+    """Personalize at its training stage: the real train job run inside it, as the chain
+    runs it (engine.personalize.chain), on a long budget so it is still going when looked at."""
+    from engine.train.jobs import TrainParams
+    from engine.train.training_job import train_job
+
+    return train_job(ctx, TrainParams(project=params.project, profile=params.profile,
+                                      device=params.device,
+                                      config={"steps": 400, "sample_every": 0}))

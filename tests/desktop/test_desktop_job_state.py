@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 
 from engine.jobs import CancelToken, JobProgress, JobQueued, run_inline
 from engine.jobs.journal import JournalWriter
+from engine.jobs.registry import target_overrides
 from engine.project import Project
 from engine.train import run_owner
 
@@ -107,7 +108,7 @@ def test_a_run_trained_by_another_process_is_followed_and_not_started_again(
         qtbot.waitUntil(lambda: "training elsewhere" in page.status.text(), timeout=240_000)
         assert f"process {trainer.pid}" in page.status.text()
         assert not page.start_button.isEnabled()
-        assert "wait for it to end" in page.start_button.toolTip()
+        assert page.start_button.toolTip() == "Run 1 is training now: wait for it to end."
         page.runs.selectRow(0)
         assert not page.resume_button.isEnabled() and not page.delete_button.isEnabled()
         qtbot.waitUntil(lambda: page.chart.point_count() >= 3, timeout=240_000)
@@ -121,6 +122,26 @@ def test_a_run_trained_by_another_process_is_followed_and_not_started_again(
     assert page.start_button.isEnabled() and not page.timer.isActive()
     with Project.open(folder) as project:
         assert run_owner(project, 1) is None
+
+
+def test_personalizes_training_shows_on_the_train_page(make_window, qtbot, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setitem(target_overrides, "personalize",
+                        "desktop_jobs_for_tests:personalize_trains_job")
+    folder = make_train_project(tmp_path / "p")
+    window = make_window(folder)
+    page = window.train_page
+    window.steps.setCurrentWidget(page)
+    window.personalize.start()
+    qtbot.waitUntil(lambda: "as part of Personalize" in page.status.text(), timeout=240_000)
+    assert page.status.text().startswith("Run 1 is training as part of Personalize.")
+    assert not page.start_button.isEnabled() and not page.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: page.chart.point_count() >= 2, timeout=240_000)
+    window.personalize.cancel()
+    wait_for_jobs(qtbot, window)
+    qtbot.waitUntil(lambda: page.status.text() == "Run 1 trained elsewhere is cancelled.",
+                    timeout=15_000)
+    assert page.start_button.isEnabled()
 
 
 def test_a_finished_jobs_write_is_announced_once(make_window, qtbot, tmp_path):

@@ -185,7 +185,11 @@ class TrainPage(QWidget):
     # ------------------------------------------------------------------ showing
 
     def _project_changed(self) -> None:
-        self.elsewhere = None
+        if self.elsewhere is not None:  # a run of the project shown before
+            self.elsewhere = None
+            self.timer.stop()
+            self.bar.hide()
+            self.eta.setText("")
         if not self._training_here():
             self._show_run(None)
         project = self.state.project

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text
 from desktop_app.state.thumbnails import BackgroundLoader
 from desktop_app.widgets.dataset_review import (
     DatasetGrid,
@@ -290,7 +290,7 @@ class DatasetPage(QWidget):
                 self.status.setText(f"Done: {r.built} built now ({r.kept} kept, "
                                     f"{r.rejected} rejected), {r.already} were there.")
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             else:
                 self.status.setText("Cancelled. The finished items are kept; building again "
                                     "makes only the missing ones.")
@@ -308,7 +308,7 @@ class DatasetPage(QWidget):
             if isinstance(event, JobFinished):
                 self.status.setText(event.result.summary())
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             self._status_is_readiness = False
 
         try:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_photo
 from desktop_app.widgets.box_canvas import BoxCanvas
 from desktop_app.widgets.extract_iterations import IterationView
@@ -359,7 +359,7 @@ class ExtractPage(QWidget):
                 self.status.setText(event.result.summary().splitlines()[0] + " The concepts "
                                     "are in the concept list; generate with this run.")
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             else:
                 self.status.setText("Cancelled. The run can be resumed from the Jobs list.")
             self._fill_fix_choice()

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.widgets.box_canvas import BoxCanvas
 from desktop_app.widgets.jobs_panel import show_preview
 from desktop_app.widgets.params_form import ParamsForm, field_specs
@@ -385,7 +385,7 @@ class GeneratePage(QWidget):
                 self.status.setText(f"{result.summary()}. They are in the Gallery.")
                 self._score(list(result.generation_ids))
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             else:
                 self.status.setText("Cancelled. The pictures made before are in the Gallery.")
 

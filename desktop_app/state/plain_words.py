@@ -44,7 +44,10 @@ def failure_text(reason: str, fields: ErrorFields | None = None) -> str:
         return for_window(reason)
     if fields.missing_role:
         return f"{fields.problem} {MODELS_HINT}"
-    hint = fields.hint[:1].upper() + fields.hint[1:]
+    words = fields.command.split()
+    step = _STEP_OF_COMMAND.get(words[1]) if len(words) > 1 else None
+    hint = step or fields.hint  # the window's step that does what the command does
+    hint = hint[:1].upper() + hint[1:]
     return f"{fields.problem} {hint}." if hint else fields.problem
 
 

@@ -79,3 +79,20 @@ def test_a_failure_is_told_from_its_fields_not_its_prose(qtbot):
     panel.on_event(JobQueued("j2", "ensure-models", "Get the models"))
     panel.on_event(JobFailed("j2", prose))
     assert panel.rows["j2"].models.isHidden()
+
+
+def test_a_missing_step_is_told_from_the_commands_field(tmp_path):
+    """An error that names the command to run first (its `command` field) is told in the
+    window as the step to do, with the CLI's message unchanged."""
+    from desktop_app.state.plain_words import failure_text
+    from engine.jobs import JobFailed, run_inline
+    from engine.project import Project
+
+    Project.create(tmp_path / "p", "Empty").close()
+    end = run_inline("build-dataset", {"project": str(tmp_path / "p"), "profile": "tiny",
+                                       "device": "cpu", "count": 1})
+    assert isinstance(end, JobFailed)
+    assert end.reason == "The project has no layouts yet: run `mycanvas plan` first"
+    assert end.fields.command == "mycanvas plan"
+    assert failure_text(end.reason, end.fields) == \
+        "The project has no layouts yet. Plan layouts first (Layouts step)."

@@ -195,3 +195,35 @@ def test_an_extraction_resumed_from_the_resume_bar_is_shown_by_the_extract_page(
     wait_for_jobs(qtbot, window)
     assert page.status.text().startswith("Cancelled."), page.status.text()
     assert page.job is None and not page.cancel_button.isEnabled()
+
+
+def test_pictures_resumed_from_the_resume_bar_are_shown_by_the_generate_page(
+        make_window, qtbot, tmp_path):
+    folder = make_train_project(tmp_path / "p")
+    trained = run_inline("train", {"project": str(folder), "profile": "tiny", "device": "cpu",
+                                   "config": {"steps": 2, "sample_every": 0}})
+    journal, token = JournalWriter(), CancelToken()
+
+    def sink(event) -> None:
+        journal(event)
+        if isinstance(event, JobProgress) and event.step >= 1:
+            journal.interrupt_all()
+            token.cancel()
+
+    run_inline("generate", {"project": str(folder), "profile": "tiny", "device": "cpu",
+                            "run_id": trained.result.run_id, "prompt": "<mochi> cat",
+                            "count": 3, "steps": 3, "seed": 1}, sink, token)
+    journal.close()
+    window = make_window(folder)
+    page = window.generate_page
+    window.steps.setCurrentWidget(page)
+    assert page.job is None and page.generate_button.isEnabled()
+    qtbot.mouseClick(window.resume_bar.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is not None, timeout=5_000)
+    assert not page.generate_button.isEnabled() and page.cancel_button.isEnabled()
+    job = page.jobs.states[page.job]
+    qtbot.waitUntil(lambda: job.line != "" and page.status.text() == job.line,
+                    timeout=240_000)
+    wait_for_jobs(qtbot, window)
+    assert page.status.text().endswith("They are in the Gallery."), page.status.text()
+    assert page.job is None and page.generate_button.isEnabled()

@@ -101,9 +101,9 @@ class MainWindow(QMainWindow):
         self._device_job = None  # events of a job arrive from inside submit(), so set it first
         self.float32_cost = ""  # the device-info job's line, for the settings
         self.jobs = JobsBridge(self)
-        self.jobs.data_changed.connect(lambda parts: self.state.touch(*parts))
         self.thumbs = BackgroundLoader(self)
         self.watcher = ProjectWatcher(self.state, self)
+        self.jobs.data_changed.connect(self.watcher.announce)
 
         self.concepts = ConceptList(self.state, self.thumbs)
         self.concepts.files_dropped.connect(self.drop_files)
@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self.jobs_panel.cancel_requested.connect(self.jobs.cancel)
         self.jobs_panel.models_requested.connect(self.show_models)
         self.jobs.event.connect(self.jobs_panel.on_event)
+        self.jobs.job_added.connect(self.jobs_panel.track)
         self.jobs.event.connect(self._on_job_event)
         self.interrupted = InterruptedJobs(self.state, self.jobs, self.resume_bar,
                                            self.jobs_panel, self)

@@ -1,7 +1,10 @@
 """Errors a person can read.
 
 Every error the engine raises on purpose derives from MyCanvasError and carries a one-line
-reason written for the user of the app; the CLI prints it, the GUI shows it.
+reason written for the user of the app; the CLI prints it, the GUI shows it. What a front end
+acts on travels beside the prose as fields (`ErrorFields`: what to do, the command that does it
+in a terminal, the model role that is missing), so the window reads them instead of parsing the
+message; a failed job carries them in its JobFailed event.
 """
 
 from __future__ import annotations
@@ -9,10 +12,44 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorFields:
+    """What an error says beside its message, for a front end to act on.
+
+    problem: what is wrong, the message without its remedy; hint: what to do, in words that
+    fit any front end ("download it when connected to the internet, or choose the folder that
+    holds it"); command: the terminal command that does it ("mycanvas models download sd15");
+    missing_role: the model role whose weights are not on this computer ("unet"); cause: why
+    it happened, when known ("no connection to the Hugging Face Hub"). An empty field: the
+    error says nothing of that kind."""
+
+    hint: str = ""
+    command: str = ""
+    missing_role: str = ""
+    problem: str = ""
+    cause: str = ""
 
 
 class MyCanvasError(Exception):
-    """Base of the engine's deliberate errors: str(err) is a one-line, user-readable reason."""
+    """Base of the engine's deliberate errors: str(err) is a one-line, user-readable reason;
+    `fields` what a front end acts on (ErrorFields)."""
+
+    def __init__(self, *args: object, hint: str = "", command: str = "",
+                 missing_role: str = "", problem: str = "", cause: str = "") -> None:
+        super().__init__(*args)
+        self.fields = ErrorFields(hint, command, missing_role, problem, cause)
+
+    def __reduce__(self):  # keep the fields across pickling (a worker process's error)
+        return (_rebuild, (type(self), self.args, self.fields))
+
+
+def _rebuild(kind: type[MyCanvasError], args: tuple, fields: ErrorFields) -> MyCanvasError:
+    error = kind(*args)
+    error.fields = fields
+    return error
 
 
 class InputError(MyCanvasError):
@@ -24,7 +61,8 @@ class ProjectError(MyCanvasError):
 
 
 class ModelMissingError(MyCanvasError):
-    """The weights for a model role are not on this computer and could not be fetched."""
+    """The weights for a model role are not on this computer and could not be fetched.
+    `fields.missing_role` names the role when it is one of a profile's."""
 
 
 class UnsafeModelError(MyCanvasError):

@@ -1,6 +1,7 @@
 """Screenshots of every screen of the desktop app, from a demo project made on the spot.
 
     python scripts/screenshots.py [OUT_DIR]        # default packaging/screenshots
+    python scripts/screenshots.py OUT_DIR --scene train-resumed   # one scene only
 
 First the start page (no project open) and the welcome page of an empty project. The demo
 project is made the way a user would make it, through the engine's jobs: the
@@ -9,9 +10,11 @@ plus a box for the rocket), layouts from the real planner model, a dataset built
 profile (its pictures are noise, and the window says so), a short training run, pictures
 generated from it (one batch layout-guided) and scored, and a short extraction from one photo.
 Then the window is opened offscreen (or on Xvfb when DISPLAY is set) and each screen is
-grabbed. Settings and recent projects go
+grabbed. Last, a training run is cut short as by a quit and resumed from the resume bar: the
+Train page while the resumed run trains. Settings and recent projects go
 to a temporary folder, never to the user's; the tiny models are built in the app's data
-folder if they are not there yet.
+folder if they are not there yet. `--scene train-resumed` makes only what that scene needs
+(the project up to its dataset) and shoots only it.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def make_photos(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def make_project(root: Path, photos: dict[str, Path]) -> Path:
+def make_project(root: Path, photos: dict[str, Path], full: bool = True) -> Path:
     from engine.project import Project
 
     log("demo project:")
@@ -94,6 +97,8 @@ def make_project(root: Path, photos: dict[str, Path]) -> Path:
         project.set_review_state(items[1].id, "accepted")
         project.set_review_state(items[4].id, "rejected")
         layout_id = next(lay.id for lay in project.layouts() if len(lay.objects) >= 2)
+    if not full:
+        return folder
     stage = {**base, "profile": "tiny", "device": "cpu"}
     run("train", {**stage, "config": {"steps": 60, "sample_every": 10, "checkpoint_every": 30,
                                       "learning_rate": 1e-3}})
@@ -291,16 +296,74 @@ def shoot_new_pages(window, photos: dict[str, Path], shots: Shooter) -> None:
     window.state.settings = replace(window.settings, profile="tiny")
 
 
+def interrupt_training(folder: Path) -> None:
+    """A training run cut short as when the window quits during it: the journal says
+    interrupted (the resume bar offers it), the run keeps its checkpoints."""
+    from engine.jobs import CancelToken, JobProgress, run_inline
+    from engine.jobs.journal import JournalWriter
+
+    log("  train, cut short …")
+    journal, token = JournalWriter(), CancelToken()
+
+    def sink(event: Any) -> None:
+        journal(event)
+        if isinstance(event, JobProgress) and event.total == 300 and event.step >= 12:
+            journal.interrupt_all()
+            token.cancel()
+
+    run_inline("train", {"project": str(folder), "profile": "tiny", "device": "cpu",
+                         "config": {"steps": 300, "sample_every": 10, "checkpoint_every": 6,
+                                    "learning_rate": 1e-3}}, sink, token)
+    journal.close()
+
+
+def shoot_resumed_training(project: Path, shots: Shooter) -> None:
+    """The Train page during a run resumed from the resume bar: its chart, samples, time left,
+    and Start off while it trains."""
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.main_window import MainWindow
+    from engine.settings import Settings
+
+    interrupt_training(project)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    window = MainWindow(Settings(profile="tiny", device="cpu"))
+    window.resize(1360, 820)
+    window.show()
+    window.open_project(project)
+    page = window.train_page
+    window.steps.setCurrentWidget(page)
+    shots.wait_until(lambda: window.resume_bar.isVisible())
+    window.resume_bar.resume_button.click()
+    points = page.chart.point_count()
+    shots.wait_until(lambda: page.chart.point_count() >= points + 8
+                     and page.status.text().startswith("Training run")
+                     and page.samples.count() >= 2 and not window.thumbs.busy())
+    shots.shoot(window, "16-train-resumed")
+    page.cancel()
+    shots.wait_until(lambda: not window.jobs.has_running_jobs())
+    window.close()
+    app.processEvents()
+
+
 def main(argv: list[str]) -> int:
+    scene = None
+    if "--scene" in argv:
+        at = argv.index("--scene")
+        scene, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+        if scene != "train-resumed":
+            raise SystemExit(f"unknown scene {scene!r} (known: train-resumed)")
     out = Path(argv[0]) if argv else REPO / "packaging" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mycanvas-shots-") as tmp:
         root = Path(tmp)
         os.environ["MYCANVAS_CONFIG_DIR"] = str(root / "config")
         photos = make_photos(root / "photos")
-        project = make_project(root, photos)
+        project = make_project(root, photos, full=scene is None)
         shots = Shooter(out)
-        shoot_screens(project, photos, shots)
+        if scene is None:
+            shoot_screens(project, photos, shots)
+        shoot_resumed_training(project, shots)
     log(f"wrote {len(shots.written)} screenshots to {out}")
     return 0
 

@@ -98,3 +98,15 @@ def personalize_waits(ctx, params) -> None:
 def personalize_returns(ctx, params) -> None:
     """Stands in for a Personalize that finds nothing left to do."""
     ctx.progress(1, 1, "nothing to do")
+
+
+def missing_model_job(ctx) -> None:
+    """Fails as a job does when a model's weights are not here (engine.models.profiles)."""
+    from engine.errors import ModelMissingError
+    from engine.models.profiles import get_profile, missing_fields, missing_message
+
+    profile = get_profile("sd15")
+    spec = profile.role("base")
+    ctx.progress(0, 1)
+    raise ModelMissingError(missing_message(profile, spec, "no connection"),
+                            **missing_fields(profile, spec, "no connection"))

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text
 from desktop_app.state.thumbnails import BackgroundLoader
 from desktop_app.widgets.dataset_review import (
     DatasetGrid,
@@ -33,7 +33,7 @@ from desktop_app.widgets.dataset_viewer import ItemViewer
 from desktop_app.widgets.jobs_panel import show_preview
 from engine.dataset.jobs import BUILD_DATASET, EXPORT_DATASET
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 from engine.models.profiles import get_profile
 
 PREVIEW_SIDE = 128
@@ -154,6 +154,7 @@ class DatasetPage(QWidget):
         lay.addLayout(info)
         lay.addWidget(self.grid, 1)
         self.bindings = Bindings()
+        self.build_bindings = Bindings()  # to the build job's JobState
         self.bindings.on(state, "project", self._project_changed)
         self.bindings.on(state, "dataset_rev", lambda _v: self.reload())
         self.bindings.on(state, "settings", lambda _v: self._show_counts())
@@ -262,6 +263,11 @@ class DatasetPage(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText("Building… the pictures appear below as they are made.")
         self._status_is_readiness = False
+        job = self.jobs.states[handle.job_id]
+        self.build_bindings.on(job, "line", lambda line: self._building_here() and
+                               self.status.setText(line))
+        self.build_bindings.on(job, "preview", lambda p: p is not None and
+                               self._building_here() and show_preview(self.preview, p))
 
     def cancel_build(self) -> None:
         if self.build_job is not None:
@@ -271,12 +277,8 @@ class DatasetPage(QWidget):
     def _build_event(self, event: JobEvent) -> None:
         # The grid has reloaded already: the bridge touched "dataset" for every stored item.
         here = self._building_here()
-        if isinstance(event, JobProgress) and here:
-            message = event.message[:1].upper() + event.message[1:]
-            self.status.setText(f"{message} · {event.fraction:.0%}")
-        elif isinstance(event, JobPreview) and here:
-            show_preview(self.preview, event)
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.build_bindings.clear()
             self.build_job, self.build_project = None, None
             self.cancel_button.setEnabled(False)
             if not here:  # the build was of another project: its outcome is not this one's
@@ -288,7 +290,7 @@ class DatasetPage(QWidget):
                 self.status.setText(f"Done: {r.built} built now ({r.kept} kept, "
                                     f"{r.rejected} rejected), {r.already} were there.")
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             else:
                 self.status.setText("Cancelled. The finished items are kept; building again "
                                     "makes only the missing ones.")
@@ -306,7 +308,7 @@ class DatasetPage(QWidget):
             if isinstance(event, JobFinished):
                 self.status.setText(event.result.summary())
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             self._status_is_readiness = False
 
         try:
@@ -317,4 +319,5 @@ class DatasetPage(QWidget):
 
     def teardown(self) -> None:
         self.bindings.clear()
+        self.build_bindings.clear()
         self.viewer.hide()

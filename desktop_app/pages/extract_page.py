@@ -28,18 +28,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_photo
 from desktop_app.widgets.box_canvas import BoxCanvas
 from desktop_app.widgets.extract_iterations import IterationView
-from desktop_app.widgets.jobs_panel import eta_text
 from desktop_app.widgets.mask_editor import MaskEditor
 from desktop_app.widgets.photo_sources import IMAGE_FILTER
 from engine.errors import MyCanvasError
 from engine.extract import EXTRACT, read_iterations
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 
 RUN_KIND = "em-extract"
 PHOTO_SIDE = 900
@@ -164,6 +164,8 @@ class ExtractPage(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.stack)
         self.bindings = Bindings()
+        self.job_bindings = Bindings()  # to the running job's JobState
+        jobs.job_added.connect(self._job_added)
         self.bindings.on(state, "project", lambda _p: self._project_changed())
         self.bindings.on(state, "photos_rev", lambda _v: self._fill_photos())
         self._project_changed()
@@ -337,13 +339,35 @@ class ExtractPage(QWidget):
         self.again_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting: loading the model…")
+        self.job_bindings.on(self.jobs.states[handle.job_id], "line", self.status.setText)
+        self.timer.start()
+
+    def _job_added(self, job: JobState) -> None:
+        """An extraction on this project queued elsewhere in the window (the resume bar) is
+        shown here as one started here. Looked at once the queueing is over, when a job this
+        page started has its id in `self.job`."""
+        QTimer.singleShot(0, self, lambda: self._adopt(job))
+
+    def _adopt(self, job: JobState) -> None:
+        project = self.state.project
+        if self.job is not None or project is None or \
+                not job.works_on(EXTRACT.name, project.root) or \
+                not self.jobs.listen(job.job_id, self._job_event):
+            return
+        run_id = job.params.get("run_id")
+        self.job, self.run_id = job.job_id, run_id
+        self._runs_before = max((r.id for r in project.runs()), default=0)
+        self.view.set_iterations([], busy=True)
+        self.start_button.setEnabled(False)
+        self.again_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(job.line or f"Resuming extraction run {run_id}…")
+        self.job_bindings.on(job, "line", self.status.setText)
         self.timer.start()
 
     def _job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.status.setText(f"{event.message} · {event.fraction:.0%} · "
-                                f"{eta_text(event.eta_seconds)}")
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.job_bindings.clear()
             self.job = None
             self.timer.stop()
             self.follow()
@@ -355,7 +379,7 @@ class ExtractPage(QWidget):
                 self.status.setText(event.result.summary().splitlines()[0] + " The concepts "
                                     "are in the concept list; generate with this run.")
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             else:
                 self.status.setText("Cancelled. The run can be resumed from the Jobs list.")
             self._fill_fix_choice()
@@ -411,6 +435,7 @@ class ExtractPage(QWidget):
         self.status.setText("Mask fixed. Press “Run again from the masks” to go on from it.")
 
     def teardown(self) -> None:
+        self.job_bindings.clear()
         self.timer.stop()
         self.bindings.clear()
         self.editor.teardown()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -31,16 +31,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.widgets.box_canvas import BoxCanvas
-from desktop_app.widgets.jobs_panel import eta_text, show_preview
+from desktop_app.widgets.jobs_panel import show_preview
 from desktop_app.widgets.params_form import ParamsForm, field_specs
 from desktop_app.widgets.prompt_edit import ConceptChips, PromptEdit
 from engine.errors import MyCanvasError
 from engine.generate import GENERATE, GenerateParams, load_run_concepts
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
+from engine.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+)
 from engine.score import SCORE
 
 RUN_KINDS = ("custom-diffusion", "em-extract")
@@ -161,6 +167,8 @@ class GeneratePage(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
         self.bindings = Bindings()
+        self.job_bindings = Bindings()  # to the running job's JobState
+        jobs.job_added.connect(self._job_added)
         self.bindings.on(state, "project", lambda _p: self.reload())
         self.bindings.on(state, "runs_rev", lambda _v: self.reload())
         self.bindings.on(state, "layouts_rev", lambda _v: self._fill_layouts())
@@ -339,14 +347,34 @@ class GeneratePage(QWidget):
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting: loading the model and the run's concepts…")
+        self._bind_job(self.jobs.states[handle.job_id])
+
+    def _bind_job(self, job: JobState) -> None:
+        self.job_bindings.on(job, "line", self.status.setText)
+        self.job_bindings.on(job, "preview", lambda p: p is not None and
+                             show_preview(self.preview, p))
+
+    def _job_added(self, job: JobState) -> None:
+        """Pictures made on this project by a job queued elsewhere in the window (the resume
+        bar) are shown here as if started here. Looked at once the queueing is over, when a
+        job this page started has its id in `self.job`."""
+        QTimer.singleShot(0, self, lambda: self._adopt(job))
+
+    def _adopt(self, job: JobState) -> None:
+        project = self.state.project
+        if self.job is not None or project is None or \
+                not job.works_on(GENERATE.name, project.root) or \
+                not self.jobs.listen(job.job_id, self._job_event):
+            return
+        self.job = job.job_id
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(job.line or f"Resuming: {job.title}…")
+        self._bind_job(job)
 
     def _job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.status.setText(f"{event.message} · {event.fraction:.0%} · "
-                                f"{eta_text(event.eta_seconds)}")
-        elif isinstance(event, JobPreview):
-            show_preview(self.preview, event)
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.job_bindings.clear()
             self.job = None
             self.cancel_button.setEnabled(False)
             self.generate_button.setEnabled(self.run.currentData() is not None)
@@ -357,7 +385,7 @@ class GeneratePage(QWidget):
                 self.status.setText(f"{result.summary()}. They are in the Gallery.")
                 self._score(list(result.generation_ids))
             elif isinstance(event, JobFailed):
-                self.status.setText(for_window(event.reason))
+                self.status.setText(failure_text(event.reason, event.fields))
             else:
                 self.status.setText("Cancelled. The pictures made before are in the Gallery.")
 
@@ -374,4 +402,5 @@ class GeneratePage(QWidget):
                 self.status.setText(f"{self.status.text()} Not scored: {exc}")
 
     def teardown(self) -> None:
+        self.job_bindings.clear()
         self.bindings.clear()

@@ -10,7 +10,6 @@ the Hub for sizes goes on the network, so both run off the GUI thread.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -30,20 +29,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.state.thumbnails import BackgroundLoader
-from desktop_app.widgets.jobs_panel import eta_text
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
+from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 from engine.models.profiles import download_mb, get_profile, profile_names
 
 PRESENT, LATER, MISSING = QColor(27, 125, 58), QColor(138, 90, 0), QColor(179, 38, 30)
 COLUMNS = ("Role", "Status", "Download", "Where from", "Note", "")
 SINGLE_FILE_ROLES = {"segmenter": "SAM checkpoints (*.pth *.safetensors)",
                      "planner": "GGUF models (*.gguf)"}
-_WHY = re.compile(r"is not on this computer \(([^)]*)\)")
 
 
 def role_statuses(profile: str, overrides: dict[str, str]) -> list[Any]:
@@ -152,6 +150,7 @@ class ModelManager(QDialog):
         lay.addLayout(buttons)
         self._settings_profile = ""
         self.bindings = Bindings()
+        self.job_bindings = Bindings()  # to the running job's JobState
         self.bindings.bind(state, "settings", self._settings_changed)
 
     def _settings_changed(self, settings: Any) -> None:
@@ -323,26 +322,32 @@ class ModelManager(QDialog):
         self.bar.setRange(0, 0)
         self.bar.show()
         self.status.setText("Starting…")
+        job = self.jobs.states[handle.job_id]
+        self.job_bindings.on(job, "line", lambda _line: self._show_progress(job))
+
+    def _show_progress(self, job: JobState) -> None:
+        self.bar.setRange(0, max(1, job.total))
+        self.bar.setValue(min(job.step, job.total))
+        self.status.setText(job.line)
 
     def _job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.bar.setRange(0, max(1, event.total))
-            self.bar.setValue(min(event.step, event.total))
-            self.status.setText(f"{event.message} — {eta_text(event.eta_seconds)}")
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+        if isinstance(event, JobFinished | JobFailed | JobCancelled):
+            self.job_bindings.clear()
             self.job = None
             self.cancel.setEnabled(False)
             self.bar.hide()
             self.failed = isinstance(event, JobFailed)
             if isinstance(event, JobFailed):
-                why = _WHY.search(event.reason)
-                self.outcome = (f"The download failed: {why.group(1)}." if why else
-                                f"The download failed: {for_window(event.reason)}")
+                fields = event.fields
+                self.outcome = (f"The download failed: {fields.cause}." if fields.cause else
+                                "The download failed: "
+                                f"{fields.problem or for_window(event.reason)}")
             else:
                 self.outcome = ("Cancelled; what was fully downloaded is kept." if
                                 isinstance(event, JobCancelled) else "Done.")
             self.refresh()
 
     def teardown(self) -> None:
+        self.job_bindings.clear()
         self.bindings.clear()
         self.loader.shutdown()

@@ -3,10 +3,17 @@ cancel, resume an unfinished run; the loss (raw and smoothed) and learning rate 
 sample images in a strip as they are made, the time left; the runs with their status, steps
 and dataset size, and a delete.
 
-While a train job runs, a timer follows the run's metrics.jsonl (the worker appends a line
-per step and per sample): the chart and the strip grow from it, and the time left comes from
-the job's own timing, or until it has timed a step, from the run's recorded step times (right
-at once after a resume). A finished run selected in the list shows its whole history.
+The page shows the training job on its project however it was started: from here, by the
+resume bar, or by another process (a command line, Personalize's training stage). A train job
+of this window is followed through its JobState (job_state.py: the object the jobs list binds
+to as well); a run another process trains is known from the project store (its status is
+"running" and its owner lock is held, engine.train.runs). While either goes, Start and Resume
+are off, so a second run is never started beside it.
+
+While a run trains, a timer follows its metrics.jsonl (the trainer appends a line per step and
+per sample): the chart and the strip grow from it, and the time left comes from the job's own
+timing, or until it has timed a step, from the run's recorded step times (right at once after
+a resume). A finished run selected in the list shows its whole history.
 """
 
 from __future__ import annotations
@@ -31,19 +38,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state.job_state import JobState
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
-from desktop_app.state.plain_words import for_window
+from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
 from desktop_app.state.train_settings import BOUNDS, CUSTOM, HELP, MAIN_SETTINGS, PRESETS
-from desktop_app.widgets.jobs_panel import eta_text
 from desktop_app.widgets.params_form import ParamsForm, field_specs
 from desktop_app.widgets.runs_list import RunsTable, run_total_steps
 from desktop_app.widgets.train_chart import LossChart, MetricsTail, history_eta
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobProgress
+from engine.jobs import JobFailed, JobFinished, eta_text
 from engine.train import TRAIN, delete_run
 from engine.train.config import TrainConfig
+from engine.train.runs import run_owner
 
 RUN_KIND = "custom-diffusion"
 FOLLOW_MS = 400
@@ -55,8 +63,11 @@ class TrainPage(QWidget):
         super().__init__()
         self.setObjectName("trainPage")
         self.state, self.jobs, self.thumbs = state, jobs, thumbs
-        self.job: str | None = None
+        self.job: str | None = None  # the train job of this window the page shows
         self.job_project: Path | None = None
+        self.job_state: JobState | None = None
+        self.job_bindings = Bindings()
+        self.elsewhere: tuple[int, str] | None = None  # (run, its owner) trained elsewhere
         self.follow_run: int | None = None  # the run whose metrics the chart shows
         self._runs_before = 0  # the newest run id when the job was started
         self._resuming: int | None = None
@@ -152,6 +163,7 @@ class TrainPage(QWidget):
         self.bindings.on(state, "project", lambda _p: self._project_changed())
         self.bindings.on(state, "runs_rev", lambda _v: self.reload())
         self.bindings.on(state, "dataset_rev", lambda _v: self._explain_readiness())
+        jobs.job_added.connect(self._job_added)
         self.reload()
 
     # ------------------------------------------------------------------ settings
@@ -173,20 +185,71 @@ class TrainPage(QWidget):
     # ------------------------------------------------------------------ showing
 
     def _project_changed(self) -> None:
+        if self.elsewhere is not None:  # a run of the project shown before
+            self.elsewhere = None
+            self.timer.stop()
+            self.bar.hide()
+            self.eta.setText("")
         if not self._training_here():
             self._show_run(None)
+        project = self.state.project
+        job = self.jobs.running_on(TRAIN.name, project.root if project is not None else None)
+        if job is not None and self.job is None:
+            self._attach(job)
         self.reload()
 
     def _training_here(self) -> bool:
         project = self.state.project
-        return self.job is not None and project is not None and self.job_project == project.root
+        return self.job is not None and project is not None and \
+            self.job_project is not None and self.job_project.resolve() == project.root.resolve()
+
+    def _live(self) -> bool:
+        """Whether the chart follows a run that trains now (here or elsewhere)."""
+        return self._training_here() or self.elsewhere is not None
 
     def reload(self) -> None:
         project = self.state.project
         runs = [] if project is None else project.runs(RUN_KIND)
         self.runs.show_runs(project, runs)
+        self._look_elsewhere(project, runs)
         self._explain_readiness()
         self._update_run_buttons()
+
+    def _look_elsewhere(self, project: Any, runs: list[Any]) -> None:
+        """A run of the project that another process trains now (a command line, Personalize):
+        follow it; when it ends, say how."""
+        was = self.elsewhere
+        self.elsewhere = None
+        if project is not None and self.job is None:
+            for run in runs:
+                owner = run_owner(project, run.id) if run.status == "running" else None
+                if owner is not None:
+                    self.elsewhere = (run.id, owner)
+                    break
+        if self.elsewhere is not None and (was is None or was[0] != self.elsewhere[0]):
+            self._show_run(self.elsewhere[0])
+            self.bar.setRange(0, 0)
+            self.bar.show()
+            self.timer.start()
+        elif self.elsewhere is None and was is not None:
+            self.follow()  # its last lines
+            self.timer.stop()
+            self.bar.hide()
+            self.eta.setText("")
+            ended = next((r for r in runs if r.id == was[0]), None)
+            self.status.setText(
+                f"Run {was[0]} trained elsewhere is gone." if ended is None else
+                f"Run {was[0]} stopped: the process that trained it ended without saying how. "
+                "Select it below and press Resume run to go on." if ended.status == "running"
+                else f"Run {was[0]} trained elsewhere is {ended.status}.")
+        if self.elsewhere is not None:
+            run_id, owner = self.elsewhere
+            if project is not None and self.jobs.running_on("personalize", project.root):
+                self.status.setText(f"Run {run_id} is training as part of Personalize. This "
+                                    "page follows it; Personalize's Cancel stops it.")
+            else:
+                self.status.setText(f"Run {run_id} is training elsewhere ({owner}). This "
+                                    "page follows it; it can be stopped there.")
 
     def _explain_readiness(self) -> None:
         project = self.state.project
@@ -195,20 +258,22 @@ class TrainPage(QWidget):
             problem = "Open a project first."
         elif self.job is not None:
             problem = "A training run is going (cancel it to start another)."
+        elif self.elsewhere is not None:
+            problem = f"Run {self.elsewhere[0]} is training now: wait for it to end."
         elif not any(i.review_state in ("auto-kept", "accepted")
                      for i in project.dataset_items()):
             problem = "Build a dataset first (Dataset step): training learns from its pictures."
         self.start_button.setEnabled(not problem)
         self.start_button.setToolTip(problem)
-        if not self._training_here() and not self.status.text().startswith(("Done", "Cancel")):
+        if not self._live() and not self.status.text().startswith(("Done", "Cancel", "Run ")):
             self.status.setText(problem or "Ready to train.")
 
     def _update_run_buttons(self) -> None:
         chosen = self._selected()
         self.resume_button.setEnabled(chosen is not None and chosen.status != "finished"
-                                      and self.job is None)
+                                      and self.job is None and self.elsewhere is None)
         self.delete_button.setEnabled(chosen is not None and not (
-            self._training_here() and chosen.id == self.follow_run))
+            self._live() and chosen.id == self.follow_run))
 
     def _selected(self) -> Any:
         run_id = self.runs.selected_run()
@@ -216,7 +281,7 @@ class TrainPage(QWidget):
 
     def _run_selected(self, run_id: int | None) -> None:
         self._update_run_buttons()
-        if run_id is not None and not self._training_here():
+        if run_id is not None and not self._live():
             self._show_run(run_id)
 
     def _show_run(self, run_id: int | None) -> None:
@@ -241,6 +306,9 @@ class TrainPage(QWidget):
         project = self.state.project
         if project is None:
             return
+        if self.elsewhere is not None and run_owner(project, self.elsewhere[0]) is None:
+            self.reload()  # its trainer let go of it (ended, or died without a word)
+            return
         if self.follow_run is None and self._training_here():
             newer = [r.id for r in project.runs(RUN_KIND) if r.id > self._runs_before]
             if not newer:
@@ -258,7 +326,7 @@ class TrainPage(QWidget):
             if isinstance(record.get("sample"), str):
                 self._add_sample(project.root / "runs" / str(self.follow_run), record)
         self._show_eta()
-        if self._training_here():
+        if self._live():
             self.runs.refresh_facts(project, self.follow_run)
 
     def _add_sample(self, run_dir: Path, record: dict[str, Any]) -> None:
@@ -279,7 +347,7 @@ class TrainPage(QWidget):
             item.setIcon(QIcon(QPixmap.fromImage(image)))
 
     def _show_eta(self) -> None:
-        if not self._training_here():
+        if not self._live():
             self.eta.setText("")
             return
         step, total = self._step
@@ -287,7 +355,7 @@ class TrainPage(QWidget):
             run = next((r for r in self.runs.runs if r.id == self.follow_run), None)
             total = (run_total_steps(run) if run is not None else None) or 0
             step = self.chart.last_step
-        seconds = self._job_eta if self._job_eta is not None else \
+        seconds = self._job_eta if self._training_here() and self._job_eta is not None else \
             history_eta(self._records, step, total)
         self.eta.setText(eta_text(seconds) if total else "")
 
@@ -303,16 +371,29 @@ class TrainPage(QWidget):
 
     def _submit(self, run_id: int | None) -> None:
         project = self.state.project
-        if project is None or self.job is not None:
+        if project is None or self.job is not None or self.elsewhere is not None:
             return
         try:
             fields: dict[str, Any] = {"run_id": run_id} if run_id else {"config": self.config()}
             params = self.state.job_params(TRAIN, **fields)
-            handle = self.jobs.submit(TRAIN, params, on_event=self._job_event)
+            self.jobs.submit(TRAIN, params)  # the page shows it from job_added
         except MyCanvasError as exc:
             self.status.setText(for_window(str(exc)))
-            return
-        self.job, self.job_project = handle.job_id, project.root
+
+    def _job_added(self, job: JobState) -> None:
+        """A job queued in this window (here, by the resume bar, ...): a train job on this
+        page's project is this page's to show."""
+        project = self.state.project
+        if self.job is None and job.works_on(TRAIN.name, project.root if project else None):
+            self._attach(job)
+
+    def _attach(self, job: JobState) -> None:
+        """Show `job` (a train job on this project that has not ended) until it ends."""
+        project = self.state.project
+        assert project is not None
+        run_id = job.params.get("run_id")
+        self.job, self.job_project, self.job_state = job.job_id, job.project, job
+        self.elsewhere = None
         self._resuming, self._job_eta, self._step = run_id, None, (0, 0)
         self._runs_before = max((r.id for r in project.runs()), default=0)
         self._show_run(run_id)  # a resume shows its history now; a new run once it exists
@@ -322,7 +403,12 @@ class TrainPage(QWidget):
         self.bar.show()
         self.status.setText(f"Resuming run {run_id}…" if run_id else
                             "Starting: loading the models and caching the dataset…")
+        self.job_bindings.on(job, "line", lambda _line: self._progress(job))
+        self.job_bindings.on(job, "phase", lambda _phase: job.ended and self._ended(job))
+        if job.line:
+            self._progress(job)
         self._show_eta()
+        self._explain_readiness()
         self._update_run_buttons()
         self.timer.start()
 
@@ -331,32 +417,36 @@ class TrainPage(QWidget):
             self.jobs.cancel(self.job)
             self.status.setText("Cancelling: the run saves where it is, so it can resume…")
 
-    def _job_event(self, event: JobEvent) -> None:
+    def _progress(self, job: JobState) -> None:
+        self._job_eta, self._step = job.eta_seconds, (job.step, job.total)
+        if not self._training_here():
+            return
+        self.bar.setRange(0, max(1, job.total))
+        self.bar.setValue(job.step)
+        self.status.setText(f"Training run {self.follow_run or '…'}: {job.message}")
+        self.follow()
+        self._show_eta()
+
+    def _ended(self, job: JobState) -> None:
         here = self._training_here()
-        if isinstance(event, JobProgress) and here:
-            self._job_eta, self._step = event.eta_seconds, (event.step, event.total)
-            self.bar.setRange(0, max(1, event.total))
-            self.bar.setValue(event.step)
-            self.status.setText(f"Training run {self.follow_run or '…'}: {event.message}")
-            self.follow()
-            self._show_eta()
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
-            if here:
-                self.follow()  # the last lines, before the timer stops
-            self.job = self.job_project = None
-            self.timer.stop()
-            self.bar.hide()
-            self.cancel_button.setEnabled(False)
-            self.eta.setText("")
-            if here:
-                if isinstance(event, JobFinished):
-                    self.status.setText(f"Done. {event.result.summary()}")
-                elif isinstance(event, JobFailed):
-                    self.status.setText(for_window(event.reason))
-                else:
-                    self.status.setText("Cancelled. The run saved where it stopped: select "
-                                        "it below and press Resume run to go on.")
-            self.reload()
+        if here:
+            self.follow()  # the last lines, before the timer stops
+        self.job_bindings.clear()
+        self.job = self.job_project = self.job_state = None
+        self.timer.stop()
+        self.bar.hide()
+        self.cancel_button.setEnabled(False)
+        self.eta.setText("")
+        event = job.end
+        if here:
+            if isinstance(event, JobFinished):
+                self.status.setText(f"Done. {event.result.summary()}")
+            elif isinstance(event, JobFailed):
+                self.status.setText(failure_text(event.reason, event.fields))
+            else:
+                self.status.setText("Cancelled. The run saved where it stopped: select "
+                                    "it below and press Resume run to go on.")
+        self.reload()
 
     def delete_selected(self) -> None:
         chosen = self._selected()
@@ -385,3 +475,4 @@ class TrainPage(QWidget):
     def teardown(self) -> None:
         self.timer.stop()
         self.bindings.clear()
+        self.job_bindings.clear()

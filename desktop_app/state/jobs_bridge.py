@@ -5,18 +5,25 @@ event to the GUI thread, so widgets only ever see events on their own thread. A 
 starts a job may pass `on_event` to hear that job's events (on the GUI thread) without
 filtering the stream itself.
 
+Each job queued here is also a JobState (job_state.py), kept up to date from its events before
+anyone else hears them: views bind to it (`job_added`, `running_on`) instead of decoding
+progress events themselves.
+
 A job's declaration says what it changes in its project (`JobDeclaration.changes`); when such
 a job sends a preview (it stored something just before) or ends, `data_changed` names those
 parts, before the job's own `on_event` hears the event, so the views have reloaded by then.
+The window hands them to its ProjectWatcher, which announces each commit once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop_app.state.job_state import JobState
 from engine.errors import ProjectError
 from engine.jobs import (
     TERMINAL_EVENTS,
@@ -28,10 +35,11 @@ from engine.jobs import (
     JobQueued,
     JobStarted,
     declaration,
-    format_eta,
+    progress_line,
 )
 from engine.jobs.journal import JournalWriter
 from engine.jobs.registry import owned_elsewhere
+from engine.jobs.running import params_dict
 from engine.jobs.worker import JobHandle, JobRunner
 
 JobCallback = Callable[[JobEvent], None]
@@ -41,6 +49,7 @@ class JobsBridge(QObject):
     event = Signal(object)  # an engine.jobs.JobEvent
     status_changed = Signal(str)  # what runs now, for the status bar ("" when idle)
     data_changed = Signal(tuple)  # the parts of the project a job changed ("photos", ...)
+    job_added = Signal(object)  # the JobState of a job just queued here, its params known
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +63,7 @@ class JobsBridge(QObject):
         self._names: dict[str, str] = {}
         self._running: str | None = None
         self._closed = False
+        self.states: dict[str, JobState] = {}  # the jobs that have not ended
         self.event.connect(self._route)
         self._remove = self.runner.add_listener(self.event.emit)
 
@@ -73,7 +83,24 @@ class JobsBridge(QObject):
         # later event crosses threads and arrives through the event loop, after it.
         if on_event is not None:
             self._callbacks[handle.job_id] = on_event
+        state = self.states.get(handle.job_id)
+        if state is not None:
+            state.params = params_dict(handle.spec.params)
+            self.job_added.emit(state)
         return handle
+
+    def listen(self, job_id: str, on_event: JobCallback) -> bool:
+        """Hear the later events of a job queued without a listener (the resume bar's), as
+        a page that shows it does; False when it has one already or has ended."""
+        if job_id in self._callbacks or job_id not in self.states:
+            return False
+        self._callbacks[job_id] = on_event
+        return True
+
+    def running_on(self, name: str, project: Path | None) -> JobState | None:
+        """The job `name` queued here that works on the project at `project` and has not
+        ended (the oldest), or None."""
+        return next((s for s in self.states.values() if s.works_on(name, project)), None)
 
     def cancel(self, job_id: str) -> None:
         self.runner.cancel(job_id)
@@ -99,7 +126,7 @@ class JobsBridge(QObject):
                 if not handle.done and not any(isinstance(e, JobStarted) for e in handle.events):
                     spec = handle.spec
                     self.journal.record_unstarted(spec.job_id, spec.name, spec.title,
-                                                  spec.params)
+                                                  params_dict(spec.params))
         self.runner.shutdown(timeout=3.0)
         self._remove_journal()
         self.journal.close()
@@ -110,6 +137,11 @@ class JobsBridge(QObject):
         if isinstance(event, JobQueued | JobStarted):
             self._titles[event.job_id] = event.title
             self._names[event.job_id] = event.name
+        if isinstance(event, JobQueued):
+            self.states[event.job_id] = JobState(event.job_id, event.name, event.title)
+        state = self.states.get(event.job_id)
+        if state is not None:
+            state.apply(event)
         self._track(event)
         if isinstance(event, (JobPreview, *TERMINAL_EVENTS)):
             # A failed or cancelled job may have stored part of its work: reload anyway.
@@ -121,6 +153,7 @@ class JobsBridge(QObject):
             self._callbacks.pop(event.job_id, None)
             self._titles.pop(event.job_id, None)
             self._names.pop(event.job_id, None)
+            self.states.pop(event.job_id, None)
         if callback is not None:
             callback(event)
 
@@ -130,8 +163,8 @@ class JobsBridge(QObject):
             self._running = event.job_id
             self.status_changed.emit(f"{title}: starting…")
         elif isinstance(event, JobProgress) and event.job_id == self._running:
-            eta = "" if event.eta_seconds is None else f" · {format_eta(event.eta_seconds)} left"
-            self.status_changed.emit(f"{title}: {event.fraction:.0%}{eta}")
+            self.status_changed.emit(progress_line(event.fraction, event.eta_seconds,
+                                                   title=title))
         elif isinstance(event, TERMINAL_EVENTS) and event.job_id == self._running:
             self._running = None
             self.status_changed.emit("")

@@ -3,13 +3,17 @@
 The engine's reasons are written for both of its faces; some tell a terminal user which command
 to run ("Run `mycanvas models download sd15` ..."). In the window the same reason names what to
 click instead, and a missing model points at the Models window (download, retry, or choose the
-folder that holds it). Also the plain-words outcome of an import.
+folder that holds it). An error that carries fields (engine.errors.ErrorFields: what is wrong,
+the missing role) is told from them; `for_window` rewrites the prose of the errors that do not.
+Also the plain-words outcome of an import.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from engine.errors import ErrorFields
 
 _DOWNLOAD = re.compile(r"Run `mycanvas models download [^`]*`[^.]*\.")
 _COMMAND_IN_PARENS = re.compile(r"\s*\((?:run )?`?(?:mycanvas [^)]*|--[^)]*)\)")
@@ -33,8 +37,25 @@ def for_window(reason: str) -> str:
     return text.replace("Settings → Models", "Models… (Settings menu)")
 
 
-def is_model_missing(reason: str) -> bool:
-    """Whether a job failed because model weights are not on this computer."""
+def failure_text(reason: str, fields: ErrorFields | None = None) -> str:
+    """A failure as the window says it: from its fields when it has them (what is wrong, then
+    what to click), else the reason rewritten by `for_window`."""
+    if fields is None or not fields.problem:
+        return for_window(reason)
+    if fields.missing_role:
+        return f"{fields.problem} {MODELS_HINT}"
+    words = fields.command.split()
+    step = _STEP_OF_COMMAND.get(words[1]) if len(words) > 1 else None
+    hint = step or fields.hint  # the window's step that does what the command does
+    hint = hint[:1].upper() + hint[1:]
+    return f"{fields.problem} {hint}." if hint else fields.problem
+
+
+def is_model_missing(reason: str, fields: ErrorFields | None = None) -> bool:
+    """Whether a job failed because model weights are not on this computer: its missing role,
+    or for an error without fields, its words."""
+    if fields is not None and fields.missing_role:
+        return True
     return ("is not on this computer" in reason or "mycanvas models download" in reason
             or ("set for the" in reason and "model does not exist" in reason))
 

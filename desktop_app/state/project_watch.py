@@ -5,8 +5,10 @@ SQLite's `PRAGMA data_version` (Project.data_version) changes whenever another c
 commits; a QTimer polls it a few times a second (microseconds a poll). When it moved, a
 fingerprint of each part of the project is read and compared with the last one, and the parts
 that differ are touched in the AppState, so every view showing them reloads. The window's own
-writes are announced by the views that make them and by the JobsBridge (a job's declared
-changes); the watcher catches everything else.
+writes are announced by the views that make them; a job's (its declared changes, when it sends
+a preview or ends: JobsBridge.data_changed) come through `announce`, so that the window hears
+of one commit once: whichever of the job's event and the next poll comes first announces it,
+the other finds it announced.
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ class ProjectWatcher(QObject):
         self.timer.timeout.connect(self.poll)
         self._version: int | None = None
         self._seen: dict[str, Any] = {}
+        self._announced: set[str] = set()  # the parts touched for the commit at _version
         self.bindings = Bindings()
         self.bindings.bind(state, "project", self._project_changed)
 
     def _project_changed(self, project: Any) -> None:
         self._version = None
         self._seen = {}
+        self._announced = set()
         if project is None:
             self.timer.stop()
             return
@@ -82,8 +86,29 @@ class ProjectWatcher(QObject):
         self._version = version
         changed = [part for part, value in now.items() if self._seen.get(part) != value]
         self._seen = now
+        self._announced = set(changed)
         if changed:
             self.state.touch(*changed)
+
+    def announce(self, parts: tuple[str, ...]) -> None:
+        """A job of this window changed `parts` (a preview or its end): touch them, unless
+        the commit they come with was announced already (by the last poll, or the job's
+        previous event); other parts a commit since the last look changed are touched too."""
+        project = self.state.project
+        try:
+            version = None if project is None or project.closed else project.data_version()
+            moved = version is not None and version != self._version
+            now = fingerprints(project) if moved else {}
+        except MyCanvasError:
+            version, moved, now = None, False, {}
+        if moved:
+            changed = {part for part, value in now.items() if self._seen.get(part) != value}
+            self._version, self._seen, self._announced = version, now, set()
+            parts = tuple(dict.fromkeys((*parts, *sorted(changed))))
+        fresh = [part for part in parts if part not in self._announced]
+        self._announced.update(fresh)
+        if fresh:
+            self.state.touch(*fresh)
 
     def stop(self) -> None:
         self.timer.stop()

@@ -20,7 +20,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.state.plain_words import for_window, import_outcome, is_model_missing
+from desktop_app.state.job_state import JobState
+from desktop_app.state.observable import Bindings
+from desktop_app.state.plain_words import (
+    failure_text,
+    for_window,
+    import_outcome,
+    is_model_missing,
+)
 from engine.jobs import (
     JobCancelled,
     JobEvent,
@@ -28,10 +35,8 @@ from engine.jobs import (
     JobFinished,
     JobLog,
     JobPreview,
-    JobProgress,
     JobQueued,
     JobStarted,
-    format_eta,
 )
 
 PREVIEW_SIDE = 96
@@ -52,10 +57,6 @@ def show_preview(label: QLabel, event: JobPreview) -> None:
         label.show()
 
 
-def eta_text(seconds: float | None) -> str:
-    return "estimating…" if seconds is None else f"{format_eta(seconds)} left"
-
-
 def outcome_text(result: Any) -> str:
     """What a finished job did, in one plain line (an import says why nothing was added)."""
     imported = getattr(result, "imported", None)
@@ -74,6 +75,8 @@ class JobRow(QWidget):
         self.job_id = job_id
         self.finished = False
         self.from_journal = False  # a row of an earlier session, read from the journal
+        self.job_state: JobState | None = None
+        self.bindings = Bindings()
         self.note_text = ""
         self.title = QLabel(title)
         self.title.setObjectName("jobTitle")
@@ -146,17 +149,27 @@ class JobRow(QWidget):
         self.detail.setText(text)
         self.more.setText("less" if expanded else "more")
 
+    def bind(self, job: JobState) -> None:
+        """Show the job's progress, time left and preview from its JobState (the object the
+        page working on its data binds to as well)."""
+        self.job_state = job
+        self.bindings.on(job, "line", lambda _l: self._show_progress(job))
+        self.bindings.on(job, "preview", lambda p: p is not None and show_preview(self.preview, p))
+        if job.line:
+            self._show_progress(job)
+
+    def _show_progress(self, job: JobState) -> None:
+        if self.finished:
+            return
+        self.bar.setRange(0, max(1, job.total))
+        self.bar.setValue(min(job.step, job.total))
+        self.bar.setFormat(f"%p%  {job.message}")
+        self.bar.setToolTip(job.message)
+        self.state.setText(job.eta)
+
     def apply(self, event: JobEvent) -> None:
         if isinstance(event, JobStarted):
             self.state.setText("running")
-        elif isinstance(event, JobProgress):
-            self.bar.setRange(0, max(1, event.total))
-            self.bar.setValue(min(event.step, event.total))
-            self.bar.setFormat(f"%p%  {event.message}")
-            self.bar.setToolTip(event.message)
-            self.state.setText(eta_text(event.eta_seconds))
-        elif isinstance(event, JobPreview):
-            show_preview(self.preview, event)
         elif isinstance(event, JobLog):
             self.setToolTip(event.text)
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):
@@ -167,13 +180,15 @@ class JobRow(QWidget):
                 self.outcome.setText(text)
                 self.outcome.setVisible(bool(text))
             elif isinstance(event, JobFailed):
-                self.set_note(for_window(event.reason), collapsed=False)
+                text = failure_text(event.reason, event.fields)
+                self.set_note(text, collapsed=False)
                 self.detail.setStyleSheet(FAILED_STYLE)
-                self.setToolTip(for_window(event.reason))
-                self.models.setVisible(is_model_missing(event.reason))
+                self.setToolTip(text)
+                self.models.setVisible(is_model_missing(event.reason, event.fields))
 
     def end(self, state: str) -> None:
         self.finished = True
+        self.bindings.clear()
         self.cancel.setEnabled(False)
         self.cancel.hide()
         self.bar.setRange(0, 1)
@@ -212,6 +227,10 @@ class JobsPanel(QWidget):
             self._empty.hide()
             self._layout.insertWidget(1, row)
         return row
+
+    def track(self, job: JobState) -> None:
+        """Show the job's row bound to its JobState (JobsBridge.job_added)."""
+        self._row(job.job_id, job.title).bind(job)
 
     def on_event(self, event: JobEvent) -> None:
         title = event.title if isinstance(event, JobQueued | JobStarted) else event.job_id

@@ -28,9 +28,17 @@ from PySide6.QtWidgets import (
 from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState
 from desktop_app.state.plain_words import for_window
-from desktop_app.widgets.jobs_panel import eta_text, show_preview
+from desktop_app.widgets.jobs_panel import show_preview
 from engine.errors import MyCanvasError
-from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobPreview, JobProgress
+from engine.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobPreview,
+    JobProgress,
+    progress_line,
+)
 from engine.personalize import format_bytes
 from engine.personalize.jobs import PERSONALIZE, PERSONALIZE_PLAN, PRESETS
 
@@ -227,7 +235,7 @@ class PersonalizeBar(QWidget):
         if isinstance(event, JobProgress):
             self.bar.setRange(0, max(1, event.total))
             self.bar.setValue(min(event.step, event.total))
-            self.stage.setText(f"{event.message} · {eta_text(event.eta_seconds)}")
+            self.stage.setText(progress_line(event.fraction, event.eta_seconds, event.message))
             self.stage.setToolTip(event.message)
         elif isinstance(event, JobPreview):
             show_preview(self.preview, event)

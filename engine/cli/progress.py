@@ -40,10 +40,9 @@ class ProgressPrinter:
                   file=self.stream)
 
     def _progress(self, ev: JobProgress) -> None:
-        from engine.jobs.context import format_eta
+        from engine.jobs.progress_text import progress_line
 
-        pct = int(ev.fraction * 100)
-        text = f"{pct:3d}% {ev.step}/{ev.total} ETA {format_eta(ev.eta_seconds)} {ev.message}"
+        text = progress_line(ev.fraction, ev.eta_seconds, ev.message)
         if self.tty:
             filled = int(ev.fraction * 24)
             line = f"\r[{'#' * filled}{'.' * (24 - filled)}] {text}"[:118]

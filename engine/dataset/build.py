@@ -79,7 +79,9 @@ def plan_item(index: int, layouts: Sequence[Layout], cutouts: Mapping[int, Seque
 def usable_layouts(project: Project) -> list[Layout]:
     layouts = [layout for layout in project.layouts() if layout.objects]
     if not layouts:
-        raise InputError("The project has no layouts yet: run `mycanvas plan` first")
+        raise InputError("The project has no layouts yet: run `mycanvas plan` first",
+                         problem="The project has no layouts yet.", command="mycanvas plan",
+                         hint="plan the layouts first")
     return layouts
 
 
@@ -106,7 +108,8 @@ def cutouts_by_concept(project: Project, layouts: Iterable[Layout],
     lacking = [project.concept(cid).name for cid, masks in found.items() if not masks]
     if lacking:
         raise InputError(f"No cut-out yet for {', '.join(lacking)}: run `mycanvas segment` "
-                         "first")
+                         "first", problem=f"No cut-out yet for {', '.join(lacking)}.",
+                         command="mycanvas segment", hint="find the objects in the photos first")
     return found
 
 

@@ -11,6 +11,7 @@
     pipelines.py     run a diffusers pipeline with cancel-per-step and one lean OOM retry
     worker.py        JobRunner: jobs in a worker process, one at a time
     journal.py       JournalWriter: each job's row in its project's journal
+    progress_text.py a job's progress in words (eta_text, progress_line): CLI and window
     builtin.py       the engine's own jobs: device-info, ensure-models, repair-project
 
 Importing this package is cheap: no torch, no multiprocessing worker until one is started.
@@ -46,6 +47,7 @@ from engine.jobs.events import (
     JobQueued,
     JobStarted,
 )
+from engine.jobs.progress_text import eta_text, progress_line
 from engine.jobs.registry import declaration, declarations, job_target, register_job, resolve_job
 from engine.jobs.running import JobSpec, describe_failure, run_inline, run_job
 from engine.jobs.stage_context import StageContext
@@ -76,11 +78,13 @@ __all__ = [
     "declaration",
     "declarations",
     "describe_failure",
+    "eta_text",
     "format_eta",
     "inline_context",
     "job_target",
     "new_job_id",
     "param",
+    "progress_line",
     "register_job",
     "resolve_job",
     "run_inline",

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import ErrorFields
+
 
 @dataclass(frozen=True)
 class JobEvent:
@@ -59,8 +61,12 @@ class JobFinished(JobEvent):
 
 @dataclass(frozen=True)
 class JobFailed(JobEvent):
+    """`reason` is the one line a person reads; `fields` what a front end acts on (the hint,
+    the command, the missing model role: engine.errors.ErrorFields), never parsed from it."""
+
     reason: str
     detail: str = ""
+    fields: ErrorFields = field(default_factory=ErrorFields)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from engine.errors import (
     REFUSED_BY_SAFETY_CHECK,
     Cancelled,
+    ErrorFields,
     MyCanvasError,
     first_line,
     has_unsafe_advice,
@@ -127,7 +128,8 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobEvent:
         if isinstance(exc, KeyboardInterrupt) and ctx.cancelled:
             end = JobCancelled(spec.job_id)
         else:
-            end = JobFailed(spec.job_id, describe_failure(exc), traceback.format_exc())
+            fields = exc.fields if isinstance(exc, MyCanvasError) else ErrorFields()
+            end = JobFailed(spec.job_id, describe_failure(exc), traceback.format_exc(), fields)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 sink(end)
                 raise

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.atomic import file_sha256
 from engine.errors import Cancelled, ModelMissingError
-from engine.models.profiles import Profile, RoleSpec, missing_message
+from engine.models.profiles import Profile, RoleSpec, missing_fields, missing_message
 
 # progress(bytes_done, bytes_total, message)
 ByteProgress = Callable[[int, int, str], None]
@@ -129,6 +129,8 @@ def download_role(
     except (Cancelled, ModelMissingError):
         raise
     except Exception as exc:
-        raise ModelMissingError(missing_message(profile, spec, _offline_reason(exc))) from exc
+        why = _offline_reason(exc)
+        raise ModelMissingError(missing_message(profile, spec, why),
+                                **missing_fields(profile, spec, why)) from exc
     assert folder is not None
     return folder / spec.file if spec.file else folder

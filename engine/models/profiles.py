@@ -368,14 +368,29 @@ def resolve_role(
         return gguf.ensure_planner_gguf()
     folder = _hf_snapshot(spec)
     if folder is None:
-        raise ModelMissingError(missing_message(profile, spec))
+        raise ModelMissingError(missing_message(profile, spec), **missing_fields(profile, spec))
     return _entry_path(spec, folder)
 
 
-def missing_message(profile: Profile, spec: RoleSpec, why: str = "") -> str:
+MODELS_HINT = ("download it when connected to the internet, or choose the folder on this "
+               "computer that holds it")
+
+
+def missing_fields(profile: Profile, spec: RoleSpec, why: str = "") -> dict[str, str]:
+    """The fields of a ModelMissingError for `spec` (engine.errors.ErrorFields)."""
+    return {"hint": MODELS_HINT, "command": f"mycanvas models download {profile.name}",
+            "missing_role": spec.role, "problem": _missing_problem(profile, spec, why),
+            "cause": why}
+
+
+def _missing_problem(profile: Profile, spec: RoleSpec, why: str) -> str:
     because = f" ({why})" if why else ""
+    return (f"The {spec.role!r} model of profile {profile.name!r} ({spec.repo}) is not on this "
+            f"computer{because}.")
+
+
+def missing_message(profile: Profile, spec: RoleSpec, why: str = "") -> str:
     return (
-        f"The {spec.role!r} model of profile {profile.name!r} ({spec.repo}) is not on this "
-        f"computer{because}. Run `mycanvas models download {profile.name}` while connected to "
-        "the internet, or set a local folder for it in Settings → Models."
+        f"{_missing_problem(profile, spec, why)} Run `mycanvas models download {profile.name}` "
+        "while connected to the internet, or set a local folder for it in Settings → Models."
     )

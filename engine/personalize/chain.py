@@ -280,10 +280,14 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
         plan = personalize_plan(state, params, setup.device, setup.profile, calibration)
         missing = needed_missing(plan)
         if missing:
+            problem = (f"Personalize needs the {', '.join(missing)} model(s) of profile "
+                       f"{setup.profile.name}, which are not on this computer.")
             raise ModelMissingError(
-                f"Personalize needs the {', '.join(missing)} model(s) of profile "
-                f"{setup.profile.name}, which are not on this computer: run `mycanvas models "
-                f"download {setup.profile.name}`, or set a folder per model in Settings")
+                f"{problem[:-1]}: run `mycanvas models download {setup.profile.name}`, or set "
+                "a folder per model in Settings", problem=problem, missing_role=missing[0],
+                command=f"mycanvas models download {setup.profile.name}",
+                hint="download them when connected to the internet, or choose the folder "
+                     "that holds each")
         if plan.free_disk_bytes is not None and plan.disk_bytes > plan.free_disk_bytes:
             raise DiskFullError(
                 f"Personalize needs about {format_bytes(plan.disk_bytes)} of disk at "

@@ -133,7 +133,10 @@ def take_snapshot(project: Project, *, test_pictures: bool = True) -> DatasetSna
     items.sort(key=lambda i: i.id or 0)
     if not items:
         raise InputError("The project has no accepted dataset items to train on: build the "
-                         "dataset first (mycanvas build-dataset) and review it")
+                         "dataset first (mycanvas build-dataset) and review it",
+                         problem="The project has no accepted dataset items to train on.",
+                         command="mycanvas build-dataset",
+                         hint="build the dataset first and review it")
     if not test_pictures:
         real = [i for i in items if not built_with_test_models(i)]
         if not real:

@@ -70,10 +70,23 @@ def offline_models_job(ctx: Any, params: Any) -> Any:
     """What the model job does offline: the first role to download fails with the engine's
     own message (engine.models.hub.download_role, no connection)."""
     from engine.errors import ModelMissingError
-    from engine.models.profiles import get_profile, missing_message
+    from engine.models.profiles import get_profile, missing_fields, missing_message
 
     profile = get_profile(params.profile)
     role = (params.roles or list(profile.roles))[0]
     ctx.progress(0, 1, f"{role}: fetching")
-    raise ModelMissingError(missing_message(profile, profile.role(role),
-                                            "no connection to the Hugging Face Hub"))
+    why = "no connection to the Hugging Face Hub"
+    spec = profile.role(role)
+    raise ModelMissingError(missing_message(profile, spec, why),
+                            **missing_fields(profile, spec, why))
+
+
+def personalize_trains_job(ctx: Any, params: Any) -> Any:
+    """Personalize at its training stage: the real train job run inside it, as the chain
+    runs it (engine.personalize.chain), on a long budget so it is still going when looked at."""
+    from engine.train.jobs import TrainParams
+    from engine.train.training_job import train_job
+
+    return train_job(ctx, TrainParams(project=params.project, profile=params.profile,
+                                      device=params.device,
+                                      config={"steps": 400, "sample_every": 0}))

@@ -4,6 +4,7 @@ page changes the data behind it and checks the page."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -153,7 +154,9 @@ def test_a_build_of_another_project_does_not_speak_for_this_one(make_window, qtb
     page.steps.setValue(2)
     page.build()
     qtbot.waitUntil(lambda: page.model.rowCount() >= 1, timeout=240_000)
-    assert any(s.startswith("Building picture 1 of 2") for s in statuses), statuses
+    # the progress line every view shows (engine.jobs.progress_text): "50% · 0:12 left · ..."
+    assert any(re.fullmatch(r"\d+% · .+ · building picture 1 of 2", s) for s in statuses), \
+        statuses
     assert not any("(#" in s or "item 1/2" in s for s in statuses)
     window.open_project(second)
     assert page.counts.text() == "No dataset items yet."

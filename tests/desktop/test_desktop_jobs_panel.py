@@ -52,3 +52,47 @@ def test_jobs_are_named_in_plain_words_and_a_duplicate_is_explained(make_window,
                                     "(the same photo).")
     assert window.statusBar().currentMessage() == again.outcome.text()
     assert len(window.project.photos(mug)) == 1
+
+
+def test_a_failure_is_told_from_its_fields_not_its_prose(qtbot):
+    """The window acts on an error's fields (engine.errors.ErrorFields): prose it cannot
+    parse still gets the Models button and the window's words when the fields say a model
+    role is missing."""
+    from desktop_app.state.plain_words import MODELS_HINT, failure_text
+    from desktop_app.widgets.jobs_panel import JobsPanel
+    from engine.errors import ErrorFields
+    from engine.jobs import JobFailed, JobQueued
+
+    fields = ErrorFields(problem="The 'vae' model is not here.", missing_role="vae",
+                         command="mycanvas models download sd15")
+    prose = "Das Modell fehlt: mycanvas-Befehl siehe oben"  # nothing a pattern would find
+    assert failure_text(prose, fields) == f"The 'vae' model is not here. {MODELS_HINT}"
+    assert failure_text(prose) == prose
+    panel = JobsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.on_event(JobQueued("j1", "ensure-models", "Get the models"))
+    panel.on_event(JobFailed("j1", prose, "", fields))
+    row = panel.rows["j1"]
+    assert not row.models.isHidden() and row.detail.text().startswith("The 'vae' model")
+    assert "mycanvas" not in row.detail.text()
+    panel.on_event(JobQueued("j2", "ensure-models", "Get the models"))
+    panel.on_event(JobFailed("j2", prose))
+    assert panel.rows["j2"].models.isHidden()
+
+
+def test_a_missing_step_is_told_from_the_commands_field(tmp_path):
+    """An error that names the command to run first (its `command` field) is told in the
+    window as the step to do, with the CLI's message unchanged."""
+    from desktop_app.state.plain_words import failure_text
+    from engine.jobs import JobFailed, run_inline
+    from engine.project import Project
+
+    Project.create(tmp_path / "p", "Empty").close()
+    end = run_inline("build-dataset", {"project": str(tmp_path / "p"), "profile": "tiny",
+                                       "device": "cpu", "count": 1})
+    assert isinstance(end, JobFailed)
+    assert end.reason == "The project has no layouts yet: run `mycanvas plan` first"
+    assert end.fields.command == "mycanvas plan"
+    assert failure_text(end.reason, end.fields) == \
+        "The project has no layouts yet. Plan layouts first (Layouts step)."

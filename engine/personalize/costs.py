@@ -109,9 +109,12 @@ class DiskSizes:
 # (`personalize-costs`, median of 3 runs) and inside the chain (`personalize-tiny`: the stage
 # times of the quick, standard and best runs, fitted load + per unit), on a machine shared
 # with other work (load average 3-4 on 2 cores): runs vary by ±30 %. Scoring's load is its
-# first model load (in the chain it happens in generation's scoring phase).
+# first model load (in the chain it happens in generation's scoring phase). Segmentation as
+# the chain's first stage (personalize-tiny-learning, 2026-12): its imports and GrabCut on the
+# full-size photos, 4-8 s and 1-3 s per photo. These are only the first plan's figures: each
+# stage's own runs then refine them on the machine (timings.py).
 TINY = CostTable(
-    segment=StageCost(load=1.0, per_unit=0.2),
+    segment=StageCost(load=4.0, per_unit=1.2),
     plan=StageCost(load=2.9, per_unit=0.8),
     dataset=StageCost(load=2.5, per_unit=0.15, per_step=0.015),
     train=StageCost(load=0.4, per_unit=0.055),

@@ -75,9 +75,11 @@ def test_timings_of_another_machine_or_an_unreadable_file_start_from_the_table(t
     record_stage(timings, "tiny", "cpu", "train", planned_load=0.4, planned=18.0, load=2.0,
                  took=30.0, path=path)
     raw = json.loads(path.read_text())
-    raw["machine"]["cpu"] = "another CPU"
-    path.write_text(json.dumps(raw))
-    assert load_timings("avx2", path).stages == {}
+    assert load_timings("avx2", path).stages
+    for key, value in (("machine", {**raw["machine"], "cpu": "another CPU"}),
+                       ("costs", "an older cost table")):
+        path.write_text(json.dumps({**raw, key: value}))
+        assert load_timings("avx2", path).stages == {}, key
     path.write_text("{not json")
     assert load_timings("avx2", path).stages == {}
     assert stage(tiny_plan(load_timings("avx2", path)), "train").seconds == \

@@ -230,6 +230,16 @@ DISK = {
 }
 
 
+def cost_model_digest() -> str:
+    """A digest of the figures above: the stage timings learned against other figures (an
+    older version of this file) are not applied to these."""
+    import hashlib
+
+    figures = (TINY, SD15_GPU, ROUGH_RATES, LOAD_INPAINT, LOAD_BASE, DATASET_ITEM_OTHER,
+               SAM_IMAGE, SCORE_PICTURE, GUIDED, DATASET_STRENGTH, sorted(SD15.items()))
+    return hashlib.sha256(repr(figures).encode()).hexdigest()[:16]
+
+
 def cost_table(profile: str, kind: str, cpu_kind: str = "avx2",
                calibration: Calibration | None = None,
                timings: StageTimings | None = None) -> CostTable:

@@ -7,7 +7,8 @@ next plan takes the load as measured and multiplies the cost table's per-unit an
 figures by the stage's **scale** (measured work / modelled work). The first run of a stage on
 this machine is taken as it is; later runs move the figures halfway (the scale in log space),
 so one run slowed by other programs does not throw the plan off. Stored per machine (CPU,
-thread count, torch) in the app's data folder: another machine starts from the cost table.
+thread count, torch) and cost table (costs.cost_model_digest) in the app's data folder:
+another machine, or another version of the cost table, starts from the table.
 """
 
 from __future__ import annotations
@@ -46,32 +47,35 @@ class StageTiming:
 @dataclass
 class StageTimings:
     machine: dict[str, Any]
+    costs: str  # the digest of the cost table the scales are relative to
     stages: dict[str, StageTiming] = field(default_factory=dict)  # "profile/kind/stage"
 
     def get(self, profile: str, kind: str, stage: str) -> StageTiming | None:
         return self.stages.get(f"{profile}/{kind}/{stage}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "machine": self.machine,
+        return {"format": FORMAT, "machine": self.machine, "costs": self.costs,
                 "stages": {k: {"load": v.load, "scale": v.scale, "runs": v.runs}
                            for k, v in self.stages.items()}}
 
 
 def load_timings(cpu_kind: str, path: Path | None = None) -> StageTimings:
     """This machine's stage timings; empty when there are none for it (another CPU, thread
-    count or torch wrote the file, or it cannot be read: the next finished stage rewrites
-    it)."""
+    count, torch or cost table wrote the file, or it cannot be read: the next finished stage
+    rewrites it)."""
     from engine.personalize.calibration import machine_key
+    from engine.personalize.costs import cost_model_digest
 
-    machine = machine_key(cpu_kind)
+    machine, costs = machine_key(cpu_kind), cost_model_digest()
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
         raw = json.loads((path or timings_path()).read_text(encoding="utf-8"))
-        if raw.get("format") == FORMAT and raw.get("machine") == machine:
+        if raw.get("format") == FORMAT and raw.get("machine") == machine and \
+                raw.get("costs") == costs:
             stages = {str(k): StageTiming(max(0.0, float(v["load"])),
                                           _bounded(float(v["scale"])), int(v.get("runs", 1)))
                       for k, v in dict(raw["stages"]).items()}
-            return StageTimings(machine, stages)
-    return StageTimings(machine)
+            return StageTimings(machine, costs, stages)
+    return StageTimings(machine, costs)
 
 
 def _bounded(scale: float) -> float:

@@ -124,10 +124,11 @@ def chain_with_timeline(preset: str, timings_file: str) -> dict:
         end = run_job(spec, JobContext(spec.job_id, sink))
         seconds = time.perf_counter() - start
         assert isinstance(end, JobFinished), getattr(end, "detail", end)
-        boundaries = [(message.split("]")[1].split(":")[0].strip(), t / seconds, step / total)
-                      for t, step, total, message in events
-                      if message.startswith("[") and (message.endswith(": done")
-                                                      or ": skipped" in message)]
+        ends: dict[str, tuple[float, float]] = {}  # stage -> its last event: the chain's
+        for t, step, total, message in events:    # "done" or "skipped" moves the bar to its end
+            if message.startswith("["):
+                ends[message.split("]")[1].split(":")[0].strip()] = (t / seconds, step / total)
+        boundaries = [(stage, elapsed, bar) for stage, (elapsed, bar) in ends.items()]
         return {"seconds": seconds, "estimate": plan.seconds,
                 "stages": {o.stage: o.seconds for o in end.result.stages},
                 "estimates": {s.stage: s.seconds for s in plan.stages},

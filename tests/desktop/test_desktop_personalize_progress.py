@@ -9,7 +9,7 @@ import time
 
 from PySide6.QtCore import Qt
 
-from engine.jobs import JobProgress
+from engine.jobs import JobProgress, JobStarted
 from engine.personalize.timings import timings_path
 
 from qt_helpers import wait_for_jobs  # isort: skip
@@ -26,15 +26,17 @@ def test_the_bar_follows_the_chains_time_and_the_next_plan_learns(make_window, q
     dialog = _plan(qtbot, window)
     assert "refined by what" not in dialog.total.text()
     seen: list[tuple[float, float, float | None, str]] = []
-    show = bar._job_event
 
-    def watch(event):
-        show(event)
-        if isinstance(event, JobProgress):
+    chains: set[str] = set()
+
+    def watch(event):  # connected after the bridge's routing: the bar has shown the event
+        if isinstance(event, JobStarted) and event.name == "personalize":
+            chains.add(event.job_id)
+        if isinstance(event, JobProgress) and event.job_id in chains:
             seen.append((time.monotonic(), bar.bar.value() / bar.bar.maximum(),
                          event.eta_seconds, event.message))
 
-    bar._job_event = watch  # what the bar shows after each of the job's events
+    window.jobs.event.connect(watch)
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     wait_for_jobs(qtbot, window)
     assert bar.stage.text().startswith("Personalized"), bar.stage.text()

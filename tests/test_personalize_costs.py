@@ -1,5 +1,6 @@
 """Personalize's cost model: SD 1.5's counted work at this machine's calibrated speeds, the
-calibration's file, the stage timings that refine it, and the kinds of CPU."""
+calibration's file, and the kinds of CPU (the stage timings that refine every profile's
+figures: test_personalize_timings.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from engine.personalize.calibration import (
     calibrate,
     load_calibration,
     machine_key,
-    record_stage,
 )
 from engine.personalize.costs import ROUGH_RATES, cost_table
 from engine.personalize.state import ChainState
@@ -47,9 +47,9 @@ def fresh() -> ChainState:
                       pictures_by_batch={}, pictures=(), unscored=(), free_disk_bytes=10**11)
 
 
-def calibration(speed: float = 1.0, **factors: float) -> Calibration:
+def calibration(speed: float = 1.0) -> Calibration:
     rates = {"float32": {k: v * speed for k, v in ROUGH_RATES["avx2"]["float32"].items()}}
-    return Calibration(machine_key("avx2"), rates, 3.0, "2026-12-07T12:00:00", dict(factors))
+    return Calibration(machine_key("avx2"), rates, 3.0, "2026-12-07T12:00:00")
 
 
 def stages(plan) -> dict[str, float]:
@@ -132,21 +132,21 @@ def test_each_cpu_kind_has_its_rough_speeds_and_bf16_only_where_it_has_units():
     assert bf16_unet["amx"] < bf16_unet["avx512-bf16"] < bf16_unet["avx2"]
 
 
-def test_stage_timings_move_that_stages_factor_and_the_next_plan(tmp_path):
-    path = tmp_path / "calibration.json"
+def test_stage_timings_refine_sd15s_plan_too(tmp_path):
+    from engine.personalize.timings import load_timings, record_stage
+
+    path = tmp_path / "stage_timings.json"
+    timings = load_timings("avx2", path)
     cal = calibration()
-    before = stages(quick(cal))
-    factor = record_stage(cal, "sd15", "cpu", "train", planned=100.0, took=400.0, path=path)
-    assert factor == pytest.approx(2.0)  # halfway to 4x, in log space
-    after = stages(quick(cal))
-    assert after["train"] == pytest.approx(2 * before["train"], rel=0.01)
-    assert after["dataset"] == before["dataset"]
-    assert json.loads(path.read_text())["factors"] == {"sd15/cpu/train": 2.0}
-    # a stage too short to tell changes nothing; a wild one is bounded
-    assert record_stage(cal, "sd15", "cpu", "plan", 0.5, 30.0, path=path) == 1.0
-    for _ in range(10):
-        record_stage(cal, "sd15", "cpu", "dataset", 10.0, 10_000.0, path=path)
-    assert cal.factor("sd15", "cpu", "dataset") == 4.0
+    plan = quick(cal)
+    train = next(s for s in plan.stages if s.stage == "train")
+    record_stage(timings, "sd15", "cpu", "train", planned_load=train.load_seconds,
+                 planned=train.seconds, load=train.load_seconds, took=2 * train.seconds,
+                 path=path)
+    after = personalize_plan(fresh(), PersonalizeParams(project="/x", preset="quick"), CPU,
+                             get_profile("sd15"), cal, timings)
+    assert stages(after)["train"] == pytest.approx(2 * train.seconds, rel=0.01)
+    assert stages(after)["dataset"] == stages(plan)["dataset"]
 
 
 # --------------------------------------------------------------------------- the file
@@ -161,9 +161,6 @@ def test_calibration_measures_stores_and_is_found_again(tmp_path):
     assert found is not None and found.rates == cal.rates
     # another kind of CPU (or thread count, or torch) measures again
     assert load_calibration("amx", path) is None
-    record_stage(found, "sd15", "cpu", "train", 100.0, 200.0, path=path)
-    again = calibrate("avx2", ("float32",), latent_side=8, path=path)
-    assert again.factors == found.factors  # what stages taught survives a recalibration
 
 
 def test_a_bad_calibration_file_is_set_aside_and_reported(tmp_path):
@@ -203,37 +200,3 @@ def test_doctor_calibrates_when_asked(capsys):
     assert after["rates"]["float32"]["conv"] > 0 and after["seconds"] < 60
     assert "GFLOP/s" in after["summary"]
     assert load_calibration(before["cpu_kind"]) is not None
-
-
-def test_a_finished_stage_of_the_chain_teaches_the_calibration(monkeypatch, tmp_path):
-    """The chain's `done` records what the stage took against its planned seconds."""
-    import time
-
-    import engine.personalize.calibration as calibration_module
-    from engine.jobs.stage_setup import StageSetup
-    from engine.personalize.chain import _Chain
-    from engine.settings import Settings
-
-    monkeypatch.setattr(calibration_module, "calibration_path",
-                        lambda: tmp_path / "calibration.json")
-    cal = calibration()
-    plan = quick(cal)
-    planned = next(s.seconds for s in plan.stages if s.stage == "train")
-    logs: list[str] = []
-
-    class Ctx:
-        def log(self, text, *_args):
-            logs.append(text)
-
-    class Progress:
-        def done(self, *_args):
-            pass
-
-    setup = StageSetup(get_profile("sd15"), {}, Settings(), CPU)
-    chain = _Chain(Ctx(), PersonalizeParams(project="/x"), setup, None, None, plan,
-                   Progress(), cal)
-    # it "took" twice its plan: the clock the chain reads is moved back
-    chain.done("train", "trained", time.monotonic() - 2 * planned)
-    assert cal.factor("sd15", "cpu", "train") == pytest.approx(2 ** 0.5, rel=0.01)
-    assert "train: took" in logs[-1] and "planned" in logs[-1]
-    assert json.loads((tmp_path / "calibration.json").read_text())["factors"]

@@ -5,10 +5,12 @@
     presets.py    quick / standard / best per model profile and kind of device
     costs.py      each stage's cost (seconds, bytes) per profile and device
     calibration.py  this machine's speed at convolutions, linear layers, attention and norms
+    timings.py    what each stage took on this machine: its load, its work's scale
     work.py       how much of each one SD 1.5's model calls do
     state.py      what is done, read from the project; the little the chain notes itself
     planning.py   personalize_plan: stages, counts, time and disk, as a pure function
-    progress.py   one bar across the stages, weighted by their estimated seconds, with ETA
+    progress.py   one bar across the stages in proportion to their planned seconds, with an
+                  ETA at the pace observed
     chain.py      the job: each stage's job function run in-process, in order
 
 Public API: the declarations and results above; `personalize_plan(state, params, device,

@@ -8,9 +8,8 @@ convolution and a linear layer of the UNet's first level, attention over its 64Â
 tokens, a group norm with SiLU on a VAE-sized tensor), timed in each precision the device plan
 may use, best of a few runs. It takes a few seconds, runs once per machine, thread count and
 torch version (`mycanvas doctor --calibrate`, or the first plan that needs it), and is stored
-in the app's data folder. After each stage the chain runs, what it took against what was
-planned moves that stage's correction factor (`record_stage`), so the next plan learns what
-the kernels cannot see (model loads, disk, the Python around the models).
+in the app's data folder. What the kernels cannot see (model loads, disk, the Python around
+the models) the next plan learns from what each finished stage took (timings.py).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 FORMAT = 1
 BF16_KINDS = ("amx", "avx512-bf16", "arm-bf16")  # CPU kinds whose plans may compute in bf16
 KERNELS = ("conv", "linear", "attention", "norm")  # norm: elements per second, others FLOP/s
-FACTOR_BOUNDS = (0.25, 4.0)  # a correction beyond this says the model is wrong, not the CPU
-FACTOR_WEIGHT = 0.5  # how far one stage run moves its factor (in log space)
 
 
 def calibration_path() -> Path:
@@ -71,20 +68,15 @@ class Calibration:
     rates: dict[str, dict[str, float]]  # precision ("float32", "bfloat16") -> kernel -> rate
     seconds: float  # what the measurement took
     measured_at: str
-    factors: dict[str, float] = field(default_factory=dict)  # "profile/kind/stage" -> factor
 
     def describe(self) -> str:
         m = self.machine
         return (f"calibrated on this computer ({m['cpu']}, {m['threads']} thread(s), torch "
                 f"{m['torch']}, {self.measured_at[:10]})")
 
-    def factor(self, profile: str, device_kind: str, stage: str) -> float:
-        return self.factors.get(f"{profile}/{device_kind}/{stage}", 1.0)
-
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "machine": self.machine, "rates": self.rates,
-                "seconds": self.seconds, "measured_at": self.measured_at,
-                "factors": self.factors}
+                "seconds": self.seconds, "measured_at": self.measured_at}
 
 
 def _from_dict(raw: dict[str, Any]) -> Calibration:
@@ -94,10 +86,8 @@ def _from_dict(raw: dict[str, Any]) -> Calibration:
     if "float32" not in rates or any(r <= 0 or not math.isfinite(r)
                                      for v in rates.values() for r in v.values()):
         raise ValueError("rates must be positive, float32 among them")
-    factors = {str(k): min(max(float(v), FACTOR_BOUNDS[0]), FACTOR_BOUNDS[1])
-               for k, v in dict(raw.get("factors") or {}).items()}
     return Calibration(dict(raw["machine"]), rates, float(raw["seconds"]),
-                       str(raw["measured_at"]), factors)
+                       str(raw["measured_at"]))
 
 
 def load_calibration(kind: str, path: Path | None = None,
@@ -185,15 +175,13 @@ def measure_rates(precision: str, latent_side: int = 64, repeats: int = 3) -> di
 
 
 def calibrate(kind: str, precisions: tuple[str, ...], latent_side: int = 64,
-              path: Path | None = None, keep_factors: bool = True) -> Calibration:
-    """Measure this machine in `precisions` (float32 always) and store it; the stage factors
-    learned for this same machine are kept unless `keep_factors` is False."""
+              path: Path | None = None) -> Calibration:
+    """Measure this machine in `precisions` (float32 always) and store it."""
     began = time.perf_counter()
     wanted = ("float32", *(p for p in precisions if p != "float32"))
     rates = {p: measure_rates(p, latent_side) for p in wanted}
-    old = load_calibration(kind, path) if keep_factors else None
     cal = Calibration(machine_key(kind), rates, round(time.perf_counter() - began, 2),
-                      time.strftime("%Y-%m-%dT%H:%M:%S"), dict(old.factors) if old else {})
+                      time.strftime("%Y-%m-%dT%H:%M:%S"))
     save_calibration(cal, path)
     return cal
 
@@ -204,19 +192,3 @@ def calibrate_device(plan: DevicePlan, path: Path | None = None) -> Calibration:
     kind = plan.cpu_kind or "avx2"
     return calibrate(kind, ("float32", "bfloat16") if kind in BF16_KINDS else ("float32",),
                      path=path)
-
-
-def record_stage(cal: Calibration, profile: str, device_kind: str, stage: str,
-                 planned: float, took: float, path: Path | None = None) -> float:
-    """What a finished stage took against its plan moves the stage's factor halfway (in log
-    space) towards what would have planned it right; returns the new factor. A stage too
-    short to say anything (under a second either way) changes nothing."""
-    key = f"{profile}/{device_kind}/{stage}"
-    old = cal.factors.get(key, 1.0)
-    if planned < 1.0 or took < 1.0:
-        return old
-    wanted = old * took / planned
-    new = math.exp((1 - FACTOR_WEIGHT) * math.log(old) + FACTOR_WEIGHT * math.log(wanted))
-    cal.factors[key] = round(min(max(new, FACTOR_BOUNDS[0]), FACTOR_BOUNDS[1]), 4)
-    save_calibration(cal, path)
-    return cal.factors[key]

@@ -8,7 +8,8 @@
     score    the chain's pictures without scores                  (engine.score)
 
 Each stage's job function runs in this process with a StageContext (engine.jobs): its
-progress moves its span of one bar (weighted by the plan's estimated seconds, with an ETA),
+progress moves its span of one bar (weighted by the plan's estimated seconds, with an ETA;
+what each stage took refines the next plan: timings.py),
 its logs and previews are this job's, and a cancel lands at its next step. What is done is
 found in the project at every start (engine/personalize/state.py), so a cancel, a crash or a
 killed worker is resumed by running the job again: every stage resumes its own work and a
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
     from engine.jobs import JobContext, JobDeclaration, JobParams
     from engine.jobs.stage_setup import StageSetup
     from engine.personalize.calibration import Calibration
-    from engine.personalize.jobs import PersonalizeParams, Plan
+    from engine.personalize.jobs import PersonalizeParams, Plan, StagePlan
     from engine.personalize.presets import PresetSettings
     from engine.personalize.progress import ChainProgress
+    from engine.personalize.timings import StageTimings
     from engine.project import Project
 
 
@@ -46,7 +48,8 @@ class _Chain:
     settings: PresetSettings
     plan: Plan
     progress: ChainProgress
-    calibration: Calibration | None = None  # this machine's speeds, which each stage refines
+    calibration: Calibration | None = None  # this machine's speeds
+    timings: StageTimings | None = None  # what stages took here: each finished one refines it
     outcomes: list[StageOutcome] = field(default_factory=list)
 
     # ------------------------------------------------------------------ plumbing
@@ -64,13 +67,26 @@ class _Chain:
         return read_chain_state(self.project, self.setup.profile, check_models=False)
 
     def run_stage(self, stage: str, decl: JobDeclaration[Any], params: JobParams,
-                  phases: Sequence[float] = (1.0,), part: tuple[float, float] = (0.0, 1.0)
-                  ) -> Any:
+                  phases: Sequence[float] | None = None,
+                  part: tuple[float, float] = (0.0, 1.0), load: float | None = None) -> Any:
         """The stage's job function, in this process, in this job (in `part` of the
-        stage's span of the bar)."""
+        stage's span of the bar; `phases`, `load`: the plan's unless given)."""
         from engine.jobs import resolve_job
 
-        return resolve_job(decl.target)(self.progress.context(stage, phases, part), params)
+        if phases is None:
+            phases = self.stage_plan(stage).parts or (1.0,)
+        if load is None:
+            load = self.load_share(stage)
+        return resolve_job(decl.target)(self.progress.context(stage, phases, part, load),
+                                        params)
+
+    def stage_plan(self, stage: str) -> StagePlan:
+        return next(s for s in self.plan.stages if s.stage == stage)
+
+    def load_share(self, stage: str) -> float:
+        """The share of the stage's span of the bar before its first unit of work."""
+        span = _weights(self.plan).get(stage, 0.0)
+        return min(1.0, self.stage_plan(stage).load_seconds / span) if span > 0 else 0.0
 
     def skip(self, stage: str, why: str) -> None:
         self.outcomes.append(StageOutcome(stage, "skipped", why))
@@ -78,19 +94,24 @@ class _Chain:
         self.ctx.log(f"{stage}: nothing to do ({why})")
 
     def done(self, stage: str, detail: str, began: float) -> None:
-        took = time.monotonic() - began
+        now = time.monotonic()
+        took = now - began
         self.outcomes.append(StageOutcome(stage, "done", detail, round(took, 2)))
         self.progress.done(stage, "done")
-        if self.calibration is not None:  # the next plan learns what this one missed
-            from engine.personalize.calibration import record_stage
+        if self.timings is not None:  # the next plan learns what this one missed
             from engine.personalize.presets import device_kind
+            from engine.personalize.timings import record_stage
 
             assert self.setup.device is not None
             planned = _weights(self.plan).get(stage, 0.0)
-            factor = record_stage(self.calibration, self.setup.profile.name,
-                                  device_kind(self.setup.device), stage, planned, took)
-            self.ctx.log(f"{stage}: took {took:.0f} s, planned {planned:.0f} s "
-                         f"(its correction is now {factor:.2f})")
+            load = self.progress.first_unit.get(stage, now) - began
+            learned = record_stage(
+                self.timings, self.setup.profile.name, device_kind(self.setup.device), stage,
+                planned_load=min(planned, self.stage_plan(stage).load_seconds),
+                planned=planned, load=load, took=took)
+            self.ctx.log(f"{stage}: took {took:.1f} s ({load:.1f} s loading), planned "
+                         f"{planned:.1f} s; the next plan takes {learned.load:.1f} s to load "
+                         f"and its work × {learned.scale:.2f}")
 
     # ------------------------------------------------------------------ the stages
 
@@ -203,13 +224,17 @@ class _Chain:
         phases = self._generate_phases(pictures)
         steps = self.settings.picture_steps
         made, start = 0, 0.0
+        first_load = self.load_share("generate")  # the first call loads the models
         for lid, picture_seeds in todo.items():  # one call per layout, a part of the span
-            width = len(picture_seeds) / pictures
+            width = (1.0 - first_load) * len(picture_seeds) / pictures
+            if not start:
+                width += first_load
             result = self.run_stage("generate", GENERATE, GenerateParams(
                 **self.common(), run_id=run_id, layout_id=lid, seeds=picture_seeds,
                 steps=steps, batch=picture_batch(run_id, lid), width=self.settings.resolution,
                 height=self.settings.resolution,
-                preview_every=max(1, steps // 4)), phases, (start, start + width))
+                preview_every=max(1, steps // 4)), phases, (start, start + width),
+                first_load / width if not start else 0.0)
             made += len(result.generation_ids)
             start += width
         self.done("generate", f"{made} picture(s) made", began)
@@ -221,7 +246,8 @@ class _Chain:
         score = next(s for s in self.plan.stages if s.stage == "score")
         if not score.runs:
             return (1.0,)
-        return (max(gen.seconds, 1e-3), max(score.seconds * pictures / score.count, 1e-3))
+        return (max(gen.seconds - gen.load_seconds, 1e-3),
+                max(score.seconds * pictures / score.count, 1e-3))
 
     def score(self) -> None:
         from engine.score import ScoreParams, score_pictures, scoring_models_present
@@ -233,8 +259,9 @@ class _Chain:
             return self.skip("score", "the scoring models (CLIP, OWL-ViT) are not on this "
                                       "computer")
         began = time.monotonic()
-        result = score_pictures(self.progress.context("score"), ScoreParams(
-            **self.common(), generation_ids=list(unscored)))
+        context = self.progress.context("score", load=self.load_share("score"))
+        result = score_pictures(context, ScoreParams(**self.common(),
+                                                     generation_ids=list(unscored)))
         self.done("score", result.summary(), began)
 
 
@@ -262,6 +289,7 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
         needed_missing,
         personalize_plan,
         plan_text,
+        timings_for,
     )
     from engine.personalize.presets import device_kind, settings_for
     from engine.personalize.progress import ChainProgress
@@ -277,7 +305,9 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
             raise InputError("The project has no photos yet: add photos of your concepts "
                              "first (mycanvas add-concept PROJECT NAME --class WORD PHOTOS...)")
         calibration = calibration_for(setup.device, setup.profile, log=ctx.log)
-        plan = personalize_plan(state, params, setup.device, setup.profile, calibration)
+        timings = timings_for(setup.device)
+        plan = personalize_plan(state, params, setup.device, setup.profile, calibration,
+                                timings)
         missing = needed_missing(plan)
         if missing:
             problem = (f"Personalize needs the {', '.join(missing)} model(s) of profile "
@@ -302,7 +332,8 @@ def personalize_job(ctx: JobContext, params: PersonalizeParams) -> Personalized:
         settings = settings_for(params, setup.profile.name, device_kind(setup.device))
         progress = ChainProgress(ctx, _weights(plan))
         progress.begin(plan.seconds, f"{sum(s.runs for s in plan.stages)} stage(s) to run")
-        chain = _Chain(ctx, params, setup, proj, settings, plan, progress, calibration)
+        chain = _Chain(ctx, params, setup, proj, settings, plan, progress, calibration,
+                       timings)
         chain.segment()
         chain.plan_layouts()
         chain.dataset()

@@ -27,7 +27,8 @@ and stand for every device kind: the tiny models are too small for a GPU or bf16
 * what the kernels do not see (model loads, the work around the model calls) are estimates;
   SAM's image encoder and scoring are seconds from the AMX machine scaled by the float32
   linear layers' speed;
-* each stage × the factor its own past runs taught (calibration.record_stage).
+* each stage's load and a scale of its work from what the stage took on this machine
+  (engine/personalize/timings.py), for every profile.
 
 How well it agrees: `personalize-sd15-stages` runs SD 1.5 at 512 px with random weights (the
 dataset, train and generate job functions, reduced counts) after a calibration. On an AMD
@@ -44,7 +45,6 @@ in ~0.6 s. The plan says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,7 @@ from engine.personalize.work import SD15
 
 if TYPE_CHECKING:
     from engine.personalize.calibration import Calibration
+    from engine.personalize.timings import StageTimings
 
 DATASET_STRENGTH = 0.9  # the dataset builder's default inpainting strength
 GUIDED = 1.05  # layout guidance's extra work per step (bench_generate.py: within 5-15 %)
@@ -108,9 +109,12 @@ class DiskSizes:
 # (`personalize-costs`, median of 3 runs) and inside the chain (`personalize-tiny`: the stage
 # times of the quick, standard and best runs, fitted load + per unit), on a machine shared
 # with other work (load average 3-4 on 2 cores): runs vary by ±30 %. Scoring's load is its
-# first model load (in the chain it happens in generation's scoring phase).
+# first model load (in the chain it happens in generation's scoring phase). Segmentation as
+# the chain's first stage (personalize-tiny-learning, 2026-12): its imports and GrabCut on the
+# full-size photos, 4-8 s and 1-3 s per photo. These are only the first plan's figures: each
+# stage's own runs then refine them on the machine (timings.py).
 TINY = CostTable(
-    segment=StageCost(load=1.0, per_unit=0.2),
+    segment=StageCost(load=4.0, per_unit=1.2),
     plan=StageCost(load=2.9, per_unit=0.8),
     dataset=StageCost(load=2.5, per_unit=0.15, per_step=0.015),
     train=StageCost(load=0.4, per_unit=0.055),
@@ -164,11 +168,10 @@ DATASET_ITEM_OTHER = 5.0
 SAM_IMAGE, SCORE_PICTURE = 5.0, 1.1
 
 
-def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | None,
-                   factor: Callable[[str], float]) -> CostTable:
+def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | None
+                   ) -> CostTable:
     """SD 1.5 on a CPU computing in `precision`: each model call's work (engine.personalize.
-    work.SD15) at this machine's calibrated speeds, or at its CPU kind's rough ones; each
-    stage times the factor what it took before taught."""
+    work.SD15) at this machine's calibrated speeds, or at its CPU kind's rough ones."""
     rough = ROUGH_RATES.get(cpu_kind, ROUGH_RATES["avx2"])
     if calibration is not None and precision in calibration.rates:
         rates, source, measured = calibration.rates[precision], calibration.describe(), True
@@ -182,24 +185,19 @@ def sd15_cpu_table(precision: str, cpu_kind: str, calibration: Calibration | Non
     def t(part: str) -> float:
         return SD15[part].seconds(rates)
 
-    def scaled(stage: str, cost: StageCost) -> StageCost:
-        k = factor(stage)
-        return StageCost(cost.load * k, cost.per_unit * k, cost.per_step * k)
-
     slower = _AMX["linear"] / fp32["linear"]
     unet, text, decode, encode = t("unet_guided"), t("text"), t("vae_decode"), t("vae_encode")
     return CostTable(
-        segment=scaled("segment", StageCost(load=3.0, per_unit=SAM_IMAGE * slower)),
-        plan=scaled("plan", StageCost(load=1.0, per_unit=1.17)),
-        dataset=scaled("dataset", StageCost(
-            load=LOAD_INPAINT, per_unit=2 * text + 2 * encode + decode + DATASET_ITEM_OTHER,
-            per_step=unet)),
-        train=scaled("train", StageCost(load=LOAD_BASE, per_unit=t("train_step"))),
-        train_cache_per_item=2 * encode * factor("train"),
-        train_sample=scaled("train", StageCost(per_unit=2 * text + decode, per_step=unet)),
-        generate=scaled("generate", StageCost(load=LOAD_BASE, per_unit=2 * text + decode,
-                                              per_step=unet * GUIDED)),
-        score=scaled("score", StageCost(load=4.0, per_unit=SCORE_PICTURE * slower)),
+        segment=StageCost(load=3.0, per_unit=SAM_IMAGE * slower),
+        plan=StageCost(load=1.0, per_unit=1.17),
+        dataset=StageCost(load=LOAD_INPAINT,
+                          per_unit=2 * text + 2 * encode + decode + DATASET_ITEM_OTHER,
+                          per_step=unet),
+        train=StageCost(load=LOAD_BASE, per_unit=t("train_step")),
+        train_cache_per_item=2 * encode,
+        train_sample=StageCost(per_unit=2 * text + decode, per_step=unet),
+        generate=StageCost(load=LOAD_BASE, per_unit=2 * text + decode, per_step=unet * GUIDED),
+        score=StageCost(load=4.0, per_unit=SCORE_PICTURE * slower),
         measured=measured, source=f"SD 1.5 on a CPU in {precision}: {source}")
 
 
@@ -232,23 +230,36 @@ DISK = {
 }
 
 
+def cost_model_digest() -> str:
+    """A digest of the figures above: the stage timings learned against other figures (an
+    older version of this file) are not applied to these."""
+    import hashlib
+
+    figures = (TINY, SD15_GPU, ROUGH_RATES, LOAD_INPAINT, LOAD_BASE, DATASET_ITEM_OTHER,
+               SAM_IMAGE, SCORE_PICTURE, GUIDED, DATASET_STRENGTH, sorted(SD15.items()))
+    return hashlib.sha256(repr(figures).encode()).hexdigest()[:16]
+
+
 def cost_table(profile: str, kind: str, cpu_kind: str = "avx2",
-               calibration: Calibration | None = None) -> CostTable:
+               calibration: Calibration | None = None,
+               timings: StageTimings | None = None) -> CostTable:
     """The table for `profile` on a device of `kind` (DEVICE_KINDS); on a CPU, from the
     calibration of this machine when there is one, else from the rough speeds of its CPU
     kind (engine.device.CPU_KINDS). A profile without its own figures is estimated like
-    SD 1.5 and says so."""
+    SD 1.5 and says so. `timings`: what the stages took on this machine, which refine every
+    profile's figures (engine.personalize.timings)."""
+    from engine.personalize.timings import refined
+
     if kind not in DEVICE_KINDS:
         raise InputError(f"device kind must be one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     if profile == "tiny":
-        return TINY
+        return refined(TINY, timings, profile, kind)
     table = SD15_GPU if kind == "gpu" else sd15_cpu_table(
-        "bfloat16" if kind == "cpu-bf16" else "float32", cpu_kind, calibration,
-        lambda stage: calibration.factor(profile, kind, stage) if calibration else 1.0)
+        "bfloat16" if kind == "cpu-bf16" else "float32", cpu_kind, calibration)
     if profile != "sd15":
-        return replace(table, measured=False,
-                       source=f"profile {profile}: estimated like SD 1.5 ({table.source})")
-    return table
+        table = replace(table, measured=False,
+                        source=f"profile {profile}: estimated like SD 1.5 ({table.source})")
+    return refined(table, timings, profile, kind)
 
 
 def disk_sizes(profile: str) -> DiskSizes:

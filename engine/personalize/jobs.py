@@ -103,6 +103,10 @@ class StagePlan:
     disk_bytes: int  # estimated bytes it writes
     note: str = ""  # why it is skipped, or what to know about it
     rebuilds: int = 0  # of `count`, how many replace what test models made (said in `note`)
+    # Of `seconds`: those before its first unit of work (model loads), then each part of the
+    # rest its job reports with a progress total of its own, in order (the bar's spans).
+    load_seconds: float = 0.0
+    parts: tuple[float, ...] = ()
 
     @property
     def runs(self) -> bool:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.models.profiles import Profile
     from engine.personalize.calibration import Calibration
     from engine.personalize.jobs import PersonalizeParams
+    from engine.personalize.timings import StageTimings
 
 SCORING_ROLES = chain_stage("score").roles
 
@@ -49,21 +50,25 @@ def dataset_denoising_steps(settings: PresetSettings) -> int:
 
 
 def personalize_plan(state: ChainState, params: PersonalizeParams, device: DevicePlan,
-                     profile: Profile, calibration: Calibration | None = None) -> Plan:
+                     profile: Profile, calibration: Calibration | None = None,
+                     timings: StageTimings | None = None) -> Plan:
     """What the chain would do now, from what is done, at the speeds `calibration` measured
-    on this machine (None: the rough speeds of its kind of CPU). Pure: reads nothing, writes
-    nothing."""
+    on this machine (None: the rough speeds of its kind of CPU), refined by what its stages
+    took here before (`timings`). Pure: reads nothing, writes nothing."""
     kind = device_kind(device)
     s = settings_for(params, profile.name, kind)
-    costs = cost_table(profile.name, kind, device.cpu_kind or "avx2", calibration)
+    costs = cost_table(profile.name, kind, device.cpu_kind or "avx2", calibration, timings)
     disk = disk_sizes(profile.name)
     stages: list[StagePlan] = []
 
     def add(stage: str, unit: str, target: int, done: int, count: int, seconds: float,
-            disk_bytes: float, note: str = "", rebuilds: int = 0) -> None:
+            disk_bytes: float, note: str = "", rebuilds: int = 0, load: float = 0.0,
+            parts: tuple[float, ...] = ()) -> None:
         stages.append(StagePlan(stage, chain_stage(stage).title, unit, target, done, count,
                                 round(seconds, 1) if count else 0.0,
-                                int(disk_bytes) if count else 0, note, rebuilds))
+                                int(disk_bytes) if count else 0, note, rebuilds,
+                                round(min(load, seconds), 2) if count else 0.0,
+                                tuple(round(p, 2) for p in parts) if count else ()))
 
     todo = state.photos_to_segment
     note = "" if todo else "every photo has a mask (yours are kept)"
@@ -71,7 +76,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
         note = f"{state.test_masks} mask(s) made with the test models will be made again"
     add("segment", "photos", state.photos, state.photos - todo, todo,
         costs.segment.seconds(todo), state.pixels_to_segment * disk.mask_per_pixel, note,
-        state.test_masks)
+        state.test_masks, costs.segment.load)
 
     present, deleted = len(state.layouts), state.deleted_layouts
     todo = max(0, s.layouts - present - deleted)
@@ -79,7 +84,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     if not todo and not note:
         note = "enough layouts"
     add("plan", "layouts", s.layouts, min(present + deleted, s.layouts), todo,
-        costs.plan.seconds(todo), 0, note)
+        costs.plan.seconds(todo), 0, note, load=costs.plan.load)
 
     have = sum(1 for i in range(s.items) if i in state.dataset_indices)
     todo = s.items - have
@@ -89,7 +94,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
                 "(never trained on)")
     add("dataset", "items", s.items, have, todo,
         costs.dataset.seconds(todo, dataset_denoising_steps(s)), todo * disk.item, note,
-        min(state.test_items, todo))
+        min(state.test_items, todo), costs.dataset.load)
 
     run, key = state.run, run_key(s, params.seed)
     same_run = run is not None and run.key == key and not run.test_models
@@ -104,18 +109,21 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     samples = todo // s.sample_every if s.sample_every else 0
     seconds = costs.train.seconds(todo) + samples * costs.train_sample.seconds(
         1, s.sample_steps + PNDM_EXTRA_CALL)
-    if todo and not done:  # a new run encodes the dataset once first
-        seconds += s.items * costs.train_cache_per_item
+    # Its parts as the job reports them: a new run encodes the dataset once, then the steps.
+    parts: tuple[float, ...] = (seconds - costs.train.load,)
+    if todo and not done:
+        parts = (s.items * costs.train_cache_per_item, *parts)
+        seconds += parts[0]
     add("train", "steps", s.train_steps, done, todo, seconds,
         disk.run + s.items * disk.run_per_item if not done else 0, note,
-        1 if run is not None and run.test_models else 0)
+        1 if run is not None and run.test_models else 0, costs.train.load, parts)
 
     made = sum(state.pictures_by_batch.values()) if same_run and not todo else 0
     todo_pictures = max(0, s.pictures - made)
     add("generate", "pictures", s.pictures, min(made, s.pictures), todo_pictures,
         costs.generate.seconds(todo_pictures, s.picture_steps + PNDM_EXTRA_CALL),
         todo_pictures * disk.picture,
-        f"layout-guided, {s.picture_steps} steps each")
+        f"layout-guided, {s.picture_steps} steps each", load=costs.generate.load)
 
     scoring = not set(SCORING_ROLES) & set(state.missing_models)
     unscored = len(state.unscored) if same_run else 0
@@ -123,7 +131,7 @@ def personalize_plan(state: ChainState, params: PersonalizeParams, device: Devic
     note = ("scored as they are made" if scoring else
             "skipped: the scoring models (CLIP, OWL-ViT) are not on this computer")
     add("score", "pictures", s.pictures, max(0, min(made, s.pictures) - unscored), todo,
-        costs.score.seconds(todo), 0, note)
+        costs.score.seconds(todo), 0, note, load=costs.score.load)
 
     needed = {r for p in stages if p.runs for r in chain_stage(p.stage).needed_roles}
     missing = [r for r in state.missing_models if r in needed or r in SCORING_ROLES]
@@ -209,6 +217,13 @@ def calibration_for(device: DevicePlan, profile: Profile, measure: bool = True,
     return calibrate_device(device)
 
 
+def timings_for(device: DevicePlan) -> StageTimings:
+    """What the stages took on this machine before (engine.personalize.timings)."""
+    from engine.personalize.timings import load_timings
+
+    return load_timings(device.cpu_kind or "avx2")
+
+
 def plan_for(params: PersonalizeParams, log: Callable[[str], None] | None = None) -> Plan:
     """The plan of `params` for its project, device and profile, as the chain sees them."""
     from engine.jobs.stage_setup import resolve_stage
@@ -220,7 +235,8 @@ def plan_for(params: PersonalizeParams, log: Callable[[str], None] | None = None
     with Project.open(params.project) as proj:
         state = read_chain_state(proj, setup.profile, setup.overrides)
     calibration = calibration_for(setup.device, setup.profile, log=log)
-    return personalize_plan(state, params, setup.device, setup.profile, calibration)
+    return personalize_plan(state, params, setup.device, setup.profile, calibration,
+                            timings_for(setup.device))
 
 
 def personalize_plan_job(ctx: JobContext, params: PersonalizeParams) -> Plan:

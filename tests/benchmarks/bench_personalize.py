@@ -4,6 +4,11 @@ full-size SD 1.5 parts its CPU estimates rest on (engine/personalize/costs.py).
 * personalize-tiny: each preset (quick, standard, best) end to end on a fresh project with
   only the scikit-image photos (cat ×2, mug, rocket), in a fresh process, as the worker's first
   job runs it (torch imported inside it); the plan's estimate beside it.
+* personalize-tiny-learning: the best preset twice on fresh projects, each in a fresh process,
+  with one store of stage timings (engine/personalize/timings.py) that starts empty: the plan
+  against what each stage took, first and second run, and the bar's fraction against the
+  elapsed-time fraction at every stage boundary (issue #26: the second run's total within
+  25 %, the bar within 10 points).
 * personalize-costs: each stage's job function called on its own, in order, with one warm
   cache (as the chain runs them), timed from its progress events: load = time to the first
   unit done less one unit; per unit = the rate between the first and the last; dataset items
@@ -88,6 +93,75 @@ def tiny_presets() -> list[dict]:
                              f"pictures, {got['scored']} scored; stage s measured/estimated: "
                              f"{per_stage}; process start + torch import "
                              f"+{got['with_setup'] - got['seconds']:.1f} s"})
+    return rows
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def chain_with_timeline(preset: str, timings_file: str) -> dict:
+    """Child: the personalize job on a fresh photos-only project, with the stage timings
+    kept in `timings_file`; its plan, what each stage took and the bar at each boundary."""
+    import engine.personalize.timings as timings_module
+    from engine.jobs import JobContext, JobFinished, JobProgress, JobSpec, run_job
+    from engine.personalize import plan_for
+
+    timings_module.timings_path = lambda: Path(timings_file)  # type: ignore[assignment]
+    root = Path(tempfile.mkdtemp(prefix="bench-personalize-learning-"))
+    try:
+        folder = make_photos_only_project(root / "project", "Personalize benchmark")
+        spec = JobSpec("personalize", {"project": str(folder), "profile": "tiny",
+                                       "device": "cpu", "preset": preset})
+        plan = plan_for(spec.params)  # type: ignore[arg-type]
+        events: list[tuple[float, int, int, str]] = []
+        start = time.perf_counter()
+
+        def sink(event: Any) -> None:
+            if isinstance(event, JobProgress):
+                events.append((time.perf_counter() - start, event.step, event.total,
+                               event.message))
+
+        end = run_job(spec, JobContext(spec.job_id, sink))
+        seconds = time.perf_counter() - start
+        assert isinstance(end, JobFinished), getattr(end, "detail", end)
+        ends: dict[str, tuple[float, float]] = {}  # stage -> its last event: the chain's
+        for t, step, total, message in events:    # "done" or "skipped" moves the bar to its end
+            if message.startswith("["):
+                ends[message.split("]")[1].split(":")[0].strip()] = (t / seconds, step / total)
+        boundaries = [(stage, elapsed, bar) for stage, (elapsed, bar) in ends.items()]
+        return {"seconds": seconds, "estimate": plan.seconds,
+                "stages": {o.stage: o.seconds for o in end.result.stages},
+                "estimates": {s.stage: s.seconds for s in plan.stages},
+                "boundaries": boundaries}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@benchmark("personalize-tiny-learning")
+def tiny_learning() -> list[dict]:
+    from engine.models.tiny import ensure_tiny_models
+
+    ensure_tiny_models()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-timings-") as folder:
+        timings = str(Path(folder) / "stage_timings.json")
+        for run in (1, 2):
+            got = _in_child(chain_with_timeline, "best", timings)
+            per_stage = ", ".join(f"{k} {v:.1f}/{got['estimates'][k]:.1f}"
+                                  for k, v in got["stages"].items())
+            rows.append({"metric": f"tiny best, run {run}: took / planned",
+                         "value": got["seconds"] / got["estimate"], "unit": "x",
+                         "target": "0.75-1.25" if run == 2 else "",
+                         "note": f"took {got['seconds']:.1f} s, planned {got['estimate']:.1f} "
+                                 f"s; stage s took/planned: {per_stage}"})
+            gaps = [(stage, 100 * (bar - elapsed), elapsed)
+                    for stage, elapsed, bar in got["boundaries"]]
+            worst = max((abs(g) for _s, g, _e in gaps), default=0.0)
+            rows.append({"metric": f"tiny best, run {run}: bar - elapsed at stage ends",
+                         "value": worst, "unit": "points (worst)",
+                         "target": "<= 10" if run == 2 else "",
+                         "note": "; ".join(f"{stage} at {100 * e:.0f} % of the time: bar "
+                                           f"{g:+.1f}" for stage, g, e in gaps)})
     return rows
 
 

@@ -96,7 +96,7 @@ def test_the_command_runs_every_stage_and_ends_with_scored_pictures(project_dir)
         [(s, "done") for s in STAGES[:5]] + [("score", "skipped")]  # scored by generation
     assert len(result["generation_ids"]) == quick.pictures == result["scored"]
     # one bar to the end, the stage named; each stage's logs labelled with it
-    assert "1000/1000" in done.stderr and "[6/6] Scores" in done.stderr
+    assert "100% · " in done.stderr and "[6/6] Scores" in done.stderr
     assert all(f"{label}: " in done.stderr for label in ("Masks", "Dataset", "Training",
                                                          "Pictures"))
     with Project.open(project_dir) as project:

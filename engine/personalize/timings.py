@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.atomic import atomic_write_text
+from engine.personalize.jobs import STAGES
 
 if TYPE_CHECKING:
     from engine.personalize.costs import CostTable, StageCost
@@ -129,7 +130,7 @@ def refined(table: CostTable, timings: StageTimings | None, profile: str,
         return replace(cost, load=got.load, per_unit=cost.per_unit * got.scale,
                        per_step=cost.per_step * got.scale)
 
-    for stage in ("segment", "plan", "dataset", "train", "generate", "score"):
+    for stage in STAGES:
         changes[stage] = learned(stage, getattr(table, stage))
     train = timings.get(profile, kind, "train")
     if train is not None:  # the latent cache and the previews are the train stage's work too

@@ -86,6 +86,8 @@ class ExtractPage(QWidget):
         self.steps = self.settings_form.widgets["steps"]
         self.rounds = self.settings_form.widgets["iterations"]
         assert isinstance(self.steps, QSpinBox) and isinstance(self.rounds, QSpinBox)
+        self.steps.setObjectName("extractSteps")
+        self.rounds.setObjectName("extractIterations")
         self.start_button = QPushButton("Extract")
         self.start_button.setObjectName("extractButton")
         self.start_button.clicked.connect(self.start)

@@ -29,8 +29,9 @@ def _photo(folder: Path) -> Path:
 
 
 def _unet_dtypes_of_an_extraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                  ) -> tuple[set[torch.dtype], list[str]]:
-    """Run a two-step extraction; the dtypes the UNet's passes computed in, and the log."""
+                                  ) -> tuple[set[torch.dtype], list[str], dict]:
+    """Run a two-step extraction; the dtypes the UNet's passes computed in, the log and the
+    export's manifest."""
     from engine.jobs import JobFinished, JobLog, run_inline
     from engine.project import Project
 
@@ -57,7 +58,9 @@ def _unet_dtypes_of_an_extraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "profile": "tiny", "device": "cpu", "concepts": concepts,
         "config": {"steps": 2, "iterations": 1}, "segment_method": "fallback"}, sink)
     assert isinstance(end, JobFinished), getattr(end, "detail", end)
-    return seen, logs
+    from engine.train import read_manifest
+
+    return seen, logs, read_manifest(Path(end.result.export_dir))
 
 
 @pytest.mark.parametrize(("facts", "setting", "computes_in"), [
@@ -69,7 +72,8 @@ def test_extraction_computes_in_bf16_where_the_cpu_has_it(tiny_models, tmp_path,
                                                            facts, setting, computes_in):
     monkeypatch.setattr(device_module, "cpu_facts", lambda: facts)
     save_settings(Settings(precision=setting))
-    seen, logs = _unet_dtypes_of_an_extraction(tmp_path, monkeypatch)
+    seen, logs, manifest = _unet_dtypes_of_an_extraction(tmp_path, monkeypatch)
     assert seen == computes_in  # M-steps and E-steps alike
+    assert manifest["training_precision"] == str(next(iter(computes_in))).removeprefix("torch.")
     said = any(line.startswith("Extraction computes in bfloat16 autocast") for line in logs)
     assert said == (computes_in == {torch.bfloat16})

@@ -139,8 +139,8 @@ def load_base_pipeline(ctx: Any, plan: Any, folder: Path, mixed_precision: str, 
                 f"the settings do not hold to float32; {doing.lower()} in float32 on "
                 f"{plan.device}")
     elif precision.autocast_dtype is not None:
-        ctx.log(f"{doing} computes in {str(precision.autocast_dtype).removeprefix('torch.')} "
-                f"autocast, trained weights in float32 ({plan.describe()})")
+        ctx.log(f"{doing} computes in {precision.computes_in} autocast, trained weights in "
+                f"float32 ({plan.describe()})")
     ctx.progress(0, steps, "loading the base model")
     # It needs the room the warm models hold on this device (the inpainter, above all).
     ctx.models.make_room(plan.device, pipeline_bytes(folder))

@@ -15,7 +15,8 @@ Parts for any run kind:
 
 Custom Diffusion:
 
-    config.py            TrainConfig: every setting, validated; the Gen4Gen switches documented
+    config.py            TrainConfig: every setting declared (help, bounds, choices), validated;
+                         the Gen4Gen switches documented
     prompts.py           training prompts (global token, repeated tokens, separate background)
     data.py              dataset snapshot, cached latents (+ flips), masks, class images
     custom_diffusion.py  the fine-tuning core with Custom Diffusion's optimiser and loss

@@ -14,7 +14,8 @@ On a CPU without bf16 units (AVX2 only) torch still runs bf16 autocast, but emul
 figure is then the cost of the emulation, not what a CPU with AVX512-BF16 or AMX does
 (engine/train/precision.py has the measured speed-up on such a CPU for training's step).
 Optional full size: MYCANVAS_BENCH_EXTRACT_FULL=1 adds SD 1.5's architecture at 256 px
-(random weights; run it under `flock /tmp/mycanvas-heavy.lock`).
+(random weights, about 12 GB; run it under `flock /tmp/mycanvas-heavy.lock`: with bf16
+emulated on a shared 2-core AVX2 EPYC it did not finish in 30 minutes).
 """
 
 from __future__ import annotations

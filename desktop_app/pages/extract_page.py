@@ -36,9 +36,11 @@ from desktop_app.state.thumbnails import BackgroundLoader, render_photo
 from desktop_app.widgets.box_canvas import BoxCanvas
 from desktop_app.widgets.extract_iterations import IterationView
 from desktop_app.widgets.mask_editor import MaskEditor
+from desktop_app.widgets.params_form import ParamsForm, field_specs
 from desktop_app.widgets.photo_sources import IMAGE_FILTER
 from engine.errors import MyCanvasError
 from engine.extract import EXTRACT, read_iterations
+from engine.extract.config import ExtractConfig
 from engine.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
 
 RUN_KIND = "em-extract"
@@ -79,18 +81,15 @@ class ExtractPage(QWidget):
         remove.clicked.connect(self._remove_concept)
         self.canvas = BoxCanvas(points=True)
         self.canvas.setObjectName("extractCanvas")
-        self.steps = QSpinBox()
+        # The run's settings, made from ExtractConfig's fields (help, bounds, defaults).
+        self.settings_form = ParamsForm(field_specs(
+            ExtractConfig, ["steps", "iterations"],
+            labels={"steps": "Steps", "iterations": "Mask updates"}), compact=True)
+        self.steps = self.settings_form.widgets["steps"]
+        self.rounds = self.settings_form.widgets["iterations"]
+        assert isinstance(self.steps, QSpinBox) and isinstance(self.rounds, QSpinBox)
         self.steps.setObjectName("extractSteps")
-        self.steps.setRange(2, 100_000)
-        self.steps.setValue(400)
-        self.steps.setPrefix("steps: ")
-        self.steps.setToolTip("Optimiser steps in all (fewer when the masks stop changing)")
-        self.rounds = QSpinBox()
         self.rounds.setObjectName("extractIterations")
-        self.rounds.setRange(1, 50)
-        self.rounds.setValue(4)
-        self.rounds.setPrefix("mask updates: ")
-        self.rounds.setToolTip("How often the masks are estimated again from what was learned")
         self.start_button = QPushButton("Extract")
         self.start_button.setObjectName("extractButton")
         self.start_button.clicked.connect(self.start)
@@ -130,7 +129,7 @@ class ExtractPage(QWidget):
         concept_buttons.addWidget(remove)
         concept_buttons.addStretch(1)
         run_row = QHBoxLayout()
-        for widget in (self.steps, self.rounds, self.start_button, self.cancel_button):
+        for widget in (self.settings_form, self.start_button, self.cancel_button):
             run_row.addWidget(widget)
         run_row.addStretch(1)
         left = QVBoxLayout()
@@ -318,6 +317,12 @@ class ExtractPage(QWidget):
                         for c in self.result_concepts]
             self._submit(concepts, str(self.result_concepts[0]["photo_id"]))
 
+    def _config(self) -> dict[str, Any]:
+        """The form's settings; mask updates at most one per step, a checkpoint per quarter."""
+        values = self.settings_form.values()
+        return {**values, "iterations": min(values["iterations"], values["steps"]),
+                "checkpoint_every": max(1, values["steps"] // 4)}
+
     def _submit(self, concepts: list[dict[str, Any]], photo: str | None) -> None:
         project = self.state.project
         if project is None or self.job is not None:
@@ -325,9 +330,7 @@ class ExtractPage(QWidget):
         try:
             params = self.state.job_params(
                 EXTRACT, photo=photo, concepts=concepts, start_from_masks=True,
-                config={"steps": self.steps.value(),
-                        "iterations": min(self.rounds.value(), self.steps.value()),
-                        "checkpoint_every": max(1, self.steps.value() // 4)})
+                config=self._config())
             handle = self.jobs.submit(EXTRACT, params, on_event=self._job_event)
         except MyCanvasError as exc:
             self.status.setText(for_window(str(exc)))

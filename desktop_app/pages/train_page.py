@@ -43,7 +43,7 @@ from desktop_app.state.jobs_bridge import JobsBridge
 from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
-from desktop_app.state.train_settings import BOUNDS, CUSTOM, HELP, MAIN_SETTINGS, PRESETS
+from desktop_app.state.train_settings import CUSTOM, MAIN_SETTINGS, PRESETS
 from desktop_app.widgets.params_form import ParamsForm, field_specs
 from desktop_app.widgets.runs_list import RunsTable, run_total_steps
 from desktop_app.widgets.train_chart import LossChart, MetricsTail, history_eta
@@ -82,8 +82,8 @@ class TrainPage(QWidget):
             self.preset.addItem(name)
         self.preset.setCurrentText("Standard (Custom Diffusion)")
         self.preset.currentTextChanged.connect(self._apply_preset)
-        self.form = ParamsForm(field_specs(TrainConfig, MAIN_SETTINGS, helps=HELP,
-                                           bounds=BOUNDS, scientific=("learning_rate",)))
+        self.form = ParamsForm(field_specs(TrainConfig, MAIN_SETTINGS,
+                                           scientific=("learning_rate",)))
         self.form.changed.connect(lambda _n: self._mark_custom())
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("startTraining")

@@ -7,8 +7,8 @@ training config), each with its plain-language help under it, and the values rea
     form.set_values({"steps": 20})
 
 A field's kind comes from its annotation (int, float, bool, str, or one of them or None), its
-bounds and choices from the job's `param(minimum=, maximum=, choices=)`, its help from
-`param(help=)` or from the `helps` the caller gives (TrainConfig's fields have no metadata).
+help, bounds and choices from its declaration (`param(help=, minimum=, maximum=, choices=)`:
+a job's parameters, or TrainConfig's and ExtractConfig's settings).
 An optional number (`int | None`) shows its lowest value as "default".
 """
 
@@ -64,9 +64,7 @@ def _kind(annotation: Any) -> tuple[str, bool]:
     return kind, optional
 
 
-def field_specs(cls: type, names: list[str], helps: dict[str, str] | None = None,
-                labels: dict[str, str] | None = None,
-                bounds: dict[str, tuple[float, float]] | None = None,
+def field_specs(cls: type, names: list[str], labels: dict[str, str] | None = None,
                 scientific: tuple[str, ...] = ()) -> list[FieldSpec]:
     """Specs of `names` (in that order) of the dataclass `cls`."""
     hints = typing.get_type_hints(cls)
@@ -78,11 +76,11 @@ def field_specs(cls: type, names: list[str], helps: dict[str, str] | None = None
         meta = f.metadata or {}
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        low, high = (bounds or {}).get(name, (meta.get("minimum"), meta.get("maximum")))
+        low, high = meta.get("minimum"), meta.get("maximum")
         choices = tuple(meta.get("choices") or ())
         out.append(FieldSpec(
             name=name, label=(labels or {}).get(name, name.replace("_", " ").capitalize()),
-            help=(helps or {}).get(name, str(meta.get("help", ""))),
+            help=str(meta.get("help", "")),
             kind="choice" if choices else kind, default=default, optional=optional,
             minimum=low, maximum=high, choices=choices, scientific=name in scientific))
     return out

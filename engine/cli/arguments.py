@@ -13,7 +13,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
-from engine.jobs.declaration import JobParams, field_label
+from engine.jobs.declaration import DeclaredSettings, JobParams, field_label
 
 _SCALARS = (int, float, str)
 
@@ -38,11 +38,17 @@ def _help(f: Any) -> str:
         not isinstance(f.default, bool) and f.default != ""
     if shown and "default" not in text:
         text += f" (default {f.default})"
+    if f.default is True:  # its flag switches it off
+        text = f"switch off (on by default): {text}"
     return text
 
 
-def add_params_arguments(parser: argparse.ArgumentParser, params: type[JobParams],
+def add_params_arguments(parser: argparse.ArgumentParser,
+                         params: type[JobParams] | type[DeclaredSettings],
                          skip: tuple[str, ...] = ()) -> None:
+    """An argument per field of `params` (a job's parameters, or a group of settings such
+    as TrainConfig); a true-by-default switch is `--no-NAME` unless the field names its
+    flag."""
     hints = typing.get_type_hints(params)
     for f in fields(params):  # type: ignore[arg-type]
         meta = f.metadata
@@ -62,7 +68,7 @@ def add_params_arguments(parser: argparse.ArgumentParser, params: type[JobParams
         flag = meta.get("flag") or f"--{field_label(f.name)}"
         if tp is bool:
             if f.default is True:
-                flag = f"--no-{field_label(f.name)}"
+                flag = meta.get("flag") or f"--no-{field_label(f.name)}"
                 parser.add_argument(flag, dest=f.name, action="store_const", const=False,
                                     default=None, help=kwargs["help"])
             else:
@@ -79,17 +85,23 @@ def add_params_arguments(parser: argparse.ArgumentParser, params: type[JobParams
         parser.add_argument(flag, dest=f.name, type=tp, default=None, **kwargs)
 
 
-def params_from_args(params: type[JobParams], args: argparse.Namespace,
-                     **extra: Any) -> JobParams:
-    """The typed parameters from parsed arguments; `extra` sets fields the command computes
-    itself (it wins over a flag)."""
+def given_values(params: type[JobParams] | type[DeclaredSettings],
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of `params` given on the command line (a flag not given is left out, so
+    the dataclass default, or a resumed run's stored value, holds)."""
     values: dict[str, Any] = {}
     for f in fields(params):  # type: ignore[arg-type]
         value = getattr(args, f.name, None)
         if value is not None:
             values[f.name] = value
-    values.update({k: v for k, v in extra.items()})
-    return params(**values)
+    return values
+
+
+def params_from_args(params: type[JobParams], args: argparse.Namespace,
+                     **extra: Any) -> JobParams:
+    """The typed parameters from parsed arguments; `extra` sets fields the command computes
+    itself (it wins over a flag)."""
+    return params(**{**given_values(params, args), **extra})
 
 
 def resumed_run_id(resume: str | None, project: str,

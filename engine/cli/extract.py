@@ -3,6 +3,8 @@ extraction run (`--resume [RUN_ID]`).
 
     mycanvas extract PROJECT PHOTO --concepts mochi:cat,rex:dog \\
         [--box mochi X0 Y0 X1 Y1 ...] [--steps N] [--iterations N]
+
+Its settings' flags are ExtractConfig's declared fields (engine.cli.arguments).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.cli.arguments import add_params_arguments, resumed_run_id
+from engine.cli.arguments import add_params_arguments, given_values, resumed_run_id
 from engine.cli.progress import EXIT_OK, run_job_in_cli
 from engine.cli.registry import command
 from engine.errors import InputError
+from engine.extract.config import ExtractConfig
 from engine.extract.jobs import EXTRACT
 
 
@@ -39,31 +42,13 @@ def _concepts(args: argparse.Namespace) -> list[dict[str, Any]]:
     return concepts
 
 
-def _config(args: argparse.Namespace) -> dict[str, Any]:
-    pairs = {"steps": args.steps, "iterations": args.iterations, "seed": args.seed,
-             "resolution": args.resolution, "checkpoint_every": args.checkpoint_every,
-             "mixed_precision": args.mixed_precision}
-    config = {k: v for k, v in pairs.items() if v is not None}
-    if args.background_token:
-        config["background_token"] = True
-    return config
-
-
 def _arguments(p: argparse.ArgumentParser) -> None:
     add_params_arguments(p, EXTRACT.params)  # project, photo, profile, device, ...
     p.add_argument("--concepts", metavar="NAME:CLASS,...",
                    help="the concepts in the photo, e.g. mochi:cat,rex:dog")
     p.add_argument("--box", nargs=5, action="append", metavar=("NAME", "X0", "Y0", "X1", "Y1"),
                    help="where a concept is in the photo, in pixels (repeatable)")
-    p.add_argument("--steps", type=int, help="optimiser steps in all (default 400)")
-    p.add_argument("--iterations", type=int, help="EM iterations: E-steps (default 4)")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
-    p.add_argument("--resolution", type=int, help="side in pixels (default: the profile's)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (50)")
-    p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"],
-                   help="auto: bf16 or fp16 on a CUDA GPU, float32 elsewhere")
-    p.add_argument("--background-token", action="store_true",
-                   help="also learn a token for the rest of the photo")
+    add_params_arguments(p, ExtractConfig)
     p.add_argument("--resume", nargs="?", const="last", metavar="RUN_ID",
                    help="continue an extraction run from its last checkpoint (default: the "
                    "latest unfinished one)")
@@ -80,7 +65,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.resume is None and (not args.photo or not args.concepts):
         raise InputError("Give the photo and --concepts NAME:CLASS,... (or --resume)")
     values: dict[str, Any] = {"project": args.project, "photo": args.photo,
-                              "concepts": _concepts(args), "config": _config(args),
+                              "concepts": _concepts(args),
+                              "config": given_values(ExtractConfig, args),
                               "run_id": run_id, "profile": args.profile,
                               "device": args.device}
     for flag in ("start_from_masks", "segment_method"):

@@ -1,14 +1,16 @@
 """EM concept extraction: several concepts, their tokens and their masks learned together,
 from one photo (arXiv 2402.11487, with Break-A-Scene's training loop; run kind "em-extract").
 
-    config.py        ExtractConfig: every setting, validated; where each default comes from
+    config.py        ExtractConfig: every setting declared (help, bounds), validated; where
+                     each default comes from
     attention.py     capture the cross-attention maps of chosen layers, with gradients
     losses.py        subset sampling, union masks, masked diffusion loss, attention loss
     prompts.py       prompts tokenised piece by piece: where each concept's token sits
     mask_ops.py      the photo's square frame, exclusive labels, cleaning, previews
     crf.py           dense CRF refinement on the photo's colours (pydensecrf2)
     estep.py         the E-step: masks from attention maps (our design, documented there)
-    model.py         what trains (tokens; k/v in phase two), the M-step, the E-step's maps
+    model.py         the fine-tuning core (engine.train) with the two phases' optimisers,
+                     the M-step, the E-step's maps
     initial.py       iteration 0's masks: boxes (segmentation stage), project masks, words
     iterations.py    each iteration's masks and figures in the run's folder; read back
     runner.py        one run: the trainer engine.train's loop drives, the E-steps, the end

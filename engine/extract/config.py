@@ -18,61 +18,81 @@ and each says which:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from engine.checks import check_number, check_whole
+from engine.checks import check_whole
 from engine.errors import InputError
+from engine.jobs.declaration import DeclaredSettings, param
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 MAX_STEPS = 1_000_000
 
 
-@dataclass(frozen=True)
-class ExtractConfig:
-    # --- the schedule
-    steps: int = 400  # optimiser steps in all (the budget); fewer when the masks converge
-    iterations: int = 4  # E-steps: one after every steps/iterations optimiser steps
-    phase_one_steps: int | None = None  # tokens only; None: half the steps
-    # --- optimisation
-    token_learning_rate: float = 5e-4  # phase one
-    weights_learning_rate: float = 1e-5  # phase two: the tokens and the k/v weights
-    weight_decay: float = 1e-2  # on the k/v weights only
-    max_grad_norm: float = 1.0
-    attention_loss_weight: float = 1e-2
-    seed: int = 0
-    # --- data
-    resolution: int | None = None  # None: the model profile's resolution
-    hflip: bool = True  # the photo and its masks are mirrored together at random
-    background_token: bool = False  # also learn a token for what is no concept
-    # --- the E-step (engine.extract.estep)
-    estep_timesteps: tuple[int, ...] = (200, 400, 600)
-    mask_threshold: float = 0.5
-    mask_blend: float = 0.7  # weight of the new estimate against the previous mask
-    converge_iou: float = 0.95
-    crf_iterations: int = 5
-    # --- speed and memory
-    mixed_precision: str = "auto"
-    gradient_checkpointing: bool = False
-    # --- the run
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
+@dataclass(frozen=True, kw_only=True)
+class ExtractConfig(DeclaredSettings):
+    """Every setting of a run, each with its help, bounds and choices: the CLI's flags and
+    the Extract page's form are made from them."""
 
-    def __post_init__(self) -> None:
-        check_whole("steps", self.steps, 1, MAX_STEPS)
+    KIND = "extraction"
+
+    # --- the schedule
+    steps: int = param(400, minimum=1, maximum=MAX_STEPS, help=(
+        "optimiser steps in all (fewer when the masks stop changing)"))
+    iterations: int = param(4, minimum=1, maximum=MAX_STEPS, help=(
+        "EM iterations: how often the masks are estimated again from what was learned "
+        "(at most the steps)"))
+    phase_one_steps: int | None = param(None, minimum=0, maximum=MAX_STEPS, help=(
+        "steps that learn the tokens only, before the k/v weights join (default: half the "
+        "steps)"))
+    # --- optimisation
+    token_learning_rate: float = param(5e-4, minimum=0.0, above_minimum=True, maximum=1.0,
+                                       help="the learning rate of phase one (the tokens)")
+    weights_learning_rate: float = param(1e-5, minimum=0.0, above_minimum=True, maximum=1.0,
+                                         help="the learning rate of phase two (the tokens "
+                                              "and the k/v weights)")
+    weight_decay: float = param(1e-2, minimum=0.0, maximum=1.0,
+                                help="AdamW's weight decay, on the k/v weights only")
+    max_grad_norm: float = param(1.0, minimum=0.0, maximum=1e6, help="gradient clipping")
+    attention_loss_weight: float = param(1e-2, minimum=0.0, maximum=100.0,
+                                         help="λ: the attention loss's weight")
+    seed: int = param(0, minimum=0, maximum=2**63 - 1,
+                      help="the same seed and settings extract the same run again")
+    # --- data
+    resolution: int | None = param(None, minimum=64, maximum=4096, help=(
+        "side in pixels, a multiple of 64 (default: the model profile's)"))
+    hflip: bool = param(True, help="mirror the photo and its masks together at random")
+    background_token: bool = param(False, help="also learn a token for the rest of the photo")
+    # --- the E-step (engine.extract.estep)
+    estep_timesteps: tuple[int, ...] = param((200, 400, 600), help=(
+        "the noise levels (of 1000) whose attention maps an E-step averages"))
+    mask_threshold: float = param(0.5, minimum=0.0, above_minimum=True, maximum=1.0,
+                                  help="the threshold that turns an E-step's attention "
+                                       "map into a mask")
+    mask_blend: float = param(0.7, minimum=0.0, above_minimum=True, maximum=1.0,
+                              help="weight of the new mask estimate against the previous mask")
+    converge_iou: float = param(0.95, minimum=0.0, maximum=1.0, help=(
+        "the masks converged (the run stops early) when each overlaps its previous one this "
+        "much"))
+    crf_iterations: int = param(5, minimum=0, maximum=50,
+                                help="passes of the dense CRF that refines each mask")
+    # --- speed and memory
+    mixed_precision: str = param("auto", choices=MIXED_PRECISION, help=(
+        "auto: bf16 or fp16 on a CUDA GPU, bf16 autocast on a CPU with bf16 units, float32 "
+        "elsewhere"))
+    gradient_checkpointing: bool = param(False, help="less memory, slower")
+    # --- the run
+    checkpoint_every: int = param(50, minimum=1, maximum=MAX_STEPS,
+                                  help="steps between checkpoints")
+    keep_checkpoints: int = param(2, minimum=1, maximum=100,
+                                  help="how many of the last checkpoints are kept")
+
+    def check(self) -> None:
         check_whole("iterations", self.iterations, 1, self.steps)
         if self.phase_one_steps is not None:
             check_whole("phase_one_steps", self.phase_one_steps, 0, self.steps)
-        check_number("token_learning_rate", self.token_learning_rate, 0.0, 1.0, low_open=True)
-        check_number("weights_learning_rate", self.weights_learning_rate, 0.0, 1.0, low_open=True)
-        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
-        check_number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        check_number("attention_loss_weight", self.attention_loss_weight, 0.0, 100.0)
-        check_whole("seed", self.seed, 0, 2**63 - 1)
-        if self.resolution is not None:
-            check_whole("resolution", self.resolution, 64, 4096)
-            if self.resolution % 64:
-                raise InputError(f"resolution must be a multiple of 64, got {self.resolution}")
+        if self.resolution is not None and self.resolution % 64:
+            raise InputError(f"resolution must be a multiple of 64, got {self.resolution}")
         steps = tuple(self.estep_timesteps) if isinstance(self.estep_timesteps, (list, tuple)) \
             else ()
         if not steps:
@@ -82,18 +102,6 @@ class ExtractConfig:
         if len(steps) > 8:
             raise InputError("estep_timesteps must be a list of 1 to 8 timesteps")
         object.__setattr__(self, "estep_timesteps", steps)
-        check_number("mask_threshold", self.mask_threshold, 0.0, 1.0, low_open=True)
-        check_number("mask_blend", self.mask_blend, 0.0, 1.0, low_open=True)
-        check_number("converge_iou", self.converge_iou, 0.0, 1.0)
-        check_whole("crf_iterations", self.crf_iterations, 0, 50)
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise InputError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}; "
-                             f"got {self.mixed_precision!r}")
-        check_whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
-        check_whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
-        for name in ("hflip", "background_token", "gradient_checkpointing"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def phase_two_from(self) -> int:
@@ -106,20 +114,6 @@ class ExtractConfig:
                 for i in range(self.iterations)]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = super().to_dict()
         data["estep_timesteps"] = list(self.estep_timesteps)
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ExtractConfig:
-        """A config from JSON values; unknown keys are refused by name."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"Unknown extraction setting(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    def with_changes(self, **changes: Any) -> ExtractConfig:
-        return ExtractConfig.from_dict({**self.to_dict(), **changes})
-

@@ -14,7 +14,6 @@ run (Project.provisional). Torch is imported when a run starts, not with this mo
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
@@ -137,24 +136,17 @@ def _outcome(result: dict[str, Any]) -> dict[str, Any]:
         "masks": {c["token"]: c["mask_id"] for c in result["concepts"]}}
 
 
-def _pipeline_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*.safetensors") if p.is_file())
-
-
 def _extract(ctx: JobContext, project: Project, run: Run, cfg: ExtractConfig,
              snapshot: ExtractSnapshot, setup: Any, method: str) -> dict[str, Any]:
     from engine.extract.runner import RunSetup, run_extraction
-    from engine.models.loaders import load_text_to_image
-    from engine.train import plan_precision
+    from engine.train import load_base_pipeline
 
     plan = setup.device
     assert plan is not None and run.id is not None
-    precision = plan_precision(plan.device, cfg.mixed_precision)
     folder = setup.role_path("base")
-    ctx.progress(0, cfg.steps, "loading the base model")
-    # A fresh pipeline: the run changes it (tokens, k/v), so it is never the warm cache's.
-    ctx.models.make_room(plan.device, _pipeline_bytes(folder))
-    pipe = load_text_to_image(folder, plan.device, precision.weight_dtype)
+    # bf16 autocast where the device plan computes in it (a CPU with bf16 units), as training
+    base = load_base_pipeline(ctx, plan, folder, cfg.mixed_precision, cfg.steps, "Extraction")
+    pipe, precision = base.pipe, base.precision
     run_setup = RunSetup(pipe=pipe, precision=precision, stage=setup, segment_method=method,
                          base_model={"profile": setup.profile.name, "folder": str(folder)})
     return run_extraction(ctx, project, run.id, cfg, snapshot, run_setup)

@@ -1,10 +1,10 @@
 """The model an extraction trains, its M-step, and the attention maps its E-step reads.
 
-What trains: one new embedding row per concept token (and the background token, when
-asked), from engine.train's tokens (the embedding matrix stays frozen and out of the
-optimiser, which is what Break-A-Scene's "restore every other row after each step" is for);
-in phase two also the k/v of every cross-attention layer, set up as the fine-tuning stage
-does (engine.train.train_cross_attention_kv). Each phase has its own AdamW
+What trains is the fine-tuning stage's core (engine.train.FineTuningModel): one new
+embedding row per concept token (and the background token, when asked; the embedding matrix
+stays frozen and out of the optimiser, which is what Break-A-Scene's "restore every other
+row after each step" is for), and in phase two also the k/v of every cross-attention layer.
+Each phase has its own AdamW
 (engine.train.OptimiserStep): phase one over the rows at token_learning_rate, phase two
 over rows and k/v at weights_learning_rate, started fresh at the phase boundary.
 
@@ -36,41 +36,26 @@ from engine.extract.losses import (
 from engine.extract.prompts import TokenisedPrompt, concept_prompt
 from engine.train import (
     ConceptRef,
+    FineTuningModel,
     OptimiserStep,
     Precision,
-    add_concept_tokens,
     draw_latents,
     encode_latent_stats,
     noised_prediction,
     step_generator,
-    train_cross_attention_kv,
 )
 
-TOKEN_ROWS_KEY = "token_embeddings"
 
-
-class ExtractionModel:
+class ExtractionModel(FineTuningModel):
     """A StableDiffusionPipeline set up for EM extraction (see the module doc). `refs` are
     the concepts in order, then the background token's, if any."""
 
     def __init__(self, pipe: Any, refs: Sequence[ConceptRef], precision: Precision,
                  cfg: ExtractConfig) -> None:
-        from diffusers import DDPMScheduler
-
-        self.pipe, self.cfg, self.precision = pipe, cfg, precision
-        self.unet, self.vae, self.text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
-        self.tokenizer = pipe.tokenizer
+        self.cfg = cfg
         self.refs = list(refs)
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        for model in (self.unet, self.vae, self.text_encoder):
-            model.requires_grad_(False)
-            model.eval()
-        self.added = add_concept_tokens(self.tokenizer, self.text_encoder,
-                                        [r.token for r in self.refs],
-                                        [r.class_word for r in self.refs], precision.device)
-        self.kv_layers, self._hooks = train_cross_attention_kv(self.unet)
-        if cfg.gradient_checkpointing:
-            self.unet.enable_gradient_checkpointing()
+        super().__init__(pipe, [r.token for r in self.refs], [r.class_word for r in self.refs],
+                         precision, cfg.gradient_checkpointing)
         self.phase = 0
         self.optimiser: OptimiserStep = self._start_phase(1)
         self.latent_mean: torch.Tensor | None = None  # [2, C, h, w]: photo, mirror
@@ -106,24 +91,6 @@ class ExtractionModel:
         if phase != self.phase:
             self._start_phase(phase)
 
-    # ------------------------------------------------------------------ state
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        state = {f"{name}.weight": layer.weight.detach().cpu().clone()
-                 for name, layer in self.kv_layers.items()}
-        state[TOKEN_ROWS_KEY] = self.added.rows.detach().cpu().clone()
-        return state
-
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for name, layer in self.kv_layers.items():
-                layer.weight.copy_(state[f"{name}.weight"])
-            self.added.rows.copy_(state[TOKEN_ROWS_KEY])
-
-    def token_rows(self) -> dict[str, torch.Tensor]:
-        """For engine.train.export_concepts, with kv_layers and unet."""
-        return self.added.rows_by_token()
-
     # ------------------------------------------------------------------ the photo
 
     def encode_photo(self, square: np.ndarray) -> None:
@@ -154,9 +121,8 @@ class ExtractionModel:
             self._prompts[key] = concept_prompt(self.tokenizer, [self.refs[i] for i in key])
         return self._prompts[key]
 
-    def encode_text(self, ids: list[int]) -> torch.Tensor:
-        with self.precision.autocast():
-            return self.text_encoder(torch.tensor([ids], device=self.precision.device))[0]
+    def encode_prompt(self, ids: list[int]) -> torch.Tensor:
+        return self.encode_text(torch.tensor([ids]))
 
     # ------------------------------------------------------------------ the M-step
 
@@ -170,7 +136,7 @@ class ExtractionModel:
         latents = draw_latents(self.latent_mean[flip:flip + 1], self.latent_std[flip:flip + 1],
                                gen, self.vae.config.scaling_factor)
         prompt = self.prompt(order)
-        states = self.encode_text(prompt.ids)
+        states = self.encode_prompt(prompt.ids)
         with capture.recording():
             out = noised_prediction(self.unet, self.noise_scheduler, latents, states, gen,
                                     precision=self.precision)
@@ -207,7 +173,7 @@ class ExtractionModel:
         t = torch.tensor(timesteps)
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
         dev = self.precision.device
-        states = self.encode_text(prompt.ids).expand(len(which), -1, -1)
+        states = self.encode_prompt(prompt.ids).expand(len(which), -1, -1)
         with torch.no_grad(), capture.recording(), self.precision.autocast():
             pred = self.unet(noisy.to(dev, self.precision.weight_dtype), t.to(dev),
                              states).sample.float().cpu()

@@ -60,7 +60,7 @@ def export_run(model: ExtractionModel, paths: RunPaths, run_id: int, cfg: Extrac
                               "separate_background": PLAIN.separate_background},
         "photo": {"name": snapshot.photo_name, "sha256": snapshot.photo_sha256},
         "iterations": trainer.iteration, "converged": trainer.converged_at is not None,
-        "config": cfg.to_dict(),
+        "config": cfg.to_dict(), "training_precision": model.precision.computes_in,
     }
     export_concepts(model, paths.export, manifest)
 

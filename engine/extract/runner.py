@@ -185,7 +185,8 @@ class ExtractionTrainer:
         if set(saved.trainable) != expected:
             raise InputError(f"{where} does not fit this model (other layers or tokens)")
         self.model.enter_phase(self.model.phase_of(int(saved.state["step"])))
-        self.model.load_trainable_state(saved.trainable)
+        self.model.load_trainable_state({k: v for k, v in saved.trainable.items()
+                                         if k != MASKS_KEY})
         self.model.optimiser.load_state(saved.optimiser, saved.state.get("scaler"))
         self.iteration = int(saved.state.get("iteration", 0))
         self.converged_at = saved.state.get("converged_at")

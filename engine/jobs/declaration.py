@@ -28,22 +28,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Generic, TypeVar
 
+from engine.checks import check_number, check_whole
 from engine.errors import InputError
 
 P = TypeVar("P", bound="JobParams")
+S = TypeVar("S", bound="DeclaredSettings")
 
 
 def param(default: Any = MISSING, *, help: str, default_factory: Any = MISSING,
           flag: str | None = None, positional: bool = False, cli: bool = True,
           choices: tuple[Any, ...] | None = None, metavar: str | None = None,
           minimum: float | None = None, maximum: float | None = None,
-          nargs: str | int | None = None) -> Any:
+          nargs: str | int | None = None, above_minimum: bool = False) -> Any:
     """A parameter field. `help` is shown by the CLI and the window; `cli=False` keeps a field
-    off the command line (it is filled from the settings); `minimum`/`maximum` bound numbers,
-    `choices` any value."""
+    off the command line (it is filled from the settings); `minimum`/`maximum` bound numbers
+    (`above_minimum`: the minimum itself is refused), `choices` any value."""
     meta = {"help": help, "flag": flag, "positional": positional, "cli": cli,
             "choices": choices, "metavar": metavar, "minimum": minimum, "maximum": maximum,
-            "nargs": nargs}
+            "nargs": nargs, "above_minimum": above_minimum}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -140,8 +142,10 @@ class JobParams:
                 raise InputError(f"{label} must be one of {allowed}, got {value!r}")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 low, high = meta.get("minimum"), meta.get("maximum")
-                if low is not None and value < low:
-                    raise InputError(f"{label} must be at least {low:g}, got {value!r}")
+                if low is not None and (value < low or
+                                        (meta.get("above_minimum") and value == low)):
+                    above = "more than" if meta.get("above_minimum") else "at least"
+                    raise InputError(f"{label} must be {above} {low:g}, got {value!r}")
                 if high is not None and value > high:
                     raise InputError(f"{label} must be at most {high:g}, got {value!r}")
             object.__setattr__(self, f.name, value)
@@ -173,6 +177,66 @@ class JobParams:
             if f.name == name:
                 return str(f.metadata.get("help", ""))
         raise KeyError(name)
+
+
+class DeclaredSettings:
+    """Base of a group of settings that a job's parameters carry as one mapping (TrainConfig,
+    ExtractConfig: a run stores the mapping it started with, and a resume reads it back).
+    Its fields are declared with `param()` like a job's, so the CLI's flags and the window's
+    forms are made from them; each is checked when made, in engine.checks' wording with the
+    field's own name. `KIND` names the group in the error for an unknown key."""
+
+    KIND: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            _check_setting(f.name, getattr(self, f.name), hints.get(f.name, Any), f.metadata)
+        self.check()
+
+    def check(self) -> None:
+        """Checks across fields; a subclass raises InputError naming what is wrong."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]  # a dataclass subclass
+
+    @classmethod
+    def from_dict(cls: type[S], data: Mapping[str, Any] | None) -> S:
+        """The settings from JSON values; unknown keys are refused by name (a typo would
+        otherwise silently run with the default)."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})  # type: ignore[arg-type]
+        if unknown:
+            raise InputError(f"Unknown {cls.KIND} setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def with_changes(self: S, **changes: Any) -> S:
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
+def _check_setting(name: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> None:
+    """One declared setting checked by its type, bounds and choices (engine.checks' words)."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union,
+                                                               types.UnionType) else (tp,)
+    if value is None and type(None) in options:
+        return
+    base = next((o for o in options if o is not type(None)), Any)
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{name} must be true or false, got {value!r}")
+    elif base is int:
+        check_whole(name, value, -2**63 if low is None else int(low),
+                    2**63 - 1 if high is None else int(high))
+    elif base is float:
+        check_number(name, value, -math.inf if low is None else low,
+                     math.inf if high is None else high,
+                     low_open=bool(meta.get("above_minimum")))
+    elif base is str and not isinstance(value, str):
+        raise InputError(f"{name} must be text, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise InputError(f"{name} must be one of {', '.join(map(str, meta['choices']))}; "
+                         f"got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,13 +10,16 @@ Parts for any run kind:
     runs.py              a run's record, folder and status; resume by id; latest unfinished
     checkpoints.py       atomic checkpoints, pruning, resume
     precision.py         dtypes and autocast per device
+    fine_tuning.py       the core any trainer shares: what trains (cross-attention k/v, one
+                         row per new token), its state, loading the base model in its precision
 
 Custom Diffusion:
 
-    config.py            TrainConfig: every setting, validated; the Gen4Gen switches documented
+    config.py            TrainConfig: every setting declared (help, bounds, choices), validated;
+                         the Gen4Gen switches documented
     prompts.py           training prompts (global token, repeated tokens, separate background)
     data.py              dataset snapshot, cached latents (+ flips), masks, class images
-    custom_diffusion.py  what trains (cross-attention k/v, one row per new token) and the loss
+    custom_diffusion.py  the fine-tuning core with Custom Diffusion's optimiser and loss
     export.py            the diffusers layout + our manifest; loading it back
     runner.py            one run: caches, the trainer the loop drives, the export
     training_job.py      the `train` job
@@ -75,7 +78,9 @@ _PARTS = {
     "latest_checkpoint": "engine.train.checkpoints",
     "export_concepts": "engine.train.export",
     "apply_concepts": "engine.train.export",
-    "train_cross_attention_kv": "engine.train.custom_diffusion",
+    "train_cross_attention_kv": "engine.train.fine_tuning",
+    "FineTuningModel": "engine.train.fine_tuning",
+    "load_base_pipeline": "engine.train.fine_tuning",
     "derived_seed": "engine.train.data",
     "step_generator": "engine.train.data",
     "encode_latent_stats": "engine.train.data",
@@ -87,10 +92,14 @@ __getattr__ = lazy_exports(__name__, _PARTS)
 
 if TYPE_CHECKING:
     from engine.train.checkpoints import latest_checkpoint, remove_stale_temp_folders
-    from engine.train.custom_diffusion import train_cross_attention_kv
     from engine.train.data import derived_seed, encode_latent_stats, step_generator
     from engine.train.diffusion_step import draw_latents, noised_prediction, weighted_mse
     from engine.train.export import apply_concepts, export_concepts
+    from engine.train.fine_tuning import (
+        FineTuningModel,
+        load_base_pipeline,
+        train_cross_attention_kv,
+    )
     from engine.train.loop import LoopSchedule, MetricsLog, Trainer, TrainerState, run_loop
     from engine.train.optimiser import OptimiserStep
     from engine.train.precision import Precision, plan_precision
@@ -102,6 +111,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "AddedTokens",
     "ConceptRef",
+    "FineTuningModel",
     "LoopSchedule",
     "MetricsLog",
     "OptimiserStep",
@@ -125,6 +135,7 @@ __all__ = [
     "latest_checkpoint",
     "latest_resumable_run",
     "latest_unfinished_run",
+    "load_base_pipeline",
     "new_run",
     "noised_prediction",
     "open_run",

@@ -22,115 +22,111 @@ the word "photo"; the repeat count is 2.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
-from engine.checks import check_number, check_whole
 from engine.errors import InputError
+from engine.jobs.declaration import DeclaredSettings, param
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CHANNELS_LAST = ("auto", "on", "off")
 MAX_STEPS = 1_000_000
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(DeclaredSettings):
+    """Every setting of a run, each with its help, bounds and choices: the CLI's flags and
+    the Train page's form are made from them (engine.cli.arguments, desktop_app's
+    params_form)."""
+
+    KIND = "training"
+
     # --- optimisation
-    steps: int = 500  # Custom Diffusion: ~250 per concept, 500 for multi-concept
-    learning_rate: float = 1e-5
-    scale_lr: bool = True  # lr × batch size × accumulation, as Custom Diffusion does
-    batch_size: int = 2
-    gradient_accumulation: int = 1
-    lr_warmup_steps: int = 0
-    weight_decay: float = 1e-2  # on the k/v weights only; the token rows get none
-    max_grad_norm: float = 1.0
-    seed: int = 0
+    steps: int = param(500, minimum=1, maximum=MAX_STEPS, help=(
+        "how long to train: Custom Diffusion uses about 250 steps per concept, 500 for "
+        "several together; more steps learn more detail but take longer"))
+    learning_rate: float = param(1e-5, flag="--lr", minimum=0.0, above_minimum=True,
+                                 maximum=1.0, help=(
+        "how big each learning step is, before it is multiplied by the batch size: too high "
+        "and the pictures break up, too low and the concepts do not stick"))
+    scale_lr: bool = param(True, help="multiply the learning rate by the batch size and the "
+                                      "accumulation, as Custom Diffusion does")
+    batch_size: int = param(2, minimum=1, maximum=64, help=(
+        "training pictures per step: more is steadier and needs more memory"))
+    gradient_accumulation: int = param(1, flag="--accumulation", minimum=1, maximum=256,
+                                       help="micro-batches added up into one step")
+    lr_warmup_steps: int = param(0, minimum=0, maximum=MAX_STEPS,
+                                 help="steps over which the learning rate rises from zero")
+    weight_decay: float = param(1e-2, minimum=0.0, maximum=1.0,
+                                help="AdamW's weight decay, on the k/v weights only (the "
+                                     "token rows get none)")
+    max_grad_norm: float = param(1.0, minimum=0.0, maximum=1e6, help="gradient clipping")
+    seed: int = param(0, minimum=0, maximum=2**63 - 1,
+                      help="the same seed and settings train the same run again")
     # --- data
-    resolution: int | None = None  # None: the model profile's resolution
-    hflip: bool = True  # each item is used as is or mirrored (both latents are cached)
+    resolution: int | None = param(None, minimum=32, maximum=4096, help=(
+        "training side in pixels, a multiple of 8 (default: the model profile's)"))
+    hflip: bool = param(True, help="use each item as it is and mirrored (both latents are "
+                                   "cached)")
     # Dataset items built with test models (a profile with test_models, e.g. tiny: their
     # pictures are noise) are left out of a run on a real profile unless this is on; a run
     # on a test profile always uses them.
-    include_test_pictures: bool = False
+    include_test_pictures: bool = param(False, help=(
+        "also train on dataset items built with the test models (left out of a run on a "
+        "real profile by default: their pictures are noise)"))
     # --- loss
-    masked_loss: bool = False  # weight the loss inside the object masks ...
-    mask_background_weight: float = 0.1  # ... and by this much outside them
-    prior_preservation: bool = False  # regularise with the base model's class images
-    class_images_per_concept: int = 50
-    class_image_steps: int = 30  # denoising steps for making a class image
-    prior_loss_weight: float = 1.0
+    masked_loss: bool = param(False, help=(
+        "learn mostly from inside the objects' masks, less from the background"))
+    mask_background_weight: float = param(0.1, minimum=0.0, maximum=1.0, help=(
+        "with the masked loss: the weight of the loss outside the masks"))
+    prior_preservation: bool = param(False, help=(
+        "also learn from pictures of the plain class word (a cat, a mug) made by the base "
+        "model, so the model does not forget what an ordinary cat looks like; slower: those "
+        "pictures are made first"))
+    class_images_per_concept: int = param(50, minimum=1, maximum=10_000,
+                                          help="with prior preservation: class pictures "
+                                               "per class word")
+    class_image_steps: int = param(30, minimum=1, maximum=1000,
+                                   help="denoising steps for making a class picture")
+    prior_loss_weight: float = param(1.0, minimum=0.0, maximum=100.0,
+                                     help="the weight of the class pictures' loss")
     # --- Gen4Gen prompt strategies (see the module docstring)
-    global_token: bool = True
-    repeat_concept_tokens: bool = True
-    separate_background: bool = True
+    global_token: bool = param(True, flag="--no-global-token", help=(
+        "Gen4Gen: one extra learned word for what all training pictures share (the look of "
+        "several things together), so the concept words do not have to learn it"))
+    repeat_concept_tokens: bool = param(True, flag="--no-repeat-tokens", help=(
+        "Gen4Gen: name each concept twice in the training prompts, which strengthens each "
+        "concept's identity"))
+    separate_background: bool = param(True, flag="--no-separate-background", help=(
+        "Gen4Gen: keep the scene in its own part of the prompt, so the concepts are not "
+        "tied to the backgrounds they were trained on"))
     # --- speed and memory
     # auto: fp16/bf16 on CUDA, bf16 autocast on CPUs with bf16 units (fp32 master weights),
     # fp32 on MPS and other CPUs (engine.train.precision)
-    mixed_precision: str = "auto"
-    gradient_checkpointing: bool = False
+    mixed_precision: str = param("auto", choices=MIXED_PRECISION, help=(
+        "auto: bf16 or fp16 on a CUDA GPU, bf16 autocast on a CPU with bf16 units, float32 "
+        "elsewhere"))
+    gradient_checkpointing: bool = param(False, help="less memory, slower")
     # auto: on for CUDA; off on CPU, where it measured no faster (SD 1.5 size) or slower
     # (tiny) in tests/benchmarks/bench_train.py
-    channels_last: str = "auto"
+    channels_last: str = param("auto", choices=CHANNELS_LAST,
+                               help="the UNet's memory layout: auto is on for CUDA only")
     # --- the run
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    sample_every: int = 100  # 0: no preview samples
-    sample_steps: int = 25
+    checkpoint_every: int = param(100, minimum=1, maximum=MAX_STEPS, help=(
+        "save every this many steps: a stopped or crashed run resumes from the last save"))
+    keep_checkpoints: int = param(2, minimum=1, maximum=100,
+                                  help="how many of the last checkpoints are kept")
+    sample_every: int = param(100, minimum=0, maximum=MAX_STEPS, help=(
+        "make a sample picture every this many steps (0: none); samples show the learning "
+        "as it goes and cost a little time each"))
+    sample_steps: int = param(25, minimum=1, maximum=1000,
+                              help="denoising steps of a sample picture")
 
-    def __post_init__(self) -> None:
-        check_whole("steps", self.steps, 1, MAX_STEPS)
-        check_number("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        check_whole("batch_size", self.batch_size, 1, 64)
-        check_whole("gradient_accumulation", self.gradient_accumulation, 1, 256)
-        check_whole("lr_warmup_steps", self.lr_warmup_steps, 0, MAX_STEPS)
-        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
-        check_number("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        check_whole("seed", self.seed, 0, 2**63 - 1)
-        if self.resolution is not None:
-            check_whole("resolution", self.resolution, 32, 4096)
-            if self.resolution % 8:
-                raise InputError(f"resolution must be a multiple of 8, got {self.resolution}")
-        check_number("mask_background_weight", self.mask_background_weight, 0.0, 1.0)
-        check_whole("class_images_per_concept", self.class_images_per_concept, 1, 10_000)
-        check_whole("class_image_steps", self.class_image_steps, 1, 1000)
-        check_number("prior_loss_weight", self.prior_loss_weight, 0.0, 100.0)
-        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _choice("channels_last", self.channels_last, CHANNELS_LAST)
-        check_whole("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
-        check_whole("keep_checkpoints", self.keep_checkpoints, 1, 100)
-        check_whole("sample_every", self.sample_every, 0, MAX_STEPS)
-        check_whole("sample_steps", self.sample_steps, 1, 1000)
-        for name in ("scale_lr", "hflip", "masked_loss", "prior_preservation", "global_token",
-                     "repeat_concept_tokens", "separate_background", "gradient_checkpointing",
-                     "include_test_pictures"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+    def check(self) -> None:
+        if self.resolution is not None and self.resolution % 8:
+            raise InputError(f"resolution must be a multiple of 8, got {self.resolution}")
 
     @property
     def effective_learning_rate(self) -> float:
         if not self.scale_lr:
             return self.learning_rate
         return self.learning_rate * self.batch_size * self.gradient_accumulation
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
-        """A config from JSON values; unknown keys are refused by name (a typo would
-        otherwise silently train with the default)."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"Unknown training setting(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    def with_changes(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

@@ -27,6 +27,12 @@ class Precision:
     autocast_dtype: torch.dtype | None  # None: no autocast (float32 throughout)
 
     @property
+    def computes_in(self) -> str:
+        """The dtype the run computes in, by name ("bfloat16", "float32"): its manifest's
+        training_precision."""
+        return str(self.autocast_dtype or self.weight_dtype).removeprefix("torch.")
+
+    @property
     def needs_scaler(self) -> bool:
         return self.autocast_dtype == torch.float16
 

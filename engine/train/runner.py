@@ -250,8 +250,7 @@ def run_custom_diffusion(ctx: Any, project: Project, run_id: int, cfg: TrainConf
                               "repeat_concept_tokens": cfg.repeat_concept_tokens,
                               "separate_background": cfg.separate_background},
         "config": cfg.to_dict(),
-        "training_precision": str(setup.precision.autocast_dtype
-                                  or setup.precision.weight_dtype).removeprefix("torch."),
+        "training_precision": setup.precision.computes_in,
     }
     export_concepts(model, paths.export, manifest)
     losses = [r["loss"] for r in MetricsLog(paths.metrics).records() if "loss" in r]

@@ -152,32 +152,16 @@ def _disk_full_named(project: Project, run_id: int) -> Iterator[None]:
                               ) from exc
 
 
-def _pipeline_bytes(folder: Path) -> int:
-    """The size of a pipeline's weight files: what loading it will take, about."""
-    return sum(p.stat().st_size for p in folder.rglob("*.safetensors") if p.is_file())
-
-
 def _train(ctx: JobContext, project: Project, run: Run, cfg: TrainConfig,
            snapshot: DatasetSnapshot, setup: StageSetup, folder: Path) -> dict[str, Any]:
-    from engine.models.loaders import load_text_to_image
-    from engine.train.precision import plan_precision
+    from engine.train.fine_tuning import load_base_pipeline
     from engine.train.runner import RunSetup, run_custom_diffusion
 
     plan = setup.device
     assert plan is not None
     prof = setup.profile
-    precision = plan_precision(plan.device, cfg.mixed_precision, plan.autocast_dtype)
-    if cfg.mixed_precision in ("fp16", "bf16") and precision.autocast_dtype is None:
-        ctx.log(f"{cfg.mixed_precision} needs a CUDA GPU or (bf16) a CPU with bf16 units that "
-                f"the settings do not hold to float32; training in float32 on {plan.device}")
-    elif precision.autocast_dtype is not None:
-        ctx.log(f"Training computes in {str(precision.autocast_dtype).removeprefix('torch.')} "
-                f"autocast, trained weights in float32 ({plan.describe()})")
-    ctx.progress(0, cfg.steps, "loading the base model")
-    # A fresh pipeline: training changes it (tokens, k/v), so it is never the warm cache's.
-    # It needs the room the warm models hold on this device (the inpainter, above all).
-    ctx.models.make_room(plan.device, _pipeline_bytes(folder))
-    pipe = load_text_to_image(folder, plan.device, precision.weight_dtype)
+    base = load_base_pipeline(ctx, plan, folder, cfg.mixed_precision, cfg.steps, "Training")
+    pipe, precision = base.pipe, base.precision
     key = hashlib.sha256(f"{folder.resolve()}|{precision.weight_dtype}".encode()).hexdigest()
     run_setup = RunSetup(pipe=pipe, precision=precision, model_key=key[:12],
                          base_model={"profile": prof.name, "folder": str(folder)}, plan=plan)

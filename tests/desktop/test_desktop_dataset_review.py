@@ -131,7 +131,7 @@ def test_pictures_of_the_test_models_are_marked_and_left_out_on_a_real_profile(r
 def test_training_leaves_test_pictures_out_unless_asked(tmp_path):
     """The engine's side: the snapshot a new run trains on, per profile and switch."""
     from engine.cli import build_parser
-    from engine.cli.train import _cli_config
+    from engine.cli.arguments import given_values
     from engine.train.config import TrainConfig
     from engine.train.data import take_snapshot
     from engine.train.training_job import _new_run
@@ -154,5 +154,5 @@ def test_training_leaves_test_pictures_out_unless_asked(tmp_path):
         with pytest.raises(InputError, match="--include-test-pictures"):
             take_snapshot(project, test_pictures=False)
     args = build_parser().parse_args(["train", str(folder), "--include-test-pictures"])
-    assert _cli_config(args)["include_test_pictures"] is True
+    assert given_values(TrainConfig, args)["include_test_pictures"] is True
     assert TrainConfig.from_dict(TrainConfig().to_dict()).include_test_pictures is False

@@ -211,8 +211,13 @@ class ConceptRemoval:
         """Delete the concept with its photos, masks, scores, the dataset items and layouts
         that use it, in one transaction; then the files no row names any more. Refused
         (ConceptBusyError, nothing changed) while a job runs on data that uses it."""
-        concept = self.concept(concept_id)
         self._refuse_if_busy(concept_id, "delete")
+        return self.drop_concept(concept_id)
+
+    def drop_concept(self, concept_id: int) -> ConceptFootprint:
+        """remove_concept without asking the journal: for the job that made the concept
+        (an extraction that keeps its concepts inside its run)."""
+        concept = self.concept(concept_id)
         with self._tx() as conn:
             footprint = self._footprint(conn, concept)
             items, layouts, files = self._doomed(conn, concept)

@@ -53,8 +53,8 @@ def _new_run(project: Project, params: ExtractParams, cfg: ExtractConfig, profil
     existing = {c.id for c in project.concepts()}
     snapshot = record_concepts(project, specs, source, params.start_from_masks,
                                cfg.background_token)
-    config = {"extract": cfg.to_dict(), "profile": profile,
-              "segment_method": params.segment_method}
+    config: dict[str, Any] = {"extract": cfg.to_dict(), "profile": profile,
+                              "segment_method": params.segment_method}
     if not params.add_concepts:  # the run remembers it, so a resume honours it too
         config["keep_in_run"] = [c.concept_id for c in snapshot.concepts
                                  if c.concept_id not in existing]

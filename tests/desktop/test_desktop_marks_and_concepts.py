@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QStyleOptionViewItem
+from PySide6.QtWidgets import QLabel, QStyleOptionViewItem
 
 from engine.project import Project
 
@@ -118,3 +118,78 @@ def test_the_trash_view_restores_and_empties_after_asking(make_window, qtbot, tm
     assert trash.ids() == [] and "The trash is empty" in trash.status.text()
     assert not trash.empty_button.isEnabled()
     trash.close()
+
+
+def _concept_view(window, folder, token: str):
+    with Project.open(folder) as project:
+        cid = next(c.id for c in project.concepts() if c.token == token)
+    window.state.selected_concept = cid
+    view = window.concepts_page.page
+    assert view.concept_id == cid
+    return view, cid
+
+
+def test_rename_changes_the_token_and_says_what_runs_keep(make_window, qtbot, tmp_path):
+    folder = make_scoring_project(tmp_path / "p")
+    window = make_window(folder)
+    view, cid = _concept_view(window, folder, "<mochi>")
+    said: list[str] = []
+    view.message.connect(said.append)
+    dialog = view.open_rename()
+    note = dialog.findChild(QLabel, "conceptRenameNote")
+    assert "Runs already trained keep the token they were trained on" in note.text()
+    dialog.name_edit.setText("Kitty")
+    dialog.token_edit.setText("<kitty>")
+    dialog.accept()
+    with Project.open(folder) as project:
+        concept = project.concept(cid)
+        assert (concept.name, concept.token) == ("Kitty", "<kitty>")
+    assert view.token_label.text() == "<kitty>" and "Runs already trained keep <mochi>" in said[-1]
+    dialog = view.open_rename()
+    dialog.token_edit.setText("<cup>")  # taken: said, nothing changed
+    dialog.accept()
+    assert "already used" in said[-1]
+    with Project.open(folder) as project:
+        assert project.concept(cid).token == "<kitty>"
+
+
+def test_delete_asks_with_counts_refuses_while_a_job_uses_it_then_deletes(make_window, qtbot,
+                                                                          tmp_path):
+    folder = make_scoring_project(tmp_path / "p")
+    window = make_window(folder)
+    view, cid = _concept_view(window, folder, "<mochi>")
+    said: list[str] = []
+    view.message.connect(said.append)
+    asked: list[str] = []
+
+    def answer(yes: bool):
+        def ask(box) -> bool:
+            asked.append(f"{box.text()} {box.informativeText()}")
+            return yes
+        return ask
+
+    # A job running on the project's data (its journal row, owned by a live process).
+    with Project.open(folder) as project:
+        project.journal_started("busy", "build-dataset", "Build the dataset",
+                                {"project": str(folder)})
+    view.ask = answer(True)
+    qtbot.mouseClick(view.delete_button, Qt.MouseButton.LeftButton)
+    assert asked == [] and "while a job runs" in said[-1] and "Build the dataset" in said[-1]
+    with Project.open(folder) as project:
+        project.journal_ended("busy", "finished")
+        assert cid in [c.id for c in project.concepts()]
+
+    view.ask = answer(False)  # "Keep it"
+    qtbot.mouseClick(view.delete_button, Qt.MouseButton.LeftButton)
+    assert "2 photos" in asked[-1] and "4 masks" in asked[-1] and "3 layouts" in asked[-1]
+    assert "stay in the gallery" in asked[-1]
+    with Project.open(folder) as project:
+        assert cid in [c.id for c in project.concepts()]
+
+    view.ask = answer(True)
+    qtbot.mouseClick(view.delete_button, Qt.MouseButton.LeftButton)
+    with Project.open(folder) as project:
+        assert [c.token for c in project.concepts()] == ["<cup>", "<rocket>"]
+        assert project.layouts() == [] and project.photos(cid) == []
+    assert "Deleted Mochi <mochi>" in said[-1]
+    assert window.concepts.count() == 2  # the concept list followed

@@ -1,0 +1,77 @@
+"""A concept's name and token changed, or the concept deleted, from the Concepts page: the
+rename dialog says what a new token means for runs already trained (they keep the token they
+were trained on), and the delete confirmation counts what goes and what stays
+(engine/project/concept_removal.py; `mycanvas concept rename|delete` does the same)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def token_note(old_token: str) -> str:
+    return (f"A new token is what new prompts, dataset captions and training use. Runs "
+            f"already trained keep the token they were trained on: prompts for them still "
+            f"say {old_token}.")
+
+
+class ConceptRenameDialog(QDialog):
+    """The concept's new name and token."""
+
+    def __init__(self, concept: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("conceptRename")
+        self.setWindowTitle(f"Rename {concept.name}")
+        self.name_edit = QLineEdit(concept.name)
+        self.name_edit.setObjectName("conceptRenameName")
+        self.token_edit = QLineEdit(concept.token)
+        self.token_edit.setObjectName("conceptRenameToken")
+        self.token_edit.setToolTip("lowercase letters, digits, '-' or '_' inside angle "
+                                   "brackets, e.g. <mochi>")
+        note = QLabel(token_note(concept.token))
+        note.setObjectName("conceptRenameNote")
+        note.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Name", self.name_edit)
+        form.addRow("Token", self.token_edit)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(note)
+        lay.addWidget(buttons)
+
+    def values(self) -> tuple[str, str]:
+        return self.name_edit.text().strip(), self.token_edit.text().strip()
+
+
+def concept_delete_box(footprint: Any, parent: QWidget | None = None) -> QMessageBox:
+    """The confirmation of a concept delete: what goes, what stays; No is the default."""
+    box = QMessageBox(parent)
+    box.setObjectName("conceptDeleteConfirm")
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(f"Delete {footprint.name}")
+    box.setText(f"Delete the concept {footprint.name} {footprint.token}?")
+    goes = "".join(f"<li>{part}</li>" for part in footprint.goes())
+    stays = "".join(f"<li>{part}</li>" for part in footprint.stays())
+    box.setInformativeText(
+        f"This removes:<ul>{goes}</ul>"
+        + (f"What stays:<ul>{stays}</ul>" if stays else "")
+        + "This cannot be undone.")
+    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.button(QMessageBox.StandardButton.Yes).setText("Delete")
+    box.button(QMessageBox.StandardButton.No).setText("Keep it")
+    return box

@@ -2,7 +2,8 @@
 extraction, job "extract"). Choose a photo (one of the project's, or a file), name each
 concept with its class word and draw its box or click on it; watch each concept's mask change
 iteration by iteration; fix a mask (the mask editor) and run again from the fixed masks. The
-concepts join the concept list, and the run can generate pictures (Generate step).
+concepts join the concept list (asked first when they are new to the project: they can stay
+only inside the run), and the run can generate pictures (Generate step).
 
 While the job runs, a timer reads the run's finished iterations (runs/<id>/masks/iter-NNN,
 engine.extract.read_iterations) off the GUI thread; extract_iterations.IterationView shows them.
@@ -33,6 +34,7 @@ from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_photo
 from desktop_app.widgets.box_canvas import BoxCanvas
+from desktop_app.widgets.concept_edit import KEEP_IN_RUN, add_concepts_box
 from desktop_app.widgets.extract_iterations import IterationView
 from desktop_app.widgets.jobs_panel import eta_text
 from desktop_app.widgets.mask_editor import MaskEditor
@@ -300,9 +302,15 @@ class ExtractPage(QWidget):
         project = self.state.project
         if project is None or self.job is not None:
             return
+        new = [str(c["name"]) for c in concepts
+               if project.concept_by_name(str(c.get("name", ""))) is None]
+        choice = self.ask_add_concepts(new) if new else "add"
+        if choice is None:
+            return
         try:
             params = self.state.job_params(
                 EXTRACT, photo=photo, concepts=concepts, start_from_masks=True,
+                add_concepts=choice != KEEP_IN_RUN,
                 config={"steps": self.steps.value(),
                         "iterations": min(self.rounds.value(), self.steps.value()),
                         "checkpoint_every": max(1, self.steps.value() // 4)})
@@ -319,6 +327,12 @@ class ExtractPage(QWidget):
         self.status.setText("Starting: loading the model…")
         self.timer.start()
 
+    def ask_add_concepts(self, names: list[str]) -> str | None:
+        """Add the new concepts to the project, or keep them in the run (None: cancel)."""
+        box, meanings = add_concepts_box(names, self)
+        box.exec()
+        return meanings.get(box.clickedButton())
+
     def _job_event(self, event: JobEvent) -> None:
         if isinstance(event, JobProgress):
             self.status.setText(f"{event.message} · {event.fraction:.0%} · "
@@ -334,6 +348,11 @@ class ExtractPage(QWidget):
                 self.result_concepts = list(event.result.concepts)
                 self.status.setText(event.result.summary().splitlines()[0] + " The concepts "
                                     "are in the concept list; generate with this run.")
+                if not event.result.added_to_project:  # their records left with them
+                    self.result_concepts = []
+                    self.status.setText(event.result.summary().splitlines()[0] + " The "
+                                        "concepts are kept only inside this run: generate "
+                                        "with it.")
             elif isinstance(event, JobFailed):
                 self.status.setText(for_window(event.reason))
             else:

@@ -1,7 +1,9 @@
 """A concept's name and token changed, or the concept deleted, from the Concepts page: the
 rename dialog says what a new token means for runs already trained (they keep the token they
 were trained on), and the delete confirmation counts what goes and what stays
-(engine/project/concept_removal.py; `mycanvas concept rename|delete` does the same)."""
+(engine/project/concept_removal.py; `mycanvas concept rename|delete` does the same). And the
+Extract step's question: add the concepts new to the project to its list, or keep them only
+inside the extraction run (`mycanvas extract --no-add-concepts`)."""
 
 from __future__ import annotations
 
@@ -75,3 +77,27 @@ def concept_delete_box(footprint: Any, parent: QWidget | None = None) -> QMessag
     box.button(QMessageBox.StandardButton.Yes).setText("Delete")
     box.button(QMessageBox.StandardButton.No).setText("Keep it")
     return box
+
+
+ADD, KEEP_IN_RUN = "add", "keep-in-run"
+
+
+def add_concepts_box(names: list[str], parent: QWidget | None = None
+                     ) -> tuple[QMessageBox, dict[Any, str]]:
+    """Extract's question before a run with concepts new to the project; the box and what
+    each of its buttons means (ADD, KEEP_IN_RUN; Cancel: none)."""
+    box = QMessageBox(parent)
+    box.setObjectName("extractAddConcepts")
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("Add the concepts to the project?")
+    listed = ", ".join(names)
+    box.setText(f"{listed} {'is' if len(names) == 1 else 'are'} new to this project.")
+    box.setInformativeText(
+        "Add them to the concept list (with this photo and the masks the run finds), or keep "
+        "them only inside this extraction run: its export keeps their tokens, so you can "
+        "generate with the run, and the concept list stays as it is.")
+    add = box.addButton("Add to the concept list", QMessageBox.ButtonRole.AcceptRole)
+    keep = box.addButton("Keep only in this run", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(add)
+    return box, {add: ADD, keep: KEEP_IN_RUN}

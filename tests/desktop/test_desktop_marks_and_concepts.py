@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QLabel, QStyleOptionViewItem
 
 from engine.project import Project
 
+from qt_helpers import wait_for_jobs  # isort: skip
 from scoring_project import make_scoring_project  # isort: skip
 
 
@@ -193,3 +194,42 @@ def test_delete_asks_with_counts_refuses_while_a_job_uses_it_then_deletes(make_w
         assert project.layouts() == [] and project.photos(cid) == []
     assert "Deleted Mochi <mochi>" in said[-1]
     assert window.concepts.count() == 2  # the concept list followed
+
+
+def test_extract_asks_before_adding_new_concepts(make_window, qtbot, tmp_path, photos):
+    folder = tmp_path / "p"
+    window = make_window(folder, create=True)
+    page = window.extract_page
+    window.steps.setCurrentWidget(page)
+    page.use_file(photos["chelsea"])
+    qtbot.waitUntil(lambda: not page.canvas.image.isNull(), timeout=20_000)
+    page.add_concept("Mochi", "cat")
+    page.canvas.set_box("Mochi", (0.3, 0.05, 0.95, 0.95))
+    page.steps.setValue(2)
+    page.rounds.setValue(1)
+    asked: list[list[str]] = []
+
+    def answer(choice):
+        return lambda names: asked.append(names) or choice
+
+    page.ask_add_concepts = answer(None)  # Cancel: nothing starts
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    assert asked == [["Mochi"]] and page.job is None and window.project.runs() == []
+
+    page.ask_add_concepts = answer("keep-in-run")
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    wait_for_jobs(qtbot, window)
+    assert "kept only inside this run" in page.status.text(), page.status.text()
+    assert window.project.concepts() == [] and window.concepts.count() == 0
+    assert [r.status for r in window.project.runs("em-extract")] == ["finished"]
+    assert not page.fix_button.isEnabled()
+
+    page.ask_add_concepts = answer("add")
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    wait_for_jobs(qtbot, window)
+    assert [c.name for c in window.project.concepts()] == ["Mochi"]
+    assert window.concepts.count() == 1 and len(asked) == 3
+    # Known concepts are not asked about again.
+    qtbot.mouseClick(page.again_button, Qt.MouseButton.LeftButton)
+    wait_for_jobs(qtbot, window)
+    assert len(asked) == 3

@@ -8,6 +8,7 @@ scikit-image sample photos imported as concepts, masks from the classical fallba
 plus a box for the rocket), layouts from the real planner model, a dataset built on the `tiny`
 profile (its pictures are noise, and the window says so), a short training run, pictures
 generated from it (one batch layout-guided) and scored, and a short extraction from one photo.
+Last, the gallery's trash view and the confirmation of a concept delete.
 Then the window is opened offscreen (or on Xvfb when DISPLAY is set) and each screen is
 grabbed. Settings and recent projects go
 to a temporary folder, never to the user's; the tiny models are built in the app's data
@@ -213,6 +214,7 @@ def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> Non
     shots.shoot(window, "6-dataset-review")
 
     shoot_new_pages(window, photos, shots)
+    shoot_trash_and_concept_delete(window, shots)
 
     window.open_settings()
     shots.shoot(window.settings_dialog, "7-settings")
@@ -289,6 +291,31 @@ def shoot_new_pages(window, photos: dict[str, Path], shots: Shooter) -> None:
     shots.wait_until(lambda: window.banner.isVisible())
     shots.shoot(window, "15-first-run")
     window.state.settings = replace(window.settings, profile="tiny")
+
+
+def shoot_trash_and_concept_delete(window, shots: Shooter) -> None:
+    """The gallery's Trash view (two rated pictures deleted; put back afterwards) and the
+    confirmation of a concept delete, which counts what goes and what stays."""
+    from desktop_app.widgets.concept_edit import concept_delete_box
+
+    gallery = window.gallery_page
+    window.steps.setCurrentWidget(gallery)
+    ids = [image.id for image in gallery.model.images[:2]]
+    gallery.rate(ids, 4)
+    gallery.project_call("trash_generations", ids)
+    trash = gallery.open_trash()
+    assert trash is not None
+    shots.shoot(trash, "16-gallery-trash")
+    trash.restore()
+    trash.close()
+
+    window.steps.setCurrentWidget(window.concepts_page)
+    concept = window.project.concept_by_name("Mochi")
+    window.state.selected_concept = concept.id
+    box = concept_delete_box(window.project.concept_footprint(concept.id), window)
+    box.show()
+    shots.shoot(box, "17-concept-delete")
+    box.close()
 
 
 def main(argv: list[str]) -> int:

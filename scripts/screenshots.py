@@ -105,11 +105,12 @@ def make_project(root: Path, photos: dict[str, Path]) -> Path:
     with Project.open(folder) as project:
         pictures = project.gallery(sort="oldest")
         project.set_favourite([pictures[1].id, pictures[7].id])
-    run("extract", {**stage, "photo": str(photos["astronaut"]),
+    run("extract", {**stage, "photo": str(photos["astronaut"]), "segment_method": "fallback",
                     "concepts": [{"name": "Astronaut", "class_word": "person",
                                   "box": [140, 20, 430, 512]},
                                  {"name": "Flag", "class_word": "flag",
-                                  "box": [20, 20, 150, 200]}],
+                                  "box": [20, 20, 150, 200], "points": [[60, 60]],
+                                  "labels": [1]}],
                     "config": {"steps": 12, "iterations": 3, "checkpoint_every": 6}})
     return folder
 

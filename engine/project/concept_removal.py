@@ -26,6 +26,7 @@ import contextlib
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ProjectError
@@ -134,6 +135,8 @@ class ConceptRemoval:
 
         def _remove_unnamed(self, rels: list[str]) -> None: ...
 
+        root: Path
+
     # ------------------------------------------------------------------ jobs in the way
 
     def running_jobs(self) -> list[JournalEntry]:
@@ -159,6 +162,18 @@ class ConceptRemoval:
             raise ConceptBusyError(refusal)
 
     # ------------------------------------------------------------------ delete
+
+    def _run_learned(self, run_id: int, concept: Concept) -> bool:
+        """Whether the run's own snapshot (runs/<id>/dataset.json: what it trains or
+        extracts) names the concept."""
+        try:
+            snapshot = json.loads((self.root / "runs" / str(run_id) / "dataset.json")
+                                  .read_text(encoding="utf-8"))
+            return any(isinstance(c, dict) and (c.get("id", c.get("concept_id")) == concept.id
+                                                or c.get("token") == concept.token)
+                       for c in snapshot.get("concepts") or [])
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def _doomed(self, conn: sqlite3.Connection, concept: Concept
                 ) -> tuple[list[int], list[int], list[str]]:
@@ -195,8 +210,8 @@ class ConceptRemoval:
             return int(conn.execute(sql, args).fetchone()[0])
 
         cid = concept.id
-        runs = count("SELECT COUNT(*) FROM runs WHERE instr(config_json, ?)"
-                     " OR instr(COALESCE(dataset_snapshot, ''), ?)", concept.token, concept.token)
+        runs = sum(1 for (run_id,) in conn.execute("SELECT id FROM runs")
+                   if self._run_learned(int(run_id), concept))
         return ConceptFootprint(
             concept_id=cid, name=concept.name, token=concept.token,
             photos=count("SELECT COUNT(*) FROM photos WHERE concept_id = ?", cid),

@@ -2,7 +2,9 @@
 selected concept (its photos with their masks drawn over, how each mask was made).
 
 Both accept dropped photos: on a concept they are added to it, on empty space they start a
-new concept. Both read the project when the AppState says their part of it changed.
+new concept. Both read the project when the AppState says their part of it changed. The
+concept's page renames it (name and token) and deletes it with what was made from it, after
+a confirmation that counts what goes (widgets/concept_edit.py).
 """
 
 from __future__ import annotations

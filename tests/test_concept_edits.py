@@ -170,3 +170,18 @@ def test_cli_concept_rename_show_and_delete(project_folder, capsys):
     assert main(["concept", folder, "delete", "Mochi", "--yes"]) == 0
     assert "Deleted Mochi <kitty>: 2 photos, 4 masks" in capsys.readouterr().out
     assert "<kitty>" not in _ids(project_folder)
+
+
+def test_cli_concept_delete_asks_at_a_terminal(project_folder, capsys, monkeypatch):
+    import io
+
+    answers = iter(["n", "yes"])
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda question: next(answers))
+    assert main(["concept", str(project_folder), "delete", "Cup"]) == 0
+    out = capsys.readouterr().out
+    assert "Delete the concept Cup <cup>? This removes 1 photo" in out and "Nothing deleted" in out
+    assert "<cup>" in _ids(project_folder)
+    assert main(["concept", str(project_folder), "delete", "Cup"]) == 0
+    assert "<cup>" not in _ids(project_folder)

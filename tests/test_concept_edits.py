@@ -55,7 +55,8 @@ def test_footprint_counts_what_goes_and_what_stays(project_folder):
         assert foot.runs == 1 and foot.pictures == 2
         text = foot.describe()
         assert "2 photos, 4 masks, 1 dataset item, 3 layouts" in text
-        assert "1 run trained on it keep" in text and "2 generated pictures stay" in text
+        assert "1 run trained on it keeps its weights and its own record of <mochi>" in text
+        assert "2 generated pictures stay" in text
 
 
 def test_delete_removes_the_concept_with_what_was_built_from_it(project_folder):

@@ -7,8 +7,10 @@ inside the extraction run (`mycanvas extract --no-add-concepts`)."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -42,6 +44,7 @@ class ConceptRenameDialog(QDialog):
                                    "brackets, e.g. <mochi>")
         note = QLabel(token_note(concept.token))
         note.setObjectName("conceptRenameNote")
+        note.setTextFormat(Qt.TextFormat.PlainText)  # a <token> is not a tag
         note.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Name", self.name_edit)
@@ -65,9 +68,10 @@ def concept_delete_box(footprint: Any, parent: QWidget | None = None) -> QMessag
     box.setObjectName("conceptDeleteConfirm")
     box.setIcon(QMessageBox.Icon.Warning)
     box.setWindowTitle(f"Delete {footprint.name}")
+    box.setTextFormat(Qt.TextFormat.PlainText)
     box.setText(f"Delete the concept {footprint.name} {footprint.token}?")
-    goes = "".join(f"<li>{part}</li>" for part in footprint.goes())
-    stays = "".join(f"<li>{part}</li>" for part in footprint.stays())
+    goes = "".join(f"<li>{html.escape(part)}</li>" for part in footprint.goes())
+    stays = "".join(f"<li>{html.escape(part)}</li>" for part in footprint.stays())
     box.setInformativeText(
         f"This removes:<ul>{goes}</ul>"
         + (f"What stays:<ul>{stays}</ul>" if stays else "")
@@ -91,6 +95,7 @@ def add_concepts_box(names: list[str], parent: QWidget | None = None
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle("Add the concepts to the project?")
     listed = ", ".join(names)
+    box.setTextFormat(Qt.TextFormat.PlainText)
     box.setText(f"{listed} {'is' if len(names) == 1 else 'are'} new to this project.")
     box.setInformativeText(
         "Add them to the concept list (with this photo and the masks the run finds), or keep "

@@ -73,9 +73,12 @@ class ConceptFootprint:
 
     def stays(self) -> list[str]:
         out = []
-        if self.runs:
-            out.append(f"{self.runs} run{'s' * (self.runs != 1)} trained on it keep their "
-                       f"weights and their own record of {self.token}")
+        if self.runs == 1:
+            out.append(f"1 run trained on it keeps its weights and its own record of "
+                       f"{self.token}")
+        elif self.runs:
+            out.append(f"{self.runs} runs trained on it keep their weights and their own "
+                       f"record of {self.token}")
         if self.pictures:
             out.append(f"{self.pictures} generated picture{'s' * (self.pictures != 1)} "
                        "stay in the gallery")

@@ -7,7 +7,7 @@ confirmation that counts what goes, refused while a job uses it."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtGui import QImage, QPainter, QTextDocument
 from PySide6.QtWidgets import QLabel, QStyleOptionViewItem
 
 from engine.project import Project
@@ -165,7 +165,9 @@ def test_delete_asks_with_counts_refuses_while_a_job_uses_it_then_deletes(make_w
 
     def answer(yes: bool):
         def ask(box) -> bool:
-            asked.append(f"{box.text()} {box.informativeText()}")
+            shown = QTextDocument()  # as the box renders it: a <token> must not vanish
+            shown.setHtml(box.informativeText())
+            asked.append(f"{box.text()} {shown.toPlainText()}")
             return yes
         return ask
 
@@ -183,7 +185,7 @@ def test_delete_asks_with_counts_refuses_while_a_job_uses_it_then_deletes(make_w
     view.ask = answer(False)  # "Keep it"
     qtbot.mouseClick(view.delete_button, Qt.MouseButton.LeftButton)
     assert "2 photos" in asked[-1] and "4 masks" in asked[-1] and "3 layouts" in asked[-1]
-    assert "stay in the gallery" in asked[-1]
+    assert "stay in the gallery" in asked[-1] and "Delete the concept Mochi <mochi>?" in asked[-1]
     with Project.open(folder) as project:
         assert cid in [c.id for c in project.concepts()]
 

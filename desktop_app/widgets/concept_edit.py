@@ -68,8 +68,8 @@ def concept_delete_box(footprint: Any, parent: QWidget | None = None) -> QMessag
     box.setObjectName("conceptDeleteConfirm")
     box.setIcon(QMessageBox.Icon.Warning)
     box.setWindowTitle(f"Delete {footprint.name}")
-    box.setTextFormat(Qt.TextFormat.PlainText)
-    box.setText(f"Delete the concept {footprint.name} {footprint.token}?")
+    box.setTextFormat(Qt.TextFormat.RichText)  # for both texts: each name escaped
+    box.setText(html.escape(f"Delete the concept {footprint.name} {footprint.token}?"))
     goes = "".join(f"<li>{html.escape(part)}</li>" for part in footprint.goes())
     stays = "".join(f"<li>{html.escape(part)}</li>" for part in footprint.stays())
     box.setInformativeText(

@@ -166,8 +166,9 @@ def test_delete_asks_with_counts_refuses_while_a_job_uses_it_then_deletes(make_w
     def answer(yes: bool):
         def ask(box) -> bool:
             shown = QTextDocument()  # as the box renders it: a <token> must not vanish
-            shown.setHtml(box.informativeText())
-            asked.append(f"{box.text()} {shown.toPlainText()}")
+            shown.setHtml(f"<p>{box.text()}</p>{box.informativeText()}")
+            assert box.textFormat() == Qt.TextFormat.RichText
+            asked.append(shown.toPlainText())
             return yes
         return ask
 

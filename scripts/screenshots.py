@@ -9,6 +9,7 @@ scikit-image sample photos imported as concepts, masks from the classical fallba
 plus a box for the rocket), layouts from the real planner model, a dataset built on the `tiny`
 profile (its pictures are noise, and the window says so), a short training run, pictures
 generated from it (one batch layout-guided) and scored, and a short extraction from one photo.
+Then the gallery's trash view and the confirmation of a concept delete.
 Then the window is opened offscreen (or on Xvfb when DISPLAY is set) and each screen is
 grabbed. Last, a training run is cut short as by a quit and resumed from the resume bar: the
 Train page while the resumed run trains. Settings and recent projects go
@@ -109,11 +110,12 @@ def make_project(root: Path, photos: dict[str, Path], full: bool = True) -> Path
     with Project.open(folder) as project:
         pictures = project.gallery(sort="oldest")
         project.set_favourite([pictures[1].id, pictures[7].id])
-    run("extract", {**stage, "photo": str(photos["astronaut"]),
+    run("extract", {**stage, "photo": str(photos["astronaut"]), "segment_method": "fallback",
                     "concepts": [{"name": "Astronaut", "class_word": "person",
                                   "box": [140, 20, 430, 512]},
                                  {"name": "Flag", "class_word": "flag",
-                                  "box": [20, 20, 150, 200]}],
+                                  "box": [20, 20, 150, 200], "points": [[60, 60]],
+                                  "labels": [1]}],
                     "config": {"steps": 12, "iterations": 3, "checkpoint_every": 6}})
     return folder
 
@@ -218,6 +220,7 @@ def shoot_screens(project: Path, photos: dict[str, Path], shots: Shooter) -> Non
     shots.shoot(window, "6-dataset-review")
 
     shoot_new_pages(window, photos, shots)
+    shoot_trash_and_concept_delete(window, shots)
 
     window.open_settings()
     shots.shoot(window.settings_dialog, "7-settings")
@@ -339,11 +342,36 @@ def shoot_resumed_training(project: Path, shots: Shooter) -> None:
     shots.wait_until(lambda: page.chart.point_count() >= points + 8
                      and page.status.text().startswith("Training run")
                      and page.samples.count() >= 2 and not window.thumbs.busy())
-    shots.shoot(window, "16-train-resumed")
+    shots.shoot(window, "18-train-resumed")
     page.cancel()
     shots.wait_until(lambda: not window.jobs.has_running_jobs())
     window.close()
     app.processEvents()
+
+
+def shoot_trash_and_concept_delete(window, shots: Shooter) -> None:
+    """The gallery's Trash view (two rated pictures deleted; put back afterwards) and the
+    confirmation of a concept delete, which counts what goes and what stays."""
+    from desktop_app.widgets.concept_edit import concept_delete_box
+
+    gallery = window.gallery_page
+    window.steps.setCurrentWidget(gallery)
+    ids = [image.id for image in gallery.model.images[:2]]
+    gallery.rate(ids, 4)
+    gallery.project_call("trash_generations", ids)
+    trash = gallery.open_trash()
+    assert trash is not None
+    shots.shoot(trash, "16-gallery-trash")
+    trash.restore()
+    trash.close()
+
+    window.steps.setCurrentWidget(window.concepts_page)
+    concept = window.project.concept_by_name("Mochi")
+    window.state.selected_concept = concept.id
+    box = concept_delete_box(window.project.concept_footprint(concept.id), window)
+    box.show()
+    shots.shoot(box, "17-concept-delete")
+    box.close()
 
 
 def main(argv: list[str]) -> int:

@@ -306,6 +306,28 @@ def test_running_a_finished_run_again_adds_nothing(tiny_models, project_dir, pho
         assert [m.id for m in project.masks()] == masks
 
 
+def test_concepts_kept_only_inside_the_run_leave_the_list_when_it_finishes(
+        tiny_models, project_dir, photo_file):
+    """add_concepts false: the run learns and exports its concepts, the project's list
+    keeps only what it had (here Rex, which was there before, stays)."""
+    from engine.generate import load_run_concepts
+    from engine.project import Project
+
+    with Project.open(project_dir) as project:
+        project.add_concept("Rex", "cup")
+    done = _extract(project_dir, photo_file, _concepts(), FAST, add_concepts=False).result
+    assert not done.added_to_project and "Kept only inside run" in done.summary()
+    with Project.open(project_dir) as project:
+        assert [c.name for c in project.concepts()] == ["Rex"]
+        assert project.photos(project.concepts()[0].id)  # Rex keeps its record of the photo
+        assert {c.token for c in load_run_concepts(project, done.run_id).concepts} == \
+            {"<mochi>", "<rex>"}
+    kept = _extract(project_dir, photo_file, _concepts(), FAST).result  # the default: added
+    assert kept.added_to_project
+    with Project.open(project_dir) as project:
+        assert sorted(c.name for c in project.concepts()) == ["Mochi", "Rex"]
+
+
 # --------------------------------------------------------------------------- bad input
 
 

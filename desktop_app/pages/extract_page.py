@@ -2,7 +2,8 @@
 extraction, job "extract"). Choose a photo (one of the project's, or a file), name each
 concept with its class word and draw its box or click on it; watch each concept's mask change
 iteration by iteration; fix a mask (the mask editor) and run again from the fixed masks. The
-concepts join the concept list, and the run can generate pictures (Generate step).
+concepts join the concept list (asked first when they are new to the project: they can stay
+only inside the run), and the run can generate pictures (Generate step).
 
 While the job runs, a timer reads the run's finished iterations (runs/<id>/masks/iter-NNN,
 engine.extract.read_iterations) off the GUI thread; extract_iterations.IterationView shows them.
@@ -34,6 +35,7 @@ from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_photo
 from desktop_app.widgets.box_canvas import BoxCanvas
+from desktop_app.widgets.concept_edit import KEEP_IN_RUN, add_concepts_box
 from desktop_app.widgets.extract_iterations import IterationView
 from desktop_app.widgets.mask_editor import MaskEditor
 from desktop_app.widgets.params_form import ParamsForm, field_specs
@@ -327,10 +329,15 @@ class ExtractPage(QWidget):
         project = self.state.project
         if project is None or self.job is not None:
             return
+        new = [str(c["name"]) for c in concepts
+               if project.concept_by_name(str(c.get("name", ""))) is None]
+        choice = self.ask_add_concepts(new) if new else "add"
+        if choice is None:
+            return
         try:
             params = self.state.job_params(
                 EXTRACT, photo=photo, concepts=concepts, start_from_masks=True,
-                config=self._config())
+                add_concepts=choice != KEEP_IN_RUN, config=self._config())
             handle = self.jobs.submit(EXTRACT, params, on_event=self._job_event)
         except MyCanvasError as exc:
             self.status.setText(for_window(str(exc)))
@@ -368,6 +375,12 @@ class ExtractPage(QWidget):
         self.job_bindings.on(job, "line", self.status.setText)
         self.timer.start()
 
+    def ask_add_concepts(self, names: list[str]) -> str | None:
+        """Add the new concepts to the project, or keep them in the run (None: cancel)."""
+        box, meanings = add_concepts_box(names, self)
+        box.exec()
+        return meanings.get(box.clickedButton())
+
     def _job_event(self, event: JobEvent) -> None:
         if isinstance(event, JobFinished | JobFailed | JobCancelled):
             self.job_bindings.clear()
@@ -381,6 +394,11 @@ class ExtractPage(QWidget):
                 self.result_concepts = list(event.result.concepts)
                 self.status.setText(event.result.summary().splitlines()[0] + " The concepts "
                                     "are in the concept list; generate with this run.")
+                if not event.result.added_to_project:  # their records left with them
+                    self.result_concepts = []
+                    self.status.setText(event.result.summary().splitlines()[0] + " The "
+                                        "concepts are kept only inside this run: generate "
+                                        "with it.")
             elif isinstance(event, JobFailed):
                 self.status.setText(failure_text(event.reason, event.fields))
             else:

@@ -1,8 +1,10 @@
 """The Gallery: every generated picture in a virtualised grid with its scores; filters (run,
 concept, prompt text, score ranges, favourites, date), sort; a picture large with its concept
-boxes (double-click), two compared side by side; favourite, delete (to the trash, with undo),
-export the selected ones with their recipes; "use this recipe" (only the fields the user
-ticks go to the Generate page); the HTML report (job "report"), opened when written.
+boxes (double-click), two compared side by side; favourite, rate (keys 0-5 on the selected
+pictures or the large view, with undo), delete (to the trash, with undo; the Trash view lists,
+restores and empties it), export the selected ones with their recipes; "use this recipe"
+(only the fields the user ticks go to the Generate page); the HTML report (job "report"),
+opened when written.
 
 Export writes one picture per turn of the event loop, so a large selection never blocks it.
 """
@@ -13,7 +15,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,6 +38,7 @@ from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.state.thumbnails import BackgroundLoader
 from desktop_app.widgets.gallery_view import PictureDialog, RecipeFieldsDialog
+from desktop_app.widgets.trash_view import TrashDialog
 from engine.errors import MyCanvasError
 from engine.jobs import JobEvent, JobFailed, JobFinished
 from engine.project import SORTS, GalleryQuery
@@ -69,6 +72,31 @@ class TrashPictures(QUndoCommand):
 
     def undo(self) -> None:
         self.page.project_call("restore_generations", self.ids)
+
+
+class RatePictures(QUndoCommand):
+    """Give pictures `stars` (0: no rating); undo gives each its rating back."""
+
+    def __init__(self, page: GalleryPage, ids: list[int], stars: int,
+                 before: dict[int, int | None]) -> None:
+        count = len(ids)
+        what = f"rate {count} picture{'s' * (count != 1)}"
+        super().__init__(f"{what} {stars}★" if stars else f"clear the rating of "
+                         f"{count} picture{'s' * (count != 1)}")
+        self.page, self.ids, self.stars, self.before = page, ids, stars, before
+
+    def redo(self) -> None:
+        self.page.project_call("set_rating", self.ids, self.stars or None)
+
+    def undo(self) -> None:
+        by_rating: dict[int | None, list[int]] = {}
+        for gid in self.ids:
+            by_rating.setdefault(self.before.get(gid), []).append(gid)
+        for rating, ids in by_rating.items():
+            self.page.project_call("set_rating", ids, rating)
+
+
+STAR_KEYS = {getattr(Qt.Key, f"Key_{n}"): n for n in range(6)}
 
 
 class GalleryPage(QWidget):
@@ -133,6 +161,7 @@ class GalleryPage(QWidget):
         self.grid.setModel(self.model)
         self.grid.doubleClicked.connect(lambda index: self.open_picture(index.row()))
         self.grid.selectionModel().selectionChanged.connect(lambda *_a: self._selection())
+        self.grid.installEventFilter(self)
 
         self.favourite_button = QPushButton("☆ Favourite")
         self.favourite_button.setObjectName("galleryFavourite")
@@ -147,6 +176,10 @@ class GalleryPage(QWidget):
         self.undo_stack.canUndoChanged.connect(self.undo_button.setEnabled)
         self.undo_stack.undoTextChanged.connect(
             lambda text: self.undo_button.setToolTip(f"Undo {text} (Ctrl+Z)"))
+        self.trash_button = QPushButton("Trash…")
+        self.trash_button.setObjectName("galleryTrashButton")
+        self.trash_button.setToolTip("The deleted pictures: restore them, or empty the trash")
+        self.trash_button.clicked.connect(self.open_trash)
         self.compare_button = QPushButton("Compare")
         self.compare_button.clicked.connect(self.compare_selected)
         self.recipe_button = QPushButton("Use this recipe…")
@@ -185,7 +218,8 @@ class GalleryPage(QWidget):
         filters.setStretchFactor(self.text, 1)
         actions = QHBoxLayout()
         for button in (self.favourite_button, self.delete_button, self.undo_button,
-                       self.compare_button, self.recipe_button, self.export_button):
+                       self.trash_button, self.compare_button, self.recipe_button,
+                       self.export_button):
             actions.addWidget(button)
         actions.addStretch(1)
         actions.addWidget(self.report_button)
@@ -317,12 +351,51 @@ class GalleryPage(QWidget):
     def set_favourite(self, ids: list[int], favourite: bool) -> None:
         self.project_call("set_favourite", ids, favourite)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Keys 0-5 on the grid rate the selected pictures (0 clears)."""
+        if watched is self.grid and event.type() == QEvent.Type.KeyPress:
+            stars = STAR_KEYS.get(event.key())  # type: ignore[attr-defined]
+            if stars is not None and not event.modifiers() & (  # type: ignore[attr-defined]
+                    Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
+                self.rate(self.selected_ids(), stars)
+                return True
+        return super().eventFilter(watched, event)
+
+    def rate(self, ids: list[int], stars: int) -> None:
+        """Give the pictures `stars` (0 clears the rating), undoable."""
+        project = self.state.project
+        if not ids or project is None:
+            return
+        try:
+            before = {gid: project.generation(gid).rating for gid in ids}
+        except MyCanvasError as exc:
+            self.status.setText(str(exc))
+            return
+        self.undo_stack.push(RatePictures(self, ids, stars, before))
+        count = f"{len(ids)} picture{'s' * (len(ids) != 1)}"
+        self.status.setText((f"Rated {count} {'★' * stars}." if stars else
+                             f"Cleared the rating of {count}.") + " Undo: Ctrl+Z.")
+
+    def open_trash(self) -> TrashDialog | None:
+        project = self.state.project
+        if project is None:
+            return None
+        dialog = TrashDialog(project, self._trash_call, self)
+        dialog.open()
+        self.trash = dialog
+        return dialog
+
+    def _trash_call(self, method: str, *args: Any) -> Any:
+        if method == "empty_trash":  # what the undo history could bring back is gone
+            self.undo_stack.clear()
+        return self.project_call(method, *args)
+
     def delete_selected(self) -> None:
         ids = self.selected_ids()
         if ids:
             self.undo_stack.push(TrashPictures(self, ids))
-            self.status.setText(f"{len(ids)} moved to the trash. Undo (Ctrl+Z) brings them "
-                                "back.")
+            self.status.setText(f"{len(ids)} moved to the trash. Undo (Ctrl+Z) or the Trash "
+                                "view brings them back.")
 
     def open_picture(self, row: int) -> None:
         if 0 <= row < len(self.model.images):
@@ -336,6 +409,7 @@ class GalleryPage(QWidget):
     def _dialog(self, images: list[Any]) -> PictureDialog:
         dialog = PictureDialog(images, self)
         dialog.favourite.connect(lambda gid, on: self.set_favourite([gid], on))
+        dialog.rated.connect(lambda gid, stars: self.rate([gid], stars))
         dialog.use_recipe.connect(self.use_recipe)
         dialog.open()
         self.viewer = dialog

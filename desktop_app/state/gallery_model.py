@@ -2,7 +2,7 @@
 (Qt asks for more as the view scrolls: canFetchMore/fetchMore), thumbnails decoded off the
 GUI thread, and a delegate that paints each picture with its badges: CP-CLIP and TI-CLIP,
 "test models" when the tiny test models scored it, a star for a favourite, "layout" for a
-layout-guided picture.
+layout-guided picture, its rating as stars.
 
 Thousands of pictures stay smooth: a page is one SQL query (engine.project GalleryQuery with
 limit/offset), only the cells on screen are painted, and only their thumbnails decoded.
@@ -28,6 +28,7 @@ CELL = QSize(THUMB + 12, THUMB + 40)
 ImageRole = Qt.ItemDataRole.UserRole
 BADGE_BG = QColor(0, 0, 0, 160)
 TEST_BG = QColor(138, 90, 0, 220)
+RATING_BG = QColor(40, 40, 40, 200)
 
 
 SCORE_DECIMALS = 2  # how a score is shown on a badge, and so what a score filter compares
@@ -104,6 +105,8 @@ class GalleryModel(QAbstractListModel):
             lines = [f"#{g.id}: {g.prompt}", f"seed {g.seed} · run {g.run_id or '–'} · "
                      f"{(g.created_at or '').replace('T', ' ')[:16]}",
                      f"CP-CLIP {score_text(image.cp_clip)} · TI-CLIP {score_text(image.ti_clip)}"]
+            if g.rating:
+                lines.append(f"rated {rating_badge(g.rating)} ({g.rating} of 5)")
             if made_by_test_models(image):
                 lines.append("Made with the test models: a picture of noise, kept apart from "
                              "real work.")
@@ -164,12 +167,17 @@ class GalleryModel(QAbstractListModel):
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
 
+def rating_badge(rating: int | None) -> str:
+    """A tile's rating: as many stars as it has ('' when unrated)."""
+    return "★" * rating if rating else ""
+
+
 def _badge(painter: QPainter, rect: QRect, text: str, bg: QColor, right: bool = False,
-           bottom: bool = False) -> None:
+           bottom: bool = False, row: int = 0) -> None:
     metrics = painter.fontMetrics()
     w, h = metrics.horizontalAdvance(text) + 8, metrics.height() + 2
     x = rect.right() - w - 2 if right else rect.left() + 2
-    y = rect.bottom() - h - 2 if bottom else rect.top() + 2
+    y = rect.bottom() - h - 2 if bottom else rect.top() + 2 + row * (h + 2)
     box = QRect(x, y, w, h)
     painter.fillRect(box, bg)
     painter.setPen(Qt.GlobalColor.white)
@@ -213,6 +221,9 @@ class GalleryDelegate(QStyledItemDelegate):
             _badge(painter, frame, "★", QColor(230, 160, 0, 230), right=True)
         elif image.guided:
             _badge(painter, frame, "layout", BADGE_BG, right=True)
+        if image.generation.rating:
+            _badge(painter, frame, rating_badge(image.generation.rating), RATING_BG, right=True,
+                   row=1)
         painter.setPen(option.palette.highlightedText().color()
                        if option.state & QStyle.StateFlag.State_Selected
                        else option.palette.text().color())

@@ -2,7 +2,9 @@
 selected concept (its photos with their masks drawn over, how each mask was made).
 
 Both accept dropped photos: on a concept they are added to it, on empty space they start a
-new concept. Both read the project when the AppState says their part of it changed.
+new concept. Both read the project when the AppState says their part of it changed. The
+concept's page renames it (name and token) and deletes it with what was made from it, after
+a confirmation that counts what goes (widgets/concept_edit.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QStackedWidget,
     QVBoxLayout,
@@ -34,6 +37,7 @@ from desktop_app.widgets.concept_drop import (
     accept_as_copy,
     paths_from_mime,
 )
+from desktop_app.widgets.concept_edit import ConceptRenameDialog, concept_delete_box
 from engine.errors import MyCanvasError
 
 LIST_ICON = 56
@@ -217,6 +221,15 @@ class ConceptPhotosView(QWidget):
             self.concept_id, True))
         self.remove_photo = QPushButton("Remove photo")
         self.remove_photo.clicked.connect(self._remove_photo)
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setObjectName("conceptRenameButton")
+        self.rename_button.setToolTip("Change the concept's name or token")
+        self.rename_button.clicked.connect(self.open_rename)
+        self.delete_button = QPushButton("Delete concept…")
+        self.delete_button.setObjectName("conceptDeleteButton")
+        self.delete_button.setToolTip("Delete the concept with its photos, masks and what was "
+                                      "built from it (asks first, saying what goes)")
+        self.delete_button.clicked.connect(self.delete_concept)
         form = QFormLayout()
         form.addRow("Name", self.name_edit)
         form.addRow("Token", self.token_label)
@@ -225,6 +238,8 @@ class ConceptPhotosView(QWidget):
         for button in (add, self.again, self.remove_photo):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        buttons.addWidget(self.rename_button)
+        buttons.addWidget(self.delete_button)
         detail = QWidget()
         lay = QVBoxLayout(detail)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -343,6 +358,60 @@ class ConceptPhotosView(QWidget):
         except MyCanvasError as exc:
             self.message.emit(str(exc))
             self.name_edit.setText(project.concept(cid).name)
+
+    def open_rename(self) -> ConceptRenameDialog | None:
+        project, cid = self.state.project, self.concept_id
+        if project is None or cid is None:
+            return None
+        dialog = ConceptRenameDialog(project.concept(cid), self)
+        dialog.accepted.connect(lambda: self.rename(cid, *dialog.values()))
+        dialog.open()
+        self.rename_dialog = dialog
+        return dialog
+
+    def rename(self, concept_id: int, name: str, token: str) -> bool:
+        """Give the concept a new name and token; a refusal or bad input is said, nothing
+        changed."""
+        project = self.state.project
+        if project is None:
+            return False
+        try:
+            old = project.concept(concept_id)
+            new = project.rename_concept(concept_id, name, token)
+        except MyCanvasError as exc:
+            self.message.emit(str(exc))
+            return False
+        self.state.touch("concepts", "dataset")
+        if new.token != old.token:
+            self.message.emit(f"{old.name} {old.token} is now {new.name} {new.token}. Runs "
+                              f"already trained keep {old.token}.")
+        return True
+
+    def delete_concept(self) -> bool:
+        """Delete the shown concept with what was made from it, after the confirmation."""
+        project, cid = self.state.project, self.concept_id
+        if project is None or cid is None:
+            return False
+        try:
+            refusal = project.concept_refusal(cid, "delete")
+            if refusal:
+                self.message.emit(refusal)
+                return False
+            box = concept_delete_box(project.concept_footprint(cid), self)
+            if not self.ask(box):
+                return False
+            done = project.remove_concept(cid)
+        except MyCanvasError as exc:
+            self.message.emit(str(exc))
+            return False
+        self.state.selected_concept = None
+        self.state.touch("concepts", "photos", "layouts", "dataset")
+        self.message.emit(f"Deleted {done.name} {done.token}: {', '.join(done.goes())}.")
+        return True
+
+    def ask(self, box: QMessageBox) -> bool:
+        """Show a confirmation; True when the user chose to go on (tests answer instead)."""
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     def _set_class_word(self) -> None:
         project, cid = self.state.project, self.concept_id

@@ -1,13 +1,14 @@
 """One gallery picture large, with each concept's detected box drawn over it and its scores;
 or two side by side to compare. Plus the question "use this recipe": which of the picture's
-settings go to the Generate page (only those: the rest of the page stays as it is)."""
+settings go to the Generate page (only those: the rest of the page stays as it is). Keys 0-5
+rate the picture on show (0 clears), as on the grid."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -29,6 +30,11 @@ RECIPE_FIELDS = (("run", "Run (the concepts)"), ("prompt", "Prompt"),
                  ("guidance", "Guidance"), ("size", "Size"), ("scheduler", "Sampler"),
                  ("layout", "Layout boxes"))
 DEFAULT_FIELDS = ("prompt", "seed")
+
+
+def stars_text(rating: int | None) -> str:
+    """A rating as five stars, filled up to the rating ("not rated" for none)."""
+    return "not rated" if not rating else "★" * rating + "☆" * (5 - rating)
 
 
 def picture_with_boxes(image: Any, side: int = VIEW_SIDE) -> QPixmap:
@@ -70,6 +76,8 @@ def scores_html(image: Any) -> str:
     return (f"<p><b>#{g.id}</b> {g.prompt}</p><p>seed {g.seed} · run {g.run_id or '–'} · "
             f"{'layout-guided' if image.guided else 'no layout'} · "
             f"{(g.created_at or '').replace('T', ' ')[:16]}</p>"
+            f"<p>{stars_text(g.rating)}"
+            f"{' · ★ favourite' if g.favourite else ''}</p>"
             f"<p><b>CP-CLIP</b> {score_text(image.cp_clip)} · <b>TI-CLIP</b> "
             f"{score_text(image.ti_clip)}</p>"
             + (f"<table cellspacing=4><tr><th align=left>Concept</th><th>CP-CLIP</th>"
@@ -93,10 +101,11 @@ class PicturePanel(QWidget):
 
 
 class PictureDialog(QDialog):
-    """One picture (or two, compared); `favourite(id, bool)` and `use_recipe(id)` ask the
-    page to act."""
+    """One picture (or two, compared); `favourite(id, bool)`, `rated(id, stars)` and
+    `use_recipe(id)` ask the page to act."""
 
     favourite = Signal(int, bool)
+    rated = Signal(int, int)  # picture id, stars (0: no rating)
     use_recipe = Signal(int)
 
     def __init__(self, images: list[Any], parent: QWidget | None = None) -> None:
@@ -112,8 +121,12 @@ class PictureDialog(QDialog):
         for panel in self.panels:
             row.addWidget(panel)
         buttons = QHBoxLayout()
+        self.rating = QLabel()
+        self.rating.setObjectName("galleryRating")
         if not compare:
             image = images[0]
+            self.show_rating(image.generation.rating)
+            buttons.addWidget(self.rating)
             star = QPushButton("★ Unfavourite" if image.generation.favourite else "☆ Favourite")
             star.clicked.connect(lambda: (self.favourite.emit(
                 image.id, not image.generation.favourite), self.accept()))
@@ -128,6 +141,17 @@ class PictureDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(row, 1)
         lay.addLayout(buttons)
+
+    def show_rating(self, rating: int | None) -> None:
+        self.rating.setText(f"{stars_text(rating)}  (keys 1-5 rate, 0 clears)")
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        stars = event.key() - Qt.Key.Key_0.value if len(self.images) == 1 else -1
+        if 0 <= stars <= 5 and not event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.rated.emit(self.images[0].id, stars)
+            self.show_rating(stars or None)
+            return
+        super().keyPressEvent(event)
 
 
 class RecipeFieldsDialog(QDialog):

@@ -69,7 +69,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                               "config": given_values(ExtractConfig, args),
                               "run_id": run_id, "profile": args.profile,
                               "device": args.device}
-    for flag in ("start_from_masks", "segment_method"):
+    for flag in ("start_from_masks", "segment_method", "add_concepts"):
         if getattr(args, flag, None) is not None:
             values[flag] = getattr(args, flag)
     print(run_job_in_cli(EXTRACT, EXTRACT.params(**values), args).summary())

@@ -49,10 +49,14 @@ def _new_run(project: Project, params: ExtractParams, cfg: ExtractConfig, profil
     specs = [spec_from_dict(raw, i) for i, raw in enumerate(params.concepts)]
     source = read_photo_source(project, params.photo or "")
     check_specs(project, specs, source, params.start_from_masks)
+    existing = {c.id for c in project.concepts()}
     snapshot = record_concepts(project, specs, source, params.start_from_masks,
                                cfg.background_token)
-    config = {"extract": cfg.to_dict(), "profile": profile,
-              "segment_method": params.segment_method}
+    config: dict[str, Any] = {"extract": cfg.to_dict(), "profile": profile,
+                              "segment_method": params.segment_method}
+    if not params.add_concepts:  # the run remembers it, so a resume honours it too
+        config["keep_in_run"] = [c.concept_id for c in snapshot.concepts
+                                 if c.concept_id not in existing]
     return new_run(project, RUN_KIND, config, snapshot), snapshot
 
 
@@ -101,7 +105,7 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
                 made["run"] = run.id
                 with claim_run(proj, run.id, RUN_KIND):
                     result = _run(ctx, proj, run, cfg, snapshot, setup, params.segment_method)
-            return ExtractedConcepts(**result)
+            return ExtractedConcepts(**result, **_keep_in_run(proj, run.id))
         run = open_run(proj, params.run_id, RUN_KIND)
         with claim_run(proj, params.run_id, RUN_KIND):  # before anything of the run changes
             run, cfg, snapshot = _existing_run(proj, params.run_id, dict(params.config or {}))
@@ -109,7 +113,20 @@ def extract_job(ctx: JobContext, params: ExtractParams) -> ExtractedConcepts:
                                           or run.config.get("profile")))
             method = str(run.config.get("segment_method") or "auto")
             result = _run(ctx, proj, run, cfg, snapshot, setup, method)
-    return ExtractedConcepts(**result)
+        return ExtractedConcepts(**result, **_keep_in_run(proj, params.run_id))
+
+
+def _keep_in_run(proj: Project, run_id: int) -> dict[str, Any]:
+    """A finished run told not to add its concepts (`add_concepts` false): the concepts it
+    made leave the project's list, with their photos and masks; its export keeps them."""
+    made = proj.run(run_id).config.get("keep_in_run")
+    if made is None:
+        return {}
+    known = {c.id for c in proj.concepts()}
+    for concept_id in made:
+        if concept_id in known:
+            proj.drop_concept(concept_id)
+    return {"added_to_project": False}
 
 
 def _run(ctx: JobContext, proj: Project, run: Run, cfg: ExtractConfig,

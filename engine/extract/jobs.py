@@ -30,6 +30,11 @@ class ExtractParams(StageParams):
                                      "weights are here, else GrabCut), sam or fallback")
     config: dict[str, Any] | None = param(None, cli=False,
                                           help="ExtractConfig fields (engine.extract.config)")
+    add_concepts: bool = param(
+        True, help="add the concepts new to the project to its concept list for good; "
+                   "with --no-add-concepts they stay only inside the extraction run (its "
+                   "export keeps their tokens: generate with the run) and leave the list, "
+                   "with their photos and masks, when the run finishes")
     run_id: int | None = param(None, cli=False, minimum=1,
                                help="resume this run instead of starting a new one")
 
@@ -54,6 +59,7 @@ class ExtractedConcepts(JobResult):
     export_dir: str = ""
     run_dir: str = ""
     masks_dir: str = ""  # runs/<id>/masks: iter-NNN/ per iteration (engine.extract.iterations)
+    added_to_project: bool = True  # False: the new concepts live only inside the run
 
     def summary(self) -> str:
         resumed = f" (resumed at step {self.resumed_from})" if self.resumed_from else ""
@@ -66,6 +72,9 @@ class ExtractedConcepts(JobResult):
                 f"mask {c['mask_id']} ({c['area'] * 100:.0f}% of the photo)"
             lines.append(f"  {c['token']} {c['name']} ({c['class_word']}): {where}")
         lines.append(f"Concepts in {self.export_dir}")
+        if not self.added_to_project:
+            lines.append(f"Kept only inside run {self.run_id}: the concepts new to the "
+                         "project were not added to its concept list.")
         return "\n".join(lines)
 
 

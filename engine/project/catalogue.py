@@ -34,6 +34,7 @@ from engine.errors import InputError, ProjectError
 from engine.paths import safe_component
 from engine.project import connection
 from engine.project.class_words import check_class_word
+from engine.project.concept_removal import ConceptRemoval
 from engine.project.connection import CATALOGUE_NAME
 from engine.project.files import FileStore, check_relative
 from engine.project.gallery import GalleryRecords
@@ -135,7 +136,7 @@ def open_catalogues() -> list[Path]:
 
 
 class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJournal,
-              ProvisionalRecords):
+              ProvisionalRecords, ConceptRemoval):
     """An open project. Use Project.create / Project.open, then close() (or `with`).
 
     Every open() is matched by one close(); the connection closes with the last one.
@@ -395,12 +396,29 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
         self._note_added("concepts", concept.id)
         return concept
 
-    def rename_concept(self, concept_id: int, new_name: str) -> Concept:
-        """Change the display name; the token stays, as trained weights refer to it."""
-        clean_name = clean_label(new_name, "Concept name")
+    def rename_concept(self, concept_id: int, new_name: str | None = None,
+                       token: str | None = None) -> Concept:
+        """Change the display name and/or the token. A new token is what new prompts,
+        captions and runs use (the dataset's token captions are rewritten); runs already
+        trained keep the token they were trained on (engine/project/concept_removal.py).
+        A token change is refused while a job runs on data that uses the concept."""
+        old = self.concept(concept_id)
+        clean_name = old.name if new_name is None else clean_label(new_name, "Concept name")
+        if token is not None and token != old.token:
+            if not isinstance(token, str) or not _TOKEN.match(token):
+                raise InputError(
+                    f"Concept token {token!r} must look like <name>: lowercase letters, "
+                    "digits, '-' or '_' inside angle brackets")
+            self._refuse_if_busy(concept_id, "change the token of")
         with self._tx() as conn:
             self._one("concepts", concept_id, "concept")
             self._check_name_free(conn, clean_name, concept_id)
+            if token is not None and token != old.token:
+                if conn.execute("SELECT 1 FROM concepts WHERE token = ?", (token,)).fetchone():
+                    raise InputError(f"Concept token {token!r} is already used")
+                conn.execute("UPDATE concepts SET token = ? WHERE id = ?", (token, concept_id))
+                conn.execute("UPDATE dataset_items SET token_caption = replace(token_caption,"
+                             " ?, ?) WHERE instr(token_caption, ?)", (old.token, token, old.token))
             conn.execute("UPDATE concepts SET name = ? WHERE id = ?", (clean_name, concept_id))
         return self.concept(concept_id)
 

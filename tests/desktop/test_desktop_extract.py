@@ -28,6 +28,7 @@ def test_extraction_shows_masks_per_iteration(make_window, qtbot, tmp_path, phot
     assert concepts[0]["box"] == [0.3 * w, 0.05 * h, 0.95 * w, 0.95 * h]
     page.steps.setValue(4)
     page.rounds.setValue(2)
+    page.ask_add_concepts = lambda names: "add"  # the question before new concepts
     qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
     assert page.cancel_button.isEnabled()
     wait_for_jobs(qtbot, window)

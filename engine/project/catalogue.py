@@ -51,6 +51,15 @@ NAME_MAX_LEN = 64
 # What a concept token looks like ("<mochi>"): the catalogue refuses others, and the window
 # checks a typed token against the same pattern.
 TOKEN_PATTERN = re.compile(r"^<[a-z0-9](?:[a-z0-9_-]{0,46}[a-z0-9])?>$")
+
+
+def check_token(token: object) -> None:
+    """A concept token looks like <name> (what the tokenizer and the prompts expect)."""
+    if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
+        raise InputError(f"Concept token {token!r} must look like <name>: lowercase letters, "
+                         "digits, '-' or '_' inside angle brackets")
+
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Control characters, lone surrogates and line/paragraph separators break one-line labels.
 _BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -376,11 +385,8 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
     def add_concept(self, name: str, class_word: str, token: str | None = None) -> Concept:
         clean_name = clean_label(name, "Concept name")
         clean_class = check_class_word(class_word)
-        if token is not None and (not isinstance(token, str) or not TOKEN_PATTERN.match(token)):
-            raise InputError(
-                f"Concept token {token!r} must look like <name>: lowercase letters, digits, "
-                "'-' or '_' inside angle brackets"
-            )
+        if token is not None:
+            check_token(token)
         with self._tx() as conn:
             self._check_name_free(conn, clean_name, None)
             if token is None:
@@ -405,10 +411,7 @@ class Project(PipelineRecords, GalleryRecords, TrashRecords, GalleryExport, JobJ
         old = self.concept(concept_id)
         clean_name = old.name if new_name is None else clean_label(new_name, "Concept name")
         if token is not None and token != old.token:
-            if not isinstance(token, str) or not _TOKEN.match(token):
-                raise InputError(
-                    f"Concept token {token!r} must look like <name>: lowercase letters, "
-                    "digits, '-' or '_' inside angle brackets")
+            check_token(token)
             self._refuse_if_busy(concept_id, "change the token of")
         with self._tx() as conn:
             self._one("concepts", concept_id, "concept")

@@ -76,6 +76,7 @@ class TrainPage(QWidget):
         self._tail: MetricsTail | None = None
         self._records: list[dict[str, Any]] = []
         self._sample_keys: dict[object, QListWidgetItem] = {}
+        self._form_before: tuple[str, dict[str, Any]] | None = None  # while a run is pinned
         self.preset = QComboBox()
         self.preset.setObjectName("trainPreset")
         for name in (*PRESETS, CUSTOM):
@@ -182,6 +183,37 @@ class TrainPage(QWidget):
         """The TrainConfig fields the form sets."""
         return self.form.values()
 
+    def _pin_settings(self) -> None:
+        """While a run trains (here or elsewhere) the form shows the settings it trains with,
+        read-only; when it ends, the preset and values the form had before come back."""
+        project = self.state.project
+        run_id = self.follow_run if self._live() else None
+        run = None
+        if run_id is not None and project is not None:
+            try:
+                run = project.run(run_id)
+            except MyCanvasError:
+                run = None
+        if run is not None:
+            if self._form_before is None:
+                self._form_before = (self.preset.currentText(), self.form.values())
+            trains_with = run.config.get("train") or {}  # the run's TrainConfig
+            self.form.set_values({k: v for k, v in trains_with.items() if k in MAIN_SETTINGS})
+            why = f"The settings run {run_id} trains with; they can be changed once it ends."
+        elif self._form_before is not None:
+            preset, values = self._form_before
+            self._form_before = None
+            blocked = self.preset.blockSignals(True)
+            self.preset.setCurrentText(preset)
+            self.preset.blockSignals(blocked)
+            self.form.set_values(values)
+            why = ""
+        else:
+            return
+        for widget in (self.form, self.preset):
+            widget.setEnabled(run is None)
+            widget.setToolTip(why)
+
     # ------------------------------------------------------------------ showing
 
     def _project_changed(self) -> None:
@@ -212,6 +244,7 @@ class TrainPage(QWidget):
         runs = [] if project is None else project.runs(RUN_KIND)
         self.runs.show_runs(project, runs)
         self._look_elsewhere(project, runs)
+        self._pin_settings()
         self._explain_readiness()
         self._update_run_buttons()
 
@@ -296,6 +329,7 @@ class TrainPage(QWidget):
             self._tail = None
             return
         self._tail = MetricsTail(project.root / "runs" / str(run_id) / "metrics.jsonl")
+        self._pin_settings()
         self.follow()
 
     # ------------------------------------------------------------------ following a run

@@ -56,6 +56,8 @@ def test_a_run_resumed_from_the_resume_bar_is_shown_and_not_started_twice(
     page = window.train_page
     window.steps.setCurrentWidget(page)
     old_steps = steps_shown(page)
+    chosen = page.form.value("steps")
+    assert chosen != CONFIG["steps"]  # the preset's, not the run's
     queued: list[JobQueued] = []
     window.jobs.event.connect(lambda e: isinstance(e, JobQueued) and e.name == "train"
                               and queued.append(e))
@@ -65,6 +67,9 @@ def test_a_run_resumed_from_the_resume_bar_is_shown_and_not_started_twice(
     assert page.status.text() == f"Resuming run {run_id}…", page.status.text()
     assert not page.start_button.isEnabled() and page.cancel_button.isEnabled()
     assert not page.resume_button.isEnabled()
+    # The form shows the settings the run trains with, read-only while it trains.
+    assert page.form.value("steps") == CONFIG["steps"] and not page.form.isEnabled()
+    assert not page.preset.isEnabled()
     # Its chart, its row and its progress move while it trains.
     before = page.chart.point_count()
     qtbot.waitUntil(lambda: page.chart.point_count() > before + 2, timeout=240_000)
@@ -91,6 +96,8 @@ def test_a_run_resumed_from_the_resume_bar_is_shown_and_not_started_twice(
     assert page.status.text().startswith("Cancelled."), page.status.text()
     assert page.start_button.isEnabled() and not page.cancel_button.isEnabled()
     assert len(queued) == 1
+    # ... and the form the user had comes back, editable.
+    assert page.form.value("steps") == chosen and page.form.isEnabled()
 
 
 def test_a_run_trained_by_another_process_is_followed_and_not_started_again(
@@ -109,6 +116,7 @@ def test_a_run_trained_by_another_process_is_followed_and_not_started_again(
         assert f"process {trainer.pid}" in page.status.text()
         assert not page.start_button.isEnabled()
         assert page.start_button.toolTip() == "Run 1 is training now: wait for it to end."
+        assert page.form.value("steps") == 400 and not page.form.isEnabled()  # its settings
         page.runs.selectRow(0)
         assert not page.resume_button.isEnabled() and not page.delete_button.isEnabled()
         qtbot.waitUntil(lambda: page.chart.point_count() >= 3, timeout=240_000)
@@ -120,6 +128,7 @@ def test_a_run_trained_by_another_process_is_followed_and_not_started_again(
     qtbot.waitUntil(lambda: "training elsewhere" not in page.status.text(), timeout=15_000)
     assert page.status.text().startswith("Run 1 stopped: the process that trained it ended")
     assert page.start_button.isEnabled() and not page.timer.isActive()
+    assert page.form.isEnabled() and page.form.value("steps") != 400  # the user's again
     with Project.open(folder) as project:
         assert run_owner(project, 1) is None
 

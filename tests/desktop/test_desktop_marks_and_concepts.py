@@ -207,7 +207,7 @@ def test_extract_asks_before_adding_new_concepts(make_window, qtbot, tmp_path, p
     page.use_file(photos["chelsea"])
     qtbot.waitUntil(lambda: not page.canvas.image.isNull(), timeout=20_000)
     page.add_concept("Mochi", "cat")
-    page.canvas.set_box("Mochi", (0.3, 0.05, 0.95, 0.95))
+    page.canvas.set_box(page.row_key(0), (0.3, 0.05, 0.95, 0.95))
     page.steps.setValue(2)
     page.rounds.setValue(1)
     asked: list[list[str]] = []

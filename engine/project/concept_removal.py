@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ProjectError
-from engine.project.job_journal import JournalEntry, _entry, owner_alive
+from engine.project.job_journal import JournalEntry
 from engine.project.records import Concept
 
 # Jobs that never read the project's concepts.
@@ -138,15 +138,11 @@ class ConceptRemoval:
 
         def _remove_unnamed(self, rels: list[str]) -> None: ...
 
+        def running_jobs(self) -> list[JournalEntry]: ...
+
         root: Path
 
     # ------------------------------------------------------------------ jobs in the way
-
-    def running_jobs(self) -> list[JournalEntry]:
-        """Jobs running on this project now (their watching process is alive)."""
-        return [_entry(r) for r in self._rows(
-            "SELECT * FROM job_journal WHERE state = 'running' ORDER BY id")
-            if owner_alive(r["owner_pid"], r["owner_started"])]
 
     def concept_refusal(self, concept_id: int, doing: str = "change") -> str | None:
         """Why the concept cannot be changed now (a job runs on data that uses it), or None."""

@@ -120,6 +120,12 @@ class JobJournal:
         rows = self._rows("SELECT * FROM job_journal ORDER BY id DESC LIMIT ?", (int(limit),))
         return [_entry(r) for r in rows]
 
+    def running_jobs(self) -> list[JournalEntry]:
+        """Jobs running on this project now (their watching process is alive)."""
+        return [_entry(r) for r in self._rows(
+            "SELECT * FROM job_journal WHERE state = 'running' ORDER BY id")
+            if owner_alive(r["owner_pid"], r["owner_started"])]
+
     def interrupted_jobs(self) -> list[JournalEntry]:
         """Jobs cut short and not yet resumed or dismissed, oldest first: marked interrupted,
         or still "running" although the process that watched them is gone."""

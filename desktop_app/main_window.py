@@ -49,6 +49,7 @@ from desktop_app.state.project_watch import ProjectWatcher
 from desktop_app.state.thumbnails import BackgroundLoader
 from desktop_app.widgets.concept_drop import accept_as_copy, paths_from_mime
 from desktop_app.widgets.concepts_view import ConceptList
+from desktop_app.widgets.confirm import ask
 from desktop_app.widgets.jobs_panel import JobsPanel
 from desktop_app.widgets.models_banner import ModelsBanner
 from desktop_app.widgets.personalize_bar import PersonalizeBar
@@ -348,12 +349,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ repair and resume
 
     def _offer_repair(self, folder: Path, reason: str) -> None:
-        answer = QMessageBox.question(
-            self, APP_TITLE,
-            f"{reason}\n\nRepair it? The damaged catalogue is kept beside the new one, and "
-            "you will see what was saved and what was lost.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
+        if not ask(self, APP_TITLE,
+                   f"{reason}\n\nRepair it? The damaged catalogue is kept beside the new one, "
+                   "and you will see what was saved and what was lost."):
             return
 
         def done(event: JobEvent) -> None:
@@ -473,13 +471,9 @@ class MainWindow(QMainWindow):
     def ask_before_quit(self, titles: list[str]) -> bool:
         """Whether to quit although jobs are running (tests replace this question)."""
         listed = "\n".join(f"• {t}" for t in titles[:5])
-        answer = QMessageBox.question(
-            self, APP_TITLE,
-            f"These jobs are still running:\n{listed}\n\nQuit anyway? They stop now; when "
-            "you open the project again you can resume them where they stopped.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        return ask(self, APP_TITLE,
+                   f"These jobs are still running:\n{listed}\n\nQuit anyway? They stop now; "
+                   "when you open the project again you can resume them where they stopped.")
 
     def closeEvent(self, event) -> None:
         titles = [t for t in self.jobs.unfinished_titles() if t != "Detect the device"]

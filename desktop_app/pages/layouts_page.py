@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -32,6 +31,7 @@ from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import for_window
 from desktop_app.state.project_reads import concept_cutout
 from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
+from desktop_app.widgets.confirm import ask
 from desktop_app.widgets.layout_editor import (
     MERGE_CAPTION,
     MERGE_SCENE,
@@ -309,9 +309,7 @@ class LayoutsPage(QWidget):
         layout = self.document.layout
         if layout is None:
             return
-        answer = QMessageBox.question(self, "Delete layout",
-                                      f"Delete layout #{layout.id} ({layout.scene})?")
-        if answer == QMessageBox.StandardButton.Yes:
+        if ask(self, "Delete layout", f"Delete layout #{layout.id} ({layout.scene})?"):
             self.delete_layout(layout.id)
 
     def delete_layout(self, layout_id: int) -> None:

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -44,6 +43,7 @@ from desktop_app.state.observable import AppState, Bindings
 from desktop_app.state.plain_words import failure_text, for_window
 from desktop_app.state.thumbnails import BackgroundLoader, render_cutout
 from desktop_app.state.train_settings import CUSTOM, MAIN_SETTINGS, PRESETS
+from desktop_app.widgets.confirm import ask
 from desktop_app.widgets.params_form import ParamsForm, field_specs
 from desktop_app.widgets.runs_list import RunsTable, run_total_steps
 from desktop_app.widgets.train_chart import LossChart, MetricsTail, history_eta
@@ -498,13 +498,9 @@ class TrainPage(QWidget):
 
     def confirm_delete(self, run: Any) -> bool:
         """Asked before a run is deleted (tests answer it)."""
-        answer = QMessageBox.question(
-            self, "Delete run",
-            f"Delete run {run.id} ({run.status}) with its checkpoints, samples and learned "
-            "concepts? Pictures made from it stay in the gallery.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        return ask(self, "Delete run",
+                   f"Delete run {run.id} ({run.status}) with its checkpoints, samples and "
+                   "learned concepts? Pictures made from it stay in the gallery.")
 
     def teardown(self) -> None:
         self.timer.stop()

@@ -16,12 +16,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop_app.widgets.confirm import ask
 from engine.project import GalleryQuery
 
 ICON = 96
@@ -122,10 +122,6 @@ class TrashDialog(QDialog):
 
     def confirm_empty(self, count: int) -> bool:
         """Ask before deleting for good (tests answer instead)."""
-        answer = QMessageBox.question(
-            self, "Empty the trash",
-            f"Delete the {count} picture{'s' * (count != 1)} in the trash, with their scores, "
-            "for good? This cannot be undone.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        return ask(self, "Empty the trash",
+                   f"Delete the {count} picture{'s' * (count != 1)} in the trash, with their "
+                   "scores, for good? This cannot be undone.")

@@ -251,9 +251,9 @@ def shoot_new_pages(window, photos: dict[str, Path], shots: Shooter) -> None:
     window.steps.setCurrentWidget(extract)
     extract.use_file(photos["astronaut"])
     extract.add_concept("Astronaut", "person")
-    extract.canvas.set_box("Astronaut", (0.27, 0.04, 0.84, 1.0))
+    extract.canvas.set_box(extract.row_key(0), (0.27, 0.04, 0.84, 1.0))
     extract.add_concept("Flag", "flag")
-    extract.canvas.set_box("Flag", (0.04, 0.04, 0.29, 0.39))
+    extract.canvas.set_box(extract.row_key(1), (0.04, 0.04, 0.29, 0.39))
     from engine.extract import read_iterations
 
     run_id = window.project.runs("em-extract")[-1].id
